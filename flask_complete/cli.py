@@ -1,0 +1,137 @@
+"""The ``flask complete`` command group: ``config``, ``init`` and the checks."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import secrets
+import typing as t
+from importlib import resources
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from . import config as _config
+from .extension import get_state
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    from flask import Flask
+
+    from .extension import CompleteState
+
+
+class LazyGroup(AppGroup):
+    """A command group whose listed commands are imported only when one of them runs."""
+
+    def __init__(self, *args: t.Any, lazy: dict[str, str] | None = None, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            return t.cast(click.Command, getattr(importlib.import_module(module), attr))
+        return super().get_command(ctx, cmd_name)
+
+
+#: Commands of ``flask complete`` defined in other modules, imported on use.
+_LAZY: dict[str, str] = {}
+
+complete_group = LazyGroup("complete", help="Configure and inspect flask_complete.", lazy=_LAZY)
+
+
+def init_app(app: Flask, state: CompleteState) -> None:
+    """Register ``flask complete`` unless the app already has a command of that name."""
+    if "complete" not in app.cli.commands:
+        app.cli.add_command(complete_group)
+
+
+def _show(key: str, value: t.Any) -> str:
+    shown = _config.redact(key, value)
+    if isinstance(shown, dict | list | bool) or shown is None:
+        return json.dumps(shown, default=str)
+    return str(shown)
+
+
+@complete_group.command("config")
+@click.argument("name", required=False)
+def config_command(name: str | None) -> None:
+    """Show every effective setting and where it came from."""
+    app = current_app
+    state = get_state()
+    values = app.config
+    if name is not None:
+        key = "SQLALCHEMY_DATABASE_URI" if name.upper() == "DATABASE_URL" else name.upper()
+        if key not in values:
+            raise click.UsageError(
+                f"No setting named {name!r}. Run `flask complete config` to list them."
+            )
+        click.echo(_show(key, values[key]))
+        return
+    sources = state.settings.sources
+    click.echo(f"environment: {state.env}   root: {state.root}")
+    width = max(len(k) for k in values)
+    for key in sorted(values):
+        source = sources.get(key, "flask default")
+        click.echo(f"{key:<{width}}  {_show(key, values[key])}  [{source}]")
+    for warning in _warnings(state, values):
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+def _warnings(state: CompleteState, values: t.Mapping[str, t.Any]) -> list[str]:
+    found = []
+    for key, where in sorted(state.settings.shadowed.items()):
+        found.append(
+            f"{key} is set in code, which shadows {where}. Delete it from code to use the file."
+        )
+    for key, before in state.init_values.items():
+        if values.get(key) != before:
+            found.append(
+                f"{key} changed after Complete(app) and has no effect: it is read at init. "
+                "Set it before the call (or in settings.toml)."
+            )
+    found.extend(state.notes)
+    return found
+
+
+_GITIGNORE = (".secrets.toml", ".env", "instance/")
+
+
+@complete_group.command("init")
+def init_command() -> None:
+    """Write settings.toml, .secrets.toml, .env.example and .gitignore entries."""
+    root = get_state().root
+    skeleton = resources.files("flask_complete") / "skeleton"
+    for name in ("settings.toml", ".env.example"):
+        _write_once(root / name, (skeleton / name.lstrip(".")).read_text())
+    secret = secrets.token_urlsafe(48)
+    _write_once(
+        root / ".secrets.toml",
+        "# Secrets: never commit this file (it is in .gitignore).\n"
+        f'[default]\nSECRET_KEY = "{secret}"\n',
+    )
+    gitignore = root / ".gitignore"
+    lines = gitignore.read_text().splitlines() if gitignore.exists() else []
+    missing = [entry for entry in _GITIGNORE if entry not in lines]
+    if missing:
+        with gitignore.open("a") as f:
+            if lines and lines[-1] != "":
+                f.write("\n")
+            f.write("# flask_complete\n" + "".join(f"{entry}\n" for entry in missing))
+        click.echo(f"updated {gitignore.name}: added {', '.join(missing)}")
+    else:
+        click.echo(f"kept    {gitignore.name}: already ignores {', '.join(_GITIGNORE)}")
+
+
+def _write_once(path: Path, text: str) -> None:
+    if path.exists():
+        click.echo(f"kept    {path.name}: it exists")
+        return
+    path.write_text(text)
+    click.echo(f"wrote   {path.name}")

@@ -1,0 +1,431 @@
+"""Layered, environment-aware settings, loaded with Dynaconf and merged into ``app.config``.
+
+Lowest first: bundle ``[default]`` < ``settings.toml [default]`` < bundle ``[<env>]`` <
+``settings.toml [<env>]`` < ``.secrets.toml`` < ``.env`` (development only) < environment
+variables < values the app set in code before the call.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tomllib
+import typing as t
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+from dynaconf import Dynaconf, Validator
+from dynaconf.utils.parse_conf import parse_conf_data
+from dynaconf.validator import ValidationError
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+
+ENVIRONMENTS = ("development", "testing", "production")
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+SETTINGS_FILE = "settings.toml"
+SECRETS_FILE = ".secrets.toml"
+DOTENV_FILE = ".env"
+
+#: Keys read once by ``init_app``; changing them afterwards has no effect.
+INIT_TIME_KEYS = (
+    "SQLALCHEMY_DATABASE_URI",
+    "SQLALCHEMY_ENGINE_OPTIONS",
+    "SQLALCHEMY_BINDS",
+    "SECRET_KEY",
+)
+INIT_TIME_PREFIXES = ("DATABASE_", "CORS_", "COMPLETE_", "AUTH_")
+
+#: Defaults that Flask-SQLAlchemy writes with ``setdefault``: equal values are not "set in code".
+LIBRARY_DEFAULTS: dict[str, t.Any] = {
+    "SQLALCHEMY_DATABASE_URI": None,
+    "SQLALCHEMY_ENGINE_OPTIONS": {},
+    "SQLALCHEMY_ECHO": False,
+    "SQLALCHEMY_BINDS": {},
+    "SQLALCHEMY_RECORD_QUERIES": False,
+    "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+}
+
+#: ``FLASK_*`` variables that belong to the ``flask`` command, not to the settings.
+_CLI_VARIABLES = {"APP", "ENV", "DEBUG", "SKIP_DOTENV", "COMPLETE_ENV"}
+#: 12-factor names honoured without the ``FLASK_`` prefix (the prefixed name wins).
+_UNPREFIXED = ("DATABASE_URL", "SECRET_KEY")
+#: Values never parsed as TOML from the environment: a numeric secret must stay a string.
+_STRING_KEYS = re.compile(r"^(SECRET_KEY|DATABASE_URL|SQLALCHEMY_DATABASE_URI|.*_PASSWORD)$")
+_SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|KEY", re.IGNORECASE)
+_PLACEHOLDER_SECRETS = re.compile(
+    r"^(dev|development|secret|changeme|change[-_ ]?me.*|.*not[-_ ]?secret.*|your[-_ ]?secret.*|"
+    r"replace[-_ ]?me.*|test|testing|password|xxx+)$",
+    re.IGNORECASE,
+)
+MIN_SECRET_BYTES = 32
+
+_forced_env: str | None = None
+
+
+class ConfigError(click.ClickException):
+    """The settings are invalid or unsafe; the message names each setting and the fix."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = ["flask_complete cannot start with these settings:"]
+        lines += [f"  - [{p.id}] {p.message} {p.fix}".rstrip() for p in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the settings: an id, what is wrong, how to fix it."""
+
+    id: str
+    key: str
+    message: str
+    fix: str = ""
+    level: str = "error"
+
+
+@dataclass
+class Settings:
+    """The result of loading: merged values, where each came from, and what went wrong."""
+
+    env: str
+    root: Path
+    values: dict[str, t.Any]
+    sources: dict[str, str]
+    code: dict[str, t.Any]
+    shadowed: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def force_env(env: str | None) -> None:
+    """Pin every app initialised from now on to ``env`` (``None`` lifts it). Used by the pytest
+    plugin so that a whole test run is in ``testing``."""
+    global _forced_env
+    if env is not None and env not in ENVIRONMENTS:
+        raise ValueError(f"unknown environment {env!r}; use one of {', '.join(ENVIRONMENTS)}")
+    _forced_env = env
+
+
+def select_env(explicit: str | None = None) -> str:
+    """The settings environment: ``Complete(env=...)`` > the pytest plugin > ``FLASK_ENV``."""
+    if explicit is not None:
+        source, value = "Complete(env=...)", explicit
+    elif _forced_env is not None:
+        return _forced_env
+    else:
+        source, value = "FLASK_ENV", os.environ.get("FLASK_ENV", "") or "development"
+    env = value.strip().lower()
+    if env not in ENVIRONMENTS:
+        raise ConfigError(
+            [
+                Problem(
+                    "env.unknown",
+                    "FLASK_ENV" if source == "FLASK_ENV" else "env",
+                    f"{source}={value!r} is not an environment.",
+                    f"Use one of: {', '.join(ENVIRONMENTS)}.",
+                )
+            ]
+        )
+    return env
+
+
+def find_root(start: str | os.PathLike[str]) -> Path:
+    """The project root: the nearest folder at or above ``start`` holding ``settings.toml``
+    or ``pyproject.toml``; ``start`` itself when there is none."""
+    start_path = Path(start).resolve()
+    for folder in (start_path, *start_path.parents):
+        if (folder / SETTINGS_FILE).is_file() or (folder / "pyproject.toml").is_file():
+            return folder
+    return start_path
+
+
+def code_values(app: Flask) -> dict[str, t.Any]:
+    """The values the app set in code: those differing from Flask's and the libraries' defaults."""
+    flask_defaults = app.make_config()
+    found = {}
+    for key, value in app.config.items():
+        if key in flask_defaults:
+            if flask_defaults[key] == value:
+                continue
+        elif key in LIBRARY_DEFAULTS and LIBRARY_DEFAULTS[key] == value:
+            continue
+        found[key] = value
+    return found
+
+
+def read_toml(path: Path) -> dict[str, t.Any]:
+    """Parse a TOML file; a syntax error names the file and the line."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(
+            [
+                Problem(
+                    "config.toml",
+                    path.name,
+                    f"{path} is not valid TOML: {e}.",
+                    "Fix the file at that line (strings need quotes, tables [brackets]).",
+                )
+            ]
+        ) from None
+    except OSError as e:
+        raise ConfigError(
+            [Problem("config.read", path.name, f"{path} cannot be read: {e.strerror}.")]
+        ) from None
+
+
+def _sections(data: dict[str, t.Any], label: str) -> dict[str, dict[str, t.Any]]:
+    """Split a settings file into its environment sections; top-level keys are ``default``."""
+    sections: dict[str, dict[str, t.Any]] = {"default": {}}
+    for key, value in data.items():
+        name = key.lower()
+        if name in ("default", *ENVIRONMENTS, "global"):
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    [
+                        Problem(
+                            "config.section",
+                            key,
+                            f"{label}: [{key}] must be a table of settings.",
+                            f"Write it as a section: [{name}] followed by KEY = value lines.",
+                        )
+                    ]
+                )
+            sections.setdefault("default" if name == "global" else name, {}).update(value)
+        else:
+            sections["default"][key] = value
+    return {name: {k.upper(): v for k, v in sec.items()} for name, sec in sections.items()}
+
+
+def _file_layers(env: str, root: Path) -> list[tuple[str, dict[str, t.Any]]]:
+    bundle = _sections(read_toml(DEFAULTS_FILE), "flask_complete defaults")
+    layers = [("flask_complete default", bundle["default"])]
+    user: dict[str, dict[str, t.Any]] = {}
+    if (root / SETTINGS_FILE).is_file():
+        user = _sections(read_toml(root / SETTINGS_FILE), SETTINGS_FILE)
+        layers.append((f"{SETTINGS_FILE} [default]", user.get("default", {})))
+    layers.append((f"flask_complete [{env}]", bundle.get(env, {})))
+    if user:
+        layers.append((f"{SETTINGS_FILE} [{env}]", user.get(env, {})))
+    if (root / SECRETS_FILE).is_file():
+        secrets = _sections(read_toml(root / SECRETS_FILE), SECRETS_FILE)
+        layers.append((f"{SECRETS_FILE} [default]", secrets.get("default", {})))
+        layers.append((f"{SECRETS_FILE} [{env}]", secrets.get(env, {})))
+    return layers
+
+
+def _env_value(key: str, raw: str, store: Dynaconf) -> t.Any:
+    if _STRING_KEYS.match(key.split("__")[0]):
+        return raw
+    return parse_conf_data(raw, tomlfy=True, box_settings=store)
+
+
+def _variables(environ: t.Mapping[str, str]) -> dict[str, str]:
+    """Settings named by environment variables: ``FLASK_X`` -> ``X``, plus the 12-factor names."""
+    found = {name: environ[name] for name in _UNPREFIXED if environ.get(name)}
+    for name, raw in environ.items():
+        if not name.startswith("FLASK_"):
+            continue
+        key = name[6:]
+        if key in _CLI_VARIABLES or key.startswith("RUN_") or not key:
+            continue
+        found[key] = raw
+    return found
+
+
+def _dotenv_values(root: Path) -> dict[str, str]:
+    from dynaconf.vendor.dotenv import dotenv_values
+
+    path = root / DOTENV_FILE
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _validators() -> list[Validator]:
+    ints = ("DATABASE_POOL_SIZE", "DATABASE_MAX_OVERFLOW", "DATABASE_POOL_TIMEOUT")
+    return [
+        Validator("SECRET_KEY", is_type_of=(str, bytes)),
+        Validator("DATABASE_URL", is_type_of=str),
+        Validator("DATABASE_POOL", is_in=("queue", "null")),
+        *(Validator(k, is_type_of=int, gte=0) for k in ints),
+        Validator("DATABASE_POOL_RECYCLE", is_type_of=int, gte=-1),
+        Validator("SQLITE_BUSY_TIMEOUT", is_type_of=int, gte=0),
+        Validator("DATABASE_POOL_PRE_PING", is_type_of=bool),
+        Validator("SQLALCHEMY_ENGINE_OPTIONS", is_type_of=dict),
+        Validator("SQLALCHEMY_BINDS", is_type_of=dict),
+        Validator("MIGRATIONS_DIR", is_type_of=str),
+    ]
+
+
+_EXPECTED = {
+    "DATABASE_POOL": '"queue" or "null"',
+    "DATABASE_POOL_PRE_PING": "true or false",
+    "SQLALCHEMY_ENGINE_OPTIONS": "a table, e.g. {pool_size = 5}",
+    "SQLALCHEMY_BINDS": 'a table of URLs, e.g. {reports = "sqlite:///reports.db"}',
+    "DATABASE_POOL_RECYCLE": "a whole number of seconds, -1 for never",
+}
+
+
+def _check_types(store: Dynaconf, sources: dict[str, str]) -> list[Problem]:
+    problems = []
+    for validator in _validators():
+        (key,) = validator.names
+        if key not in store:
+            continue
+        try:
+            validator.validate(store)
+        except ValidationError:
+            expected = _EXPECTED.get(key)
+            if expected is None:
+                kind = validator.operations.get("is_type_of")
+                expected = "a whole number >= 0" if kind is int else "a string"
+            value = store[key]
+            shown = "***" if _SECRET_NAME.search(key) else repr(value)
+            problems.append(
+                Problem(
+                    "config.type",
+                    key,
+                    f"{key} = {shown} (from {sources.get(key, 'unknown')}) is not valid.",
+                    f"Expected {expected}.",
+                )
+            )
+    for key, value in store.as_dict().items():
+        if key.startswith("COMPLETE_") and key != "COMPLETE_ENV" and not isinstance(value, bool):
+            problems.append(
+                Problem(
+                    "config.type",
+                    key,
+                    f"{key} = {value!r} (from {sources.get(key, 'unknown')}) is not valid.",
+                    "Expected true or false.",
+                )
+            )
+    return problems
+
+
+def load(app: Flask, *, env: str, root: Path) -> Settings:
+    """Load the layers for ``env`` from ``root`` and the environment, and validate them.
+
+    Does not touch ``app.config``; see :func:`apply`.
+    """
+    code = code_values(app)
+    # A plain store: no loaders of its own, so only the layers below reach it, in order.
+    store = Dynaconf(core_loaders=[], loaders=[], environments=False, load_dotenv=False)
+    sources: dict[str, str] = {}
+
+    def put(key: str, value: t.Any, source: str) -> None:
+        key = key.upper()
+        if key == "SQLALCHEMY_DATABASE_URI":
+            key = "DATABASE_URL"
+        top = key.split("__")[0]
+        store.set(key, value)
+        sources[top] = source
+
+    for source, layer in _file_layers(env, root):
+        for key, value in layer.items():
+            put(key, copy.deepcopy(value), source)
+
+    variables = _variables(os.environ)
+    if env == "development":
+        dotenv = _variables(_dotenv_values(root))
+        for key, raw in dotenv.items():
+            if key not in variables:
+                put(key, _env_value(key, raw, store), DOTENV_FILE)
+    dotenv_loaded = _dotenv_values(root) if os.environ.get("FLASK_RUN_FROM_CLI") else {}
+    # Unprefixed first, so that FLASK_X wins over X.
+    for key in sorted(variables, key=lambda k: k not in _UNPREFIXED):
+        prefixed = f"FLASK_{key}"
+        name = prefixed if prefixed in os.environ else key
+        origin = f"env {name}"
+        if dotenv_loaded.get(name) == os.environ[name]:
+            origin += " (from .env, loaded by flask)"
+        put(key, _env_value(key, variables[key], store), origin)
+
+    values = store.as_dict()
+    values.pop("LOAD_DOTENV", None)
+    problems = _check_types(store, sources)
+    settings = Settings(env=env, root=root, values=values, sources=sources, code=code)
+    for key, value in code.items():
+        file_key = "DATABASE_URL" if key == "SQLALCHEMY_DATABASE_URI" else key
+        if file_key in values and values[file_key] != value:
+            settings.shadowed[key] = sources[file_key]
+    settings.problems = problems
+    return settings
+
+
+def apply(app: Flask, settings: Settings) -> None:
+    """Merge the loaded values into ``app.config`` under the values the app set in code."""
+    for key, value in settings.values.items():
+        target = "SQLALCHEMY_DATABASE_URI" if key == "DATABASE_URL" else key
+        if target in settings.code or (key == "DATABASE_URL" and "DATABASE_URL" in settings.code):
+            continue
+        app.config[target] = value
+        settings.sources[target] = settings.sources.get(key, "flask_complete")
+    for key in settings.code:
+        settings.sources[key] = "code"
+    app.config["COMPLETE_ENV"] = settings.env
+    settings.sources["COMPLETE_ENV"] = "environment selection"
+
+
+def check_secret(value: t.Any, env: str, source: str) -> list[Problem]:
+    """Refuse a missing or weak ``SECRET_KEY`` in production."""
+    if env != "production":
+        return []
+    where = (
+        "Set it in the environment (SECRET_KEY=...) or in .secrets.toml; "
+        "`flask complete init` writes a strong one, or use "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+    )
+    if not value:
+        return [Problem("secret.missing", "SECRET_KEY", "SECRET_KEY is not set.", where)]
+    raw = value.encode() if isinstance(value, str) else bytes(value)
+    if isinstance(value, str) and _PLACEHOLDER_SECRETS.match(value.strip()):
+        return [
+            Problem(
+                "secret.placeholder",
+                "SECRET_KEY",
+                f"SECRET_KEY (from {source}) is a known placeholder.",
+                where,
+            )
+        ]
+    if len(raw) < MIN_SECRET_BYTES:
+        return [
+            Problem(
+                "secret.weak",
+                "SECRET_KEY",
+                f"SECRET_KEY (from {source}) is {len(raw)} bytes; production needs at least "
+                f"{MIN_SECRET_BYTES}.",
+                where,
+            )
+        ]
+    return []
+
+
+def redact(key: str, value: t.Any) -> t.Any:
+    """Hide secrets: values of keys naming a secret, and passwords inside database URLs."""
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    if _SECRET_NAME.search(key) and value not in (None, "", b""):
+        return "***"
+    if isinstance(value, dict):
+        return {k: redact(str(k), v) for k, v in value.items()}
+    return value
+
+
+def redact_url(url: t.Any) -> str:
+    """A database URL with its password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
+
+
+def is_init_time_key(key: str) -> bool:
+    """Whether ``key`` is read only at init, so a later change has no effect."""
+    return key in INIT_TIME_KEYS or key.startswith(INIT_TIME_PREFIXES)

@@ -1,0 +1,271 @@
+"""The database: Flask-SQLAlchemy with URLs and engine options chosen per dialect and environment."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import typing as t
+import weakref
+from pathlib import Path
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import DeclarativeBase
+
+from .config import ConfigError, Problem, redact_url
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+
+    from .extension import CompleteState
+
+#: Constraint names from the first migration on, so that later migrations can drop them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Model(DeclarativeBase):
+    """The declarative base of :data:`db`, with :data:`NAMING_CONVENTION`."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+#: The shared Flask-SQLAlchemy instance; declare models on ``db.Model`` before any app exists.
+db = SQLAlchemy(model_class=Model)
+
+#: Drivers bundled as extras, chosen for URLs that name none.
+_DRIVERS = {
+    "postgres": ("postgresql+psycopg", "postgres"),
+    "postgresql": ("postgresql+psycopg", "postgres"),
+    "mysql": ("mysql+pymysql", "mysql"),
+    "mariadb": ("mariadb+pymysql", "mysql"),
+}
+_EXTRA_FOR = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql"}
+_QUEUE_POOL_ONLY = ("pool_size", "max_overflow", "pool_timeout")
+
+
+def normalize_url(url: str | URL, setting: str = "DATABASE_URL") -> str:
+    """Give a driverless URL the bundled driver (``postgres://`` -> ``postgresql+psycopg://``)."""
+    text = str(url) if isinstance(url, URL) else url
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        raise ConfigError(
+            [
+                Problem(
+                    "database.url",
+                    setting,
+                    f"{setting} = {text!r} is not a database URL.",
+                    "Use the form dialect://user:password@host:port/name, "
+                    "e.g. postgresql://app@127.0.0.1/app or sqlite:///app.sqlite3.",
+                )
+            ]
+        )
+    if scheme in _DRIVERS:
+        text = f"{_DRIVERS[scheme][0]}://{rest}"
+    try:
+        parsed = make_url(text)
+    except ArgumentError:
+        raise ConfigError(
+            [
+                Problem(
+                    "database.url",
+                    setting,
+                    f"{setting} = {redact_url(text)!r} is not a database URL.",
+                    "Use the form dialect://user:password@host:port/name.",
+                )
+            ]
+        ) from None
+    if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
+        text = parsed.update_query_dict({"charset": "utf8mb4"}).render_as_string(
+            hide_password=False
+        )
+    return text
+
+
+def default_url(app: Flask, env: str) -> str | None:
+    """The database URL when no setting names one: a SQLite file in the instance folder in
+    development and testing; none in production."""
+    if env == "production":
+        return None
+    name = app.name.rpartition(".")[2]
+    if name in ("__main__", ""):
+        name = "app"
+    return f"sqlite:///{name}-dev.sqlite3"
+
+
+def test_url(url: str) -> str:
+    """The testing database derived from ``url``: ``test_<name>``, or a ``test_<file>`` beside a
+    SQLite file. A name already starting with ``test_`` is kept."""
+    parsed = make_url(url)
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(database)
+        if path.name.startswith("test_"):
+            return url
+        new = str(path.with_name(f"test_{path.name}"))
+    else:
+        if database.startswith("test_"):
+            return url
+        new = f"test_{database}"
+    return parsed.set(database=new).render_as_string(hide_password=False)
+
+
+def engine_options(url: str, config: t.Mapping[str, t.Any], user: t.Mapping[str, t.Any]) -> dict[
+    str, t.Any
+]:
+    """Engine options for ``url``: the bundle's pool defaults for its dialect, under ``user``'s.
+
+    Options a dialect or pool class rejects (``pool_size`` on SQLite or ``NullPool``) are dropped,
+    so one settings block serves every environment.
+    """
+    backend = make_url(url).get_backend_name()
+    options: dict[str, t.Any] = {}
+    null_pool = config.get("DATABASE_POOL", "queue") == "null"
+    if backend != "sqlite":
+        options["pool_pre_ping"] = config.get("DATABASE_POOL_PRE_PING", True)
+        recycle_key = (
+            "DATABASE_MYSQL_POOL_RECYCLE" if backend in ("mysql", "mariadb") else "DATABASE_POOL_RECYCLE"
+        )
+        options["pool_recycle"] = config.get(recycle_key, config.get("DATABASE_POOL_RECYCLE", -1))
+        if null_pool:
+            from sqlalchemy.pool import NullPool
+
+            options["poolclass"] = NullPool
+            if backend == "postgresql":
+                # PgBouncer in transaction mode breaks psycopg's prepared statements.
+                options["connect_args"] = {"prepare_threshold": None}
+        else:
+            options["pool_size"] = config.get("DATABASE_POOL_SIZE", 5)
+            options["max_overflow"] = config.get("DATABASE_MAX_OVERFLOW", 10)
+            options["pool_timeout"] = config.get("DATABASE_POOL_TIMEOUT", 10)
+    merged = {**options, **{str(k).lower(): v for k, v in user.items()}}
+    if "connect_args" in options and "connect_args" in user:
+        merged["connect_args"] = {**options["connect_args"], **user["connect_args"]}
+    poolclass = merged.get("poolclass")
+    if backend == "sqlite" or (poolclass is not None and poolclass.__name__ == "NullPool"):
+        for key in _QUEUE_POOL_ONLY:
+            merged.pop(key, None)
+    return merged
+
+
+def _sqlite_pragmas(busy_timeout: int) -> t.Callable[[t.Any, t.Any], None]:
+    def on_connect(dbapi_connection: t.Any, connection_record: t.Any) -> None:
+        if not isinstance(dbapi_connection, sqlite3.Connection):
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
+            if cursor.execute("PRAGMA database_list").fetchone()[2]:
+                # WAL only for files; an in-memory database has no journal to switch.
+                cursor.execute("PRAGMA journal_mode=WAL")
+        finally:
+            cursor.close()
+
+    return on_connect
+
+
+_forked_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+_fork_hook_registered = False
+
+
+def _dispose_in_child() -> None:
+    for engine in list(_forked_engines):
+        # close=False: the parent still owns those sockets; the child opens its own.
+        engine.dispose(close=False)
+
+
+def _register_for_fork(engine: Engine) -> None:
+    global _fork_hook_registered
+    _forked_engines.add(engine)
+    if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_dispose_in_child)
+        _fork_hook_registered = True
+
+
+def configure(app: Flask, state: CompleteState) -> None:
+    """Choose the URL and engine options in ``app.config`` before Flask-SQLAlchemy reads them."""
+    config = app.config
+    code = state.settings.code
+    problems = state.problems
+    url = config.get("SQLALCHEMY_DATABASE_URI")
+    if url is None and not config.get("SQLALCHEMY_BINDS"):
+        url = default_url(app, state.env)
+        if url is None:
+            problems.append(
+                Problem(
+                    "database.missing",
+                    "DATABASE_URL",
+                    f"No database is configured for {state.env}.",
+                    "Set DATABASE_URL in the environment (or in .secrets.toml), "
+                    "e.g. DATABASE_URL=postgresql://user:password@host/name.",
+                )
+            )
+            return
+        state.settings.sources["SQLALCHEMY_DATABASE_URI"] = f"flask_complete default ({state.env})"
+    if url is not None:
+        try:
+            url = normalize_url(url)
+        except ConfigError as e:
+            problems.extend(e.problems)
+            return
+        if state.env == "testing" and "SQLALCHEMY_DATABASE_URI" not in code:
+            url = test_url(url)
+        config["SQLALCHEMY_DATABASE_URI"] = url
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
+            url, config, config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
+        )
+    binds = {}
+    for key, value in (config.get("SQLALCHEMY_BINDS") or {}).items():
+        options = dict(value) if isinstance(value, t.Mapping) else {"url": value}
+        try:
+            bind_url = normalize_url(options.pop("url"), f"SQLALCHEMY_BINDS.{key}")
+        except (ConfigError, KeyError) as e:
+            if isinstance(e, ConfigError):
+                problems.extend(e.problems)
+            else:
+                problems.append(
+                    Problem(
+                        "database.bind",
+                        "SQLALCHEMY_BINDS",
+                        f"SQLALCHEMY_BINDS.{key} has no url.",
+                        'Give each bind a URL: {key = "sqlite:///name.sqlite3"}.',
+                    )
+                )
+            continue
+        if state.env == "testing" and "SQLALCHEMY_BINDS" not in code:
+            bind_url = test_url(bind_url)
+        binds[key] = {"url": bind_url, **engine_options(bind_url, config, options)}
+    if binds:
+        config["SQLALCHEMY_BINDS"] = binds
+
+
+def init_app(app: Flask, state: CompleteState) -> None:
+    """Bind the database: configure, let Flask-SQLAlchemy build engines, then tune connections."""
+    sqla = state.db
+    if sqla is None:
+        return
+    if not state.db_bound_before:
+        configure(app, state)
+        if state.problems:
+            return
+        sqla.init_app(app)
+    busy_timeout = int(app.config.get("SQLITE_BUSY_TIMEOUT", 5000))
+    with app.app_context():
+        engines = dict(sqla.engines)
+    for engine in engines.values():
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
+            if state.db_bound_before:
+                # Connections made before the call lack the pragmas: start afresh.
+                engine.dispose()
+        _register_for_fork(engine)

@@ -1,0 +1,183 @@
+"""The :class:`Complete` extension: one ordered ``init_app`` for every piece."""
+
+from __future__ import annotations
+
+import copy
+import os
+import typing as t
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Flask, current_app
+
+from . import config as _config
+from .config import ConfigError, Problem, Settings
+
+if t.TYPE_CHECKING:
+    from flask_sqlalchemy import SQLAlchemy
+
+EXTENSION_KEY = "complete"
+
+
+@dataclass
+class CompleteState:
+    """Per-app state, at ``app.extensions["complete"]``."""
+
+    env: str
+    root: Path
+    settings: Settings
+    db: SQLAlchemy | None
+    #: The app had bound its own ``SQLAlchemy`` before the call: its URL and pool are its own.
+    db_bound_before: bool = False
+    user_model: type[t.Any] | None = None
+    migrations_dir: Path | None = None
+    #: Problems found at init. Non-empty only when init collected instead of raising.
+    problems: list[Problem] = field(default_factory=list)
+    #: Values of init-time keys right after init, to flag later changes.
+    init_values: dict[str, t.Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class Complete:
+    """Configuration, database, migrations, auth, CORS and CLI for a Flask app, in one call.
+
+    :param app: Initialise this app now; or call :meth:`init_app` later from a factory.
+    :param db: A ``SQLAlchemy`` instance the app already has (bound or not). Default: the one
+        found in ``app.extensions``, else :data:`flask_complete.db`.
+    :param user_model: The user model for auth; without one the auth piece stays inert.
+    :param env: Pin the app to an environment instead of reading ``FLASK_ENV``.
+    :param root: The folder holding ``settings.toml``; default: found from ``app.root_path``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        user_model: type[t.Any] | None = None,
+        env: str | None = None,
+        root: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.db = db
+        self.user_model = user_model
+        self.env = env
+        self.root = root
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, *, collect: bool = False) -> None:
+        """Load settings, then bind the database, migrations, auth, CORS and commands.
+
+        :param collect: Record refusals in the state instead of raising (used by ``flask
+            complete check`` to report everything at once).
+        """
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(
+                "flask_complete is already initialised on this app. Call Complete(app) or "
+                "complete.init_app(app) once per app."
+            )
+        collect = collect or _collecting
+        env = _config.select_env(self.env)
+        root = Path(self.root).resolve() if self.root else _config.find_root(app.root_path)
+        try:
+            settings = _config.load(app, env=env, root=root)
+        except ConfigError as e:
+            if not collect:
+                raise
+            settings = Settings(env=env, root=root, values={}, sources={}, code={})
+            settings.problems = list(e.problems)
+        _config.apply(app, settings)
+
+        sqla, bound = self._find_db(app)
+        state = CompleteState(
+            env=env,
+            root=root,
+            settings=settings,
+            db=sqla,
+            db_bound_before=bound,
+            user_model=self.user_model,
+            problems=list(settings.problems),
+        )
+        app.extensions[EXTENSION_KEY] = state
+        state.migrations_dir = root / str(app.config.get("MIGRATIONS_DIR", "migrations"))
+        state.problems += _config.check_secret(
+            app.config.get("SECRET_KEY"), env, settings.sources.get("SECRET_KEY", "code")
+        )
+        if bound:
+            state.notes.append(
+                "The SQLAlchemy instance was bound to the app before Complete: its URL and pool "
+                "settings are its own. Pass it unbound (db = SQLAlchemy(); Complete(app, db=db)) "
+                "to have them configured."
+            )
+        if app.config.get("COMPLETE_DATABASE", True) and sqla is not None:
+            from . import database
+
+            database.init_app(app, state)
+        if state.problems and not collect:
+            del app.extensions[EXTENSION_KEY]
+            raise ConfigError(state.problems)
+
+        self._init_pieces(app, state)
+        state.init_values = {
+            k: copy.deepcopy(v) for k, v in app.config.items() if _config.is_init_time_key(k)
+        }
+
+    def _find_db(self, app: Flask) -> tuple[SQLAlchemy | None, bool]:
+        if not app.config.get("COMPLETE_DATABASE", True):
+            return self.db or app.extensions.get("sqlalchemy"), False
+        existing = app.extensions.get("sqlalchemy")
+        if self.db is not None:
+            if existing is not None and existing is not self.db:
+                raise RuntimeError(
+                    "Complete(db=...) was given a different SQLAlchemy instance from the one "
+                    "already registered on the app. Pass the instance the app uses."
+                )
+            return self.db, existing is not None
+        if existing is not None:
+            return existing, True
+        from .database import db
+
+        return db, False
+
+    def _init_pieces(self, app: Flask, state: CompleteState) -> None:
+        # Each piece is imported only when its setting is on: a disabled piece costs nothing.
+        if app.config.get("COMPLETE_MIGRATE", True) and state.db is not None:
+            from . import migrations
+
+            migrations.init_app(app, state)
+        if app.config.get("COMPLETE_AUTH", True):
+            from . import auth
+
+            auth.init_app(app, state)
+        if app.config.get("COMPLETE_CORS", True):
+            from . import cors
+
+            cors.init_app(app, state)
+        if app.config.get("HEALTH_ENDPOINT"):
+            from . import health
+
+            health.init_app(app, state)
+        from . import cli
+
+        cli.init_app(app, state)
+
+
+_collecting = False
+
+
+def collecting(on: bool) -> None:
+    """Make every ``init_app`` collect refusals instead of raising (``flask complete check``)."""
+    global _collecting
+    _collecting = on
+
+
+def get_state(app: Flask | None = None) -> CompleteState:
+    """The :class:`CompleteState` of ``app`` (default: the current app)."""
+    app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        return t.cast(CompleteState, app.extensions[EXTENSION_KEY])
+    except KeyError:
+        raise RuntimeError(
+            "flask_complete is not initialised on this app: add Complete(app) (or "
+            "complete.init_app(app) in the app factory)."
+        ) from None

@@ -1,0 +1,1 @@
+"""pytest plugin: the test database, per-test isolation and fixtures."""
