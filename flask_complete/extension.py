@@ -118,6 +118,10 @@ class Complete:
             raise ConfigError(state.problems)
 
         self._init_pieces(app, state)
+        if state.problems and not collect:
+            # A piece refused (e.g. CORS "*" with credentials): nothing half-starts.
+            del app.extensions[EXTENSION_KEY]
+            raise ConfigError(state.problems)
         state.init_values = {
             k: copy.deepcopy(v) for k, v in app.config.items() if _config.is_init_time_key(k)
         }
