@@ -27,7 +27,9 @@ class Notebook(db.Model):
 
 class Note(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
-    notebook_id: Mapped[int] = mapped_column(ForeignKey("notebook.id", ondelete="CASCADE"), index=True)
+    notebook_id: Mapped[int] = mapped_column(
+        ForeignKey("notebook.id", ondelete="CASCADE"), index=True
+    )
     title: Mapped[str] = mapped_column(String(200))
     body: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=_now)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
-from dynaconf import Dynaconf, Validator
+from dynaconf import Dynaconf, Validator  # type: ignore[attr-defined]
 from dynaconf.utils.parse_conf import parse_conf_data
 from dynaconf.validator import ValidationError
 
@@ -242,7 +242,8 @@ def _dotenv_values(root: Path) -> dict[str, str]:
     path = root / DOTENV_FILE
     if not path.is_file():
         return {}
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    values = dotenv_values(path)  # type: ignore[no-untyped-call]
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _validators() -> list[Validator]:
@@ -317,11 +318,11 @@ def load(app: Flask, *, env: str, root: Path) -> Settings:
     sources: dict[str, str] = {}
 
     def put(key: str, value: t.Any, source: str) -> None:
-        key = key.upper()
-        if key == "SQLALCHEMY_DATABASE_URI":
-            key = "DATABASE_URL"
-        top = key.split("__")[0]
-        store.set(key, value)
+        top, sep, nested = key.partition("__")
+        top = top.upper()
+        if top == "SQLALCHEMY_DATABASE_URI":
+            top = "DATABASE_URL"
+        store.set(top + sep + nested, value)
         sources[top] = source
 
     for source, layer in _file_layers(env, root):

@@ -1,4 +1,4 @@
-"""The database: Flask-SQLAlchemy with URLs and engine options chosen per dialect and environment."""
+"""The database: Flask-SQLAlchemy with URLs and engine options per dialect and environment."""
 
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def default_url(app: Flask, env: str) -> str | None:
     return f"sqlite:///{name}-dev.sqlite3"
 
 
-def test_url(url: str) -> str:
+def derive_test_url(url: str) -> str:
     """The testing database derived from ``url``: ``test_<name>``, or a ``test_<file>`` beside a
     SQLite file. A name already starting with ``test_`` is kept."""
     parsed = make_url(url)
@@ -119,9 +119,9 @@ def test_url(url: str) -> str:
     return parsed.set(database=new).render_as_string(hide_password=False)
 
 
-def engine_options(url: str, config: t.Mapping[str, t.Any], user: t.Mapping[str, t.Any]) -> dict[
-    str, t.Any
-]:
+def engine_options(
+    url: str, config: t.Mapping[str, t.Any], user: t.Mapping[str, t.Any]
+) -> dict[str, t.Any]:
     """Engine options for ``url``: the bundle's pool defaults for its dialect, under ``user``'s.
 
     Options a dialect or pool class rejects (``pool_size`` on SQLite or ``NullPool``) are dropped,
@@ -133,7 +133,9 @@ def engine_options(url: str, config: t.Mapping[str, t.Any], user: t.Mapping[str,
     if backend != "sqlite":
         options["pool_pre_ping"] = config.get("DATABASE_POOL_PRE_PING", True)
         recycle_key = (
-            "DATABASE_MYSQL_POOL_RECYCLE" if backend in ("mysql", "mariadb") else "DATABASE_POOL_RECYCLE"
+            "DATABASE_MYSQL_POOL_RECYCLE"
+            if backend in ("mysql", "mariadb")
+            else "DATABASE_POOL_RECYCLE"
         )
         options["pool_recycle"] = config.get(recycle_key, config.get("DATABASE_POOL_RECYCLE", -1))
         if null_pool:
@@ -219,7 +221,7 @@ def configure(app: Flask, state: CompleteState) -> None:
             problems.extend(e.problems)
             return
         if state.env == "testing" and "SQLALCHEMY_DATABASE_URI" not in code:
-            url = test_url(url)
+            url = derive_test_url(url)
         config["SQLALCHEMY_DATABASE_URI"] = url
         config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
             url, config, config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
@@ -243,7 +245,7 @@ def configure(app: Flask, state: CompleteState) -> None:
                 )
             continue
         if state.env == "testing" and "SQLALCHEMY_BINDS" not in code:
-            bind_url = test_url(bind_url)
+            bind_url = derive_test_url(bind_url)
         binds[key] = {"url": bind_url, **engine_options(bind_url, config, options)}
     if binds:
         config["SQLALCHEMY_BINDS"] = binds

@@ -1,0 +1,31 @@
+# Two commands on a fresh machine with Python 3.11+: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: demo test lint clean
+
+$(BIN)/flask: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e . --group tests --group style --group typing
+	touch $@
+
+# Run the example notes app on its embedded SQLite database (created and migrated).
+demo: $(BIN)/flask
+	$(BIN)/flask --app example_app db prepare
+	$(BIN)/flask --app example_app run --host $(HOST) --port $(PORT)
+
+# Run the whole test suite (server tests skip with the reason when no server runs).
+test: $(BIN)/flask
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/flask
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""Sessions: tests (pinned newest), tests_lowest (each range's floor), style, typing, demo."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "style", "typing"]
+nox.options.default_venv_backend = "venv"
+
+PYPROJECT = tomllib.loads(Path("pyproject.toml").read_text())
+
+
+def _lowest() -> list[str]:
+    """Each bundled dependency pinned to the lower bound of its tested range."""
+    pins = []
+    for requirement in PYPROJECT["project"]["dependencies"]:
+        name, _, spec = requirement.partition(">=")
+        if spec:
+            pins.append(f"{name}=={spec.split(',')[0]}")
+        else:
+            pins.append(requirement)
+    return pins
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the suite on the versions in constraints.txt (the newest tested)."""
+    session.install("-c", "constraints.txt", "-e", ".", "--group", "tests")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def tests_lowest(session: nox.Session) -> None:
+    """Run the suite on the lowest version of every tested range."""
+    session.install("-e", ".", "--group", "tests", *_lowest())
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def style(session: nox.Session) -> None:
+    """Lint and check formatting with ruff."""
+    session.install("-c", "constraints.txt", "--group", "style")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """Type-check the package with mypy --strict."""
+    session.install("-c", "constraints.txt", "-e", ".", "--group", "typing", "--group", "tests")
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the example app on its embedded SQLite database."""
+    session.install("-c", "constraints.txt", "-e", ".")
+    session.run("flask", "--app", "example_app", "db", "prepare")
+    session.run("flask", "--app", "example_app", "run", "--host", "127.0.0.1")

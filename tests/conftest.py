@@ -1,0 +1,153 @@
+"""Fixtures for flask_complete's own tests: fresh, uniquely named databases on the real servers.
+
+The servers are PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) and MariaDB on
+127.0.0.1:3306 (root, empty password), overridable with ``TEST_POSTGRES_URL`` and
+``TEST_MYSQL_URL``. Without a server, its tests are skipped with the reason; with
+``FLASK_COMPLETE_REQUIRE_SERVERS=1`` (CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import typing as t
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+SERVERS = {
+    "postgres": os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"),
+    "mysql": os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
+}
+REQUIRE = os.environ.get("FLASK_COMPLETE_REQUIRE_SERVERS") == "1"
+_reachable: dict[str, str | None] = {}
+
+
+def server_error(kind: str) -> str | None:
+    """Why the ``kind`` server cannot be used, or ``None`` when it can (cached per run)."""
+    if kind not in _reachable:
+        admin = SERVERS[kind] + ("/postgres" if kind == "postgres" else "/")
+        engine = sa.create_engine(admin, poolclass=sa.pool.NullPool, connect_args=_timeout(kind))
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            _reachable[kind] = None
+        except Exception as e:
+            _reachable[kind] = (
+                f"{kind} server at {SERVERS[kind]} not reachable: {e.__class__.__name__}"
+            )
+        finally:
+            engine.dispose()
+    return _reachable[kind]
+
+
+def _timeout(kind: str) -> dict[str, t.Any]:
+    return {"connect_timeout": 3}
+
+
+def require_server(kind: str) -> None:
+    """Skip (or, in CI, fail) the current test when the ``kind`` server is down."""
+    error = server_error(kind)
+    if error is not None:
+        if REQUIRE:
+            pytest.fail(f"{error} (FLASK_COMPLETE_REQUIRE_SERVERS=1: servers are required)")
+        pytest.skip(error)
+
+
+def admin_engine(kind: str) -> sa.Engine:
+    """An autocommit engine on the server's maintenance database."""
+    admin = SERVERS[kind] + ("/postgres" if kind == "postgres" else "/")
+    return sa.create_engine(admin, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+
+
+def database_exists(kind: str, name: str) -> bool:
+    """Whether a database called ``name`` exists on the ``kind`` server."""
+    engine = admin_engine(kind)
+    try:
+        with engine.connect() as conn:
+            if kind == "postgres":
+                query = "SELECT 1 FROM pg_database WHERE datname = :n"
+            else:
+                query = "SELECT 1 FROM information_schema.schemata WHERE schema_name = :n"
+            return conn.execute(sa.text(query), {"n": name}).first() is not None
+    finally:
+        engine.dispose()
+
+
+def drop_database(kind: str, name: str) -> None:
+    """Drop ``name`` on the ``kind`` server if it exists (closing other sessions on PostgreSQL)."""
+    engine = admin_engine(kind)
+    try:
+        with engine.connect() as conn:
+            if kind == "postgres":
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            else:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+    finally:
+        engine.dispose()
+
+
+def unique_name(prefix: str = "fc") -> str:
+    """A database name no other test or run uses."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def new_database(kind: str, name: str | None = None) -> str:
+    """Create a fresh database on the ``kind`` server and return its URL."""
+    require_server(kind)
+    name = name or unique_name()
+    engine = admin_engine(kind)
+    try:
+        with engine.connect() as conn:
+            quoted = f'"{name}"' if kind == "postgres" else f"`{name}`"
+            conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
+    finally:
+        engine.dispose()
+    return f"{SERVERS[kind]}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: t.Any) -> Iterator[str]:
+    """A fresh, empty database on each of SQLite (a file), PostgreSQL and MariaDB; dropped after."""
+    kind = request.param
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    name = unique_name()
+    url = new_database(kind, name)
+    try:
+        yield url
+    finally:
+        drop_database(kind, name)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped after the test."""
+    name = unique_name()
+    url = new_database("postgres", name)
+    try:
+        yield url
+    finally:
+        drop_database("postgres", name)
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A fresh MariaDB/MySQL database, dropped after the test."""
+    name = unique_name()
+    url = new_database("mysql", name)
+    try:
+        yield url
+    finally:
+        drop_database("mysql", name)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Remove every variable flask_complete reads, so a test sees only what it sets."""
+    for name in list(os.environ):
+        if name.startswith("FLASK_") or name in ("DATABASE_URL", "SECRET_KEY"):
+            monkeypatch.delenv(name)
+    return monkeypatch
