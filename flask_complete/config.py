@@ -1,4 +1,7 @@
-"""Layered, environment-aware settings, loaded with Dynaconf and merged into ``app.config``.
+"""Layered, environment-aware settings, merged into ``app.config`` once, at init.
+
+Values from the environment and ``.env`` are read with Dynaconf's parser and dotenv reader; no
+settings object outlives init, so reading ``app.config`` stays a plain dict lookup.
 
 Lowest first: bundle ``[default]`` < ``settings.toml [default]`` < bundle ``[<env>]`` <
 ``settings.toml [<env>]`` < ``.secrets.toml`` < ``.env`` (development only) < environment
@@ -8,6 +11,7 @@ variables < values the app set in code before the call.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 import tomllib
@@ -16,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
-from dynaconf import Dynaconf, Validator  # type: ignore[attr-defined]
 from dynaconf.utils.parse_conf import parse_conf_data
-from dynaconf.validator import ValidationError
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -200,8 +202,13 @@ def _sections(data: dict[str, t.Any], label: str) -> dict[str, dict[str, t.Any]]
     return {name: {k.upper(): v for k, v in sec.items()} for name, sec in sections.items()}
 
 
+@functools.cache
+def _bundle_sections() -> dict[str, dict[str, t.Any]]:
+    return _sections(read_toml(DEFAULTS_FILE), "flask_complete defaults")
+
+
 def _file_layers(env: str, root: Path) -> list[tuple[str, dict[str, t.Any]]]:
-    bundle = _sections(read_toml(DEFAULTS_FILE), "flask_complete defaults")
+    bundle = _bundle_sections()
     layers = [("flask_complete default", bundle["default"])]
     user: dict[str, dict[str, t.Any]] = {}
     if (root / SETTINGS_FILE).is_file():
@@ -217,10 +224,12 @@ def _file_layers(env: str, root: Path) -> list[tuple[str, dict[str, t.Any]]]:
     return layers
 
 
-def _env_value(key: str, raw: str, store: Dynaconf) -> t.Any:
-    if _STRING_KEYS.match(key.split("__")[0]):
+def _env_value(key: str, raw: str) -> t.Any:
+    """An environment value read as TOML by Dynaconf's parser (``9`` is a number), except for
+    secrets and URLs, which stay strings."""
+    if _STRING_KEYS.match(key.split("__")[0].upper()):
         return raw
-    return parse_conf_data(raw, tomlfy=True, box_settings=store)
+    return parse_conf_data(raw, tomlfy=True, box_settings={})
 
 
 def _variables(environ: t.Mapping[str, str]) -> dict[str, str]:
@@ -246,46 +255,45 @@ def _dotenv_values(root: Path) -> dict[str, str]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _validators() -> list[Validator]:
-    ints = ("DATABASE_POOL_SIZE", "DATABASE_MAX_OVERFLOW", "DATABASE_POOL_TIMEOUT")
-    return [
-        Validator("SECRET_KEY", is_type_of=(str, bytes)),
-        Validator("DATABASE_URL", is_type_of=str),
-        Validator("DATABASE_POOL", is_in=("queue", "null")),
-        *(Validator(k, is_type_of=int, gte=0) for k in ints),
-        Validator("DATABASE_POOL_RECYCLE", is_type_of=int, gte=-1),
-        Validator("SQLITE_BUSY_TIMEOUT", is_type_of=int, gte=0),
-        Validator("DATABASE_POOL_PRE_PING", is_type_of=bool),
-        Validator("SQLALCHEMY_ENGINE_OPTIONS", is_type_of=dict),
-        Validator("SQLALCHEMY_BINDS", is_type_of=dict),
-        Validator("MIGRATIONS_DIR", is_type_of=str),
-    ]
+def _is_int(minimum: int) -> t.Callable[[t.Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
 
 
-_EXPECTED = {
-    "DATABASE_POOL": '"queue" or "null"',
-    "DATABASE_POOL_PRE_PING": "true or false",
-    "SQLALCHEMY_ENGINE_OPTIONS": "a table, e.g. {pool_size = 5}",
-    "SQLALCHEMY_BINDS": 'a table of URLs, e.g. {reports = "sqlite:///reports.db"}',
-    "DATABASE_POOL_RECYCLE": "a whole number of seconds, -1 for never",
+#: Known settings: a test of the value and the expected form, quoted in the error.
+_CHECKS: dict[str, tuple[t.Callable[[t.Any], bool], str]] = {
+    "SECRET_KEY": (lambda v: isinstance(v, str | bytes), "a string"),
+    "DATABASE_URL": (lambda v: isinstance(v, str), "a database URL string"),
+    "DATABASE_POOL": (lambda v: v in ("queue", "null"), '"queue" or "null"'),
+    "DATABASE_POOL_SIZE": (_is_int(0), "a whole number >= 0"),
+    "DATABASE_MAX_OVERFLOW": (_is_int(0), "a whole number >= 0"),
+    "DATABASE_POOL_TIMEOUT": (_is_int(0), "a whole number of seconds >= 0"),
+    "DATABASE_POOL_RECYCLE": (_is_int(-1), "a whole number of seconds, -1 for never"),
+    "DATABASE_MYSQL_POOL_RECYCLE": (_is_int(-1), "a whole number of seconds, -1 for never"),
+    "DATABASE_POOL_PRE_PING": (lambda v: isinstance(v, bool), "true or false"),
+    "SQLITE_BUSY_TIMEOUT": (_is_int(0), "a whole number of milliseconds >= 0"),
+    "SQLALCHEMY_ENGINE_OPTIONS": (
+        lambda v: isinstance(v, dict),
+        "a table, e.g. {pool_size = 5}",
+    ),
+    "SQLALCHEMY_BINDS": (
+        lambda v: isinstance(v, dict),
+        'a table of URLs, e.g. {reports = "sqlite:///reports.db"}',
+    ),
+    "MIGRATIONS_DIR": (lambda v: isinstance(v, str), "a folder name, relative to the root"),
 }
 
 
-def _check_types(store: Dynaconf, sources: dict[str, str]) -> list[Problem]:
+def _check_types(values: dict[str, t.Any], sources: dict[str, str]) -> list[Problem]:
     problems = []
-    for validator in _validators():
-        (key,) = validator.names
-        if key not in store:
+    for key, value in values.items():
+        if key in _CHECKS:
+            valid, expected = _CHECKS[key]
+        elif key.startswith("COMPLETE_") and key != "COMPLETE_ENV":
+            valid, expected = (lambda v: isinstance(v, bool)), "true or false"
+        else:
             continue
-        try:
-            validator.validate(store)
-        except ValidationError:
-            expected = _EXPECTED.get(key)
-            if expected is None:
-                kind = validator.operations.get("is_type_of")
-                expected = "a whole number >= 0" if kind is int else "a string"
-            value = store[key]
-            shown = "***" if _SECRET_NAME.search(key) else repr(value)
+        if not valid(value):
+            shown = "***" if key == "SECRET_KEY" else repr(value)
             problems.append(
                 Problem(
                     "config.type",
@@ -294,17 +302,25 @@ def _check_types(store: Dynaconf, sources: dict[str, str]) -> list[Problem]:
                     f"Expected {expected}.",
                 )
             )
-    for key, value in store.as_dict().items():
-        if key.startswith("COMPLETE_") and key != "COMPLETE_ENV" and not isinstance(value, bool):
-            problems.append(
-                Problem(
-                    "config.type",
-                    key,
-                    f"{key} = {value!r} (from {sources.get(key, 'unknown')}) is not valid.",
-                    "Expected true or false.",
-                )
-            )
     return problems
+
+
+def _put(values: dict[str, t.Any], key: str, value: t.Any) -> str:
+    """Set ``key`` in ``values`` (``A__b`` sets ``b`` inside table ``A``); return the top key."""
+    top, *nested = key.split("__")
+    top = top.upper()
+    if top == "SQLALCHEMY_DATABASE_URI":
+        top = "DATABASE_URL"
+    if not nested:
+        values[top] = value
+        return top
+    table = values
+    for part in [top, *nested[:-1]]:
+        if not isinstance(table.get(part), dict):
+            table[part] = {}
+        table = table[part]
+    table[nested[-1]] = value
+    return top
 
 
 def load(app: Flask, *, env: str, root: Path) -> Settings:
@@ -313,28 +329,18 @@ def load(app: Flask, *, env: str, root: Path) -> Settings:
     Does not touch ``app.config``; see :func:`apply`.
     """
     code = code_values(app)
-    # A plain store: no loaders of its own, so only the layers below reach it, in order.
-    store = Dynaconf(core_loaders=[], loaders=[], environments=False, load_dotenv=False)
+    values: dict[str, t.Any] = {}
     sources: dict[str, str] = {}
-
-    def put(key: str, value: t.Any, source: str) -> None:
-        top, sep, nested = key.partition("__")
-        top = top.upper()
-        if top == "SQLALCHEMY_DATABASE_URI":
-            top = "DATABASE_URL"
-        store.set(top + sep + nested, value)
-        sources[top] = source
 
     for source, layer in _file_layers(env, root):
         for key, value in layer.items():
-            put(key, copy.deepcopy(value), source)
+            sources[_put(values, key, copy.deepcopy(value))] = source
 
     variables = _variables(os.environ)
     if env == "development":
-        dotenv = _variables(_dotenv_values(root))
-        for key, raw in dotenv.items():
+        for key, raw in _variables(_dotenv_values(root)).items():
             if key not in variables:
-                put(key, _env_value(key, raw, store), DOTENV_FILE)
+                sources[_put(values, key, _env_value(key, raw))] = DOTENV_FILE
     dotenv_loaded = _dotenv_values(root) if os.environ.get("FLASK_RUN_FROM_CLI") else {}
     # Unprefixed first, so that FLASK_X wins over X.
     for key in sorted(variables, key=lambda k: k not in _UNPREFIXED):
@@ -343,17 +349,14 @@ def load(app: Flask, *, env: str, root: Path) -> Settings:
         origin = f"env {name}"
         if dotenv_loaded.get(name) == os.environ[name]:
             origin += " (from .env, loaded by flask)"
-        put(key, _env_value(key, variables[key], store), origin)
+        sources[_put(values, key, _env_value(key, variables[key]))] = origin
 
-    values = store.as_dict()
-    values.pop("LOAD_DOTENV", None)
-    problems = _check_types(store, sources)
     settings = Settings(env=env, root=root, values=values, sources=sources, code=code)
     for key, value in code.items():
         file_key = "DATABASE_URL" if key == "SQLALCHEMY_DATABASE_URI" else key
         if file_key in values and values[file_key] != value:
             settings.shadowed[key] = sources[file_key]
-    settings.problems = problems
+    settings.problems = _check_types(values, sources)
     return settings
 
 
