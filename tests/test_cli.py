@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 import typing as t
 from pathlib import Path
@@ -107,3 +110,45 @@ def test_init_writes_files_once(tmp_path: Path) -> None:
     assert (
         tomllib.loads((tmp_path / ".secrets.toml").read_text())["default"]["SECRET_KEY"] == secret
     )
+
+
+FIVE_LINES = """\
+from flask import Flask
+from flask_complete import Complete
+
+app = Flask(__name__)
+Complete(app)
+"""
+
+
+def _flask(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FLASK_") and k not in ("DATABASE_URL", "SECRET_KEY")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=root,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_without_secret_exits_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(FIVE_LINES)
+    result = _flask(tmp_path, "run", "--port", "0", FLASK_ENV="production")
+    assert result.returncode == 1
+    assert "Error: flask_complete cannot start" in result.stderr
+    assert "SECRET_KEY is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_starts_with_secret_and_database(tmp_path: Path, pg_url: str) -> None:
+    (tmp_path / "app.py").write_text(FIVE_LINES)
+    env = {"FLASK_ENV": "production", "SECRET_KEY": "s" * 40, "DATABASE_URL": pg_url}
+    result = _flask(tmp_path, "complete", "config", "DATABASE_URL", **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == pg_url
