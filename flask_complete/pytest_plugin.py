@@ -1,1 +1,526 @@
-"""pytest plugin: the test database, per-test isolation and fixtures."""
+"""pytest plugin: the app in testing, a real test database, per-test isolation and fixtures.
+
+Loaded by every pytest run where flask_complete is installed, so it stays inert until asked:
+importing it loads nothing heavy, and nothing is built unless a fixture needs the app. The
+machinery lives in :mod:`flask_complete.testing`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.util
+import os
+import sys
+import typing as t
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+if t.TYPE_CHECKING:
+    from types import ModuleType
+
+    from flask import Flask
+    from flask.testing import FlaskClient, FlaskCliRunner
+    from flask_sqlalchemy import SQLAlchemy
+
+    from .testing import LiveServer, SettingsOverride, TestDatabase
+
+BUNDLED = (
+    "flask",
+    "flask-sqlalchemy",
+    "sqlalchemy",
+    "flask-migrate",
+    "alembic",
+    "dynaconf",
+    "flask-cors",
+    "flask-login",
+    "factory-boy",
+)
+
+
+@dataclass
+class _Run:
+    """What the plugin knows about this run, on ``config.stash``."""
+
+    spec: str | None = None
+    source: str = ""
+    app: Flask | None = None
+    error: str | None = None
+    database: TestDatabase | None = None
+    previous_env: str | None = None
+    finder: _OnImport | None = None
+    pinned: bool = False
+    factories: dict[str, type[t.Any]] = field(default_factory=dict)
+
+
+_RUN = pytest.StashKey[_Run]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("flask_complete", "flask_complete (app and test database)")
+    group.addoption(
+        "--flask-app",
+        dest="flask_app",
+        metavar="APP",
+        help="The app to test, as for `flask --app`: module, module:app or module:create_app(). "
+        "Default: FLASK_APP, then the flask_app ini key.",
+    )
+    parser.addini("flask_app", "The app to test (module, module:app, module:create_app()).")
+    group.addoption(
+        "--reuse-db",
+        action="store_true",
+        default=None,
+        dest="flask_reuse_db",
+        help="Keep the test database after the run and reuse it next time (rebuilt when the "
+        "models or migrations change). Ini: flask_reuse_db.",
+    )
+    parser.addini("flask_reuse_db", "Keep and reuse the test database.", type="bool", default=False)
+    group.addoption(
+        "--create-db",
+        action="store_true",
+        default=None,
+        dest="flask_create_db",
+        help="Rebuild the test database even when --reuse-db would keep it. Ini: flask_create_db.",
+    )
+    parser.addini(
+        "flask_create_db", "Always rebuild the test database.", type="bool", default=False
+    )
+    group.addoption(
+        "--no-migrations",
+        action="store_false",
+        default=None,
+        dest="flask_migrations",
+        help="Build the test schema with create_all instead of running the migrations. "
+        "Ini: flask_migrations = false.",
+    )
+    parser.addini(
+        "flask_migrations", "Build the test schema from the migrations.", type="bool", default=True
+    )
+    group.addoption(
+        "--check-migrations",
+        action="store_true",
+        default=None,
+        dest="flask_check_migrations",
+        help="Fail the run when the models and the migrations differ. Ini: flask_check_migrations.",
+    )
+    parser.addini(
+        "flask_check_migrations",
+        "Fail the run when the models and the migrations differ.",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "flask_factories",
+        "Modules holding factory-boy factories to register as fixtures "
+        "(default: <app package>.factories when it exists).",
+        type="linelist",
+        default=[],
+    )
+
+
+def _flag(config: pytest.Config, name: str) -> bool:
+    value = config.getoption(name)
+    return bool(config.getini(name) if value is None else value)
+
+
+class _OnImport(importlib.abc.MetaPathFinder):
+    """Run a callback right after one module is first imported (and not before it is needed)."""
+
+    def __init__(self, name: str, callback: t.Callable[[ModuleType], None]) -> None:
+        self.name = name
+        self.callback = callback
+
+    def find_spec(self, fullname: str, path: t.Any, target: t.Any = None) -> t.Any:
+        if fullname != self.name:
+            return None
+        self.remove()
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        loader, callback = spec.loader, self.callback
+
+        class _Loader(importlib.abc.Loader):
+            def create_module(self, spec: t.Any) -> t.Any:
+                return loader.create_module(spec)
+
+            def exec_module(self, module: ModuleType) -> None:
+                loader.exec_module(module)
+                callback(module)
+
+        spec.loader = _Loader()
+        return spec
+
+    def remove(self) -> None:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    run = _Run()
+    config.stash[_RUN] = run
+    option = config.getoption("flask_app")
+    if option:
+        run.spec, run.source = option, "--flask-app"
+    elif os.environ.get("FLASK_APP"):
+        run.spec, run.source = os.environ["FLASK_APP"], "FLASK_APP"
+    elif config.getini("flask_app"):
+        run.spec, run.source = str(config.getini("flask_app")), "ini flask_app"
+
+    def pin_testing(module: ModuleType) -> None:
+        # The whole run is in testing: no app built here resolves a development or production
+        # database. Apps pinned with Complete(app, env=...) keep their environment.
+        from flask import appcontext_pushed
+
+        from . import config as settings
+
+        run.previous_env = settings._forced_env
+        settings.force_env("testing")
+        appcontext_pushed.connect(_guard)
+        run.pinned = True
+
+    # Nothing to pin until flask_complete itself is imported: a plain project pays nothing.
+    if "flask_complete.extension" in sys.modules:
+        pin_testing(sys.modules["flask_complete.extension"])
+    else:
+        run.finder = _OnImport("flask_complete.extension", pin_testing)
+        sys.meta_path.insert(0, run.finder)
+
+
+def _guard(app: Flask, **extra: t.Any) -> None:
+    if "complete" in app.extensions:
+        from .testing import guard_app
+
+        guard_app(app)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(_RUN, None)
+    if run is None:
+        return
+    if run.finder is not None:
+        run.finder.remove()
+    if run.pinned:
+        from flask import appcontext_pushed
+
+        from . import config as settings
+
+        appcontext_pushed.disconnect(_guard)
+        settings.force_env(run.previous_env)
+
+
+def _app(config: pytest.Config) -> Flask:
+    """The app under test, built on first use and kept for the session."""
+    run = config.stash[_RUN]
+    if run.app is not None:
+        return run.app
+    if run.error is not None:
+        pytest.fail(run.error, pytrace=False)
+    if run.spec is None:
+        pytest.fail(
+            "flask_complete does not know which app to test. Name it with --flask-app, FLASK_APP "
+            'or the ini key (pyproject.toml: [tool.pytest.ini_options] flask_app = "myapp"), '
+            "or define your own `app` fixture in conftest.py.",
+            pytrace=False,
+        )
+    from .testing import load_app, rebind
+
+    try:
+        app = load_app(run.spec, Path(config.rootpath))
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker and hasattr(config, "workerinput") and "complete" in app.extensions:
+            rebind(app, worker)
+    except Exception as e:
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        run.error = f"flask_complete could not build the app {run.spec!r} ({run.source}): {message}"
+        pytest.fail(run.error, pytrace=False)
+    run.app = app
+    return app
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    run = config.stash.get(_RUN, None)
+    if run is None or run.spec is None:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = [f"flask_complete: app {run.spec} (from {run.source}), environment testing"]
+    try:
+        app = _app(config)
+    except pytest.fail.Exception:
+        lines.append(f"flask_complete: {run.error}")
+    else:
+        from . import config as settings
+        from .testing import engines_of, sqla_of
+
+        with contextlib.suppress(Exception):
+            sqla_of(app)
+            urls = [str(settings.redact_url(e.url)) for e in engines_of(app).values()]
+            workers = (
+                " (one per xdist worker: _gw0, _gw1, ...)"
+                if config.pluginmanager.hasplugin("xdist")
+                and getattr(config.option, "numprocesses", None)
+                else ""
+            )
+            lines.append(f"flask_complete: test database {', '.join(urls)}{workers}")
+    found = []
+    for name in ("flask-complete", *BUNDLED):
+        with contextlib.suppress(PackageNotFoundError):
+            found.append(f"{name} {version(name)}")
+    lines.append("flask_complete: " + ", ".join(found))
+    return lines
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    run = session.config.stash.get(_RUN, None)
+    if run is None:
+        return
+    modules = list(session.config.getini("flask_factories"))
+    if not modules and run.spec:
+        package = run.spec.partition(":")[0].removesuffix(".py").replace("/", ".").split(".")[0]
+        with contextlib.suppress(ImportError, ValueError):
+            if str(session.config.rootpath) not in sys.path:
+                sys.path.insert(0, str(session.config.rootpath))
+            if importlib.util.find_spec(f"{package}.factories") is not None:
+                modules = [f"{package}.factories"]
+    if modules:
+        session.config.pluginmanager.register(
+            _factory_fixtures(modules), "flask_complete_factories"
+        )
+
+
+def _snake(name: str) -> str:
+    import re
+
+    base = name.removesuffix("Factory") or name
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower() + "_factory"
+
+
+def _factory_fixtures(modules: list[str]) -> object:
+    """A plugin object with one ``<model>_factory`` fixture per factory in ``modules``."""
+    import importlib
+
+    from factory.base import BaseFactory
+
+    holder = type("FactoryFixtures", (), {})()
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:
+            raise pytest.UsageError(
+                f"flask_factories names {name!r}, which cannot be imported: {e}. Fix the module "
+                "name in [tool.pytest.ini_options] flask_factories."
+            ) from None
+        for attr in vars(module).values():
+            if (
+                isinstance(attr, type)
+                and issubclass(attr, BaseFactory)
+                and attr.__module__ == module.__name__
+                and not attr._meta.abstract
+            ):
+                setattr(holder, _snake(attr.__name__), _factory_fixture(attr))
+    return holder
+
+
+def _factory_fixture(factory: type[t.Any]) -> t.Any:
+    def fixture(db: SQLAlchemy) -> type[t.Any]:
+        return factory
+
+    fixture.__doc__ = f"{factory.__name__}, creating rows in the test's rolled-back session."
+    return pytest.fixture(name=_snake(factory.__name__))(fixture)
+
+
+@contextlib.contextmanager
+def _clean_failures() -> Iterator[None]:
+    # A refusal is a message for the user, not a traceback through the plugin.
+    from .testing import DatabaseRefused
+
+    try:
+        yield
+    except DatabaseRefused as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def _flask_complete_database(request: pytest.FixtureRequest) -> Iterator[TestDatabase | None]:
+    """The session's test database: created (or reused), schema built, dropped at the end."""
+    config = request.config
+    run = config.stash[_RUN]
+    if run.spec is None:
+        yield None
+        return
+    from .testing import TestDatabase, check_migrations
+
+    app = _app(config)
+    with _clean_failures():
+        database = TestDatabase(
+            app,
+            reuse=_flag(config, "flask_reuse_db"),
+            recreate=_flag(config, "flask_create_db"),
+            migrations=_flag(config, "flask_migrations"),
+            cache=config.cache if hasattr(config, "cache") else None,
+        )
+        database.setup()
+    run.database = database
+    try:
+        if _flag(config, "flask_check_migrations"):
+            problem = check_migrations(app)
+            if problem:
+                pytest.exit(problem, returncode=1)
+        yield database
+    finally:
+        database.teardown()
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest) -> Iterator[Flask]:
+    """The app under test (``--flask-app``, ``FLASK_APP`` or the ``flask_app`` ini key), built
+    once per session in the testing environment; an app context is pushed for the test."""
+    application = _app(request.config)
+    with application.app_context():
+        yield application
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client for ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    """A CLI runner for ``app``'s commands: ``runner.invoke(args=["db", "upgrade"])``."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db(app: Flask, _flask_complete_database: TestDatabase | None) -> Iterator[SQLAlchemy]:
+    """The database, isolated for this test: everything it (or a request it makes) writes is
+    rolled back after it, commits included. Yields the ``SQLAlchemy`` instance."""
+    from .testing import isolated, sqla_of
+
+    with _clean_failures():
+        sqla = sqla_of(app)
+    with isolated(app):
+        yield sqla
+
+
+@pytest.fixture
+def transactional_db(
+    app: Flask, _flask_complete_database: TestDatabase | None, request: pytest.FixtureRequest
+) -> Iterator[SQLAlchemy]:
+    """The database with real commits (for several connections or threads); every table is
+    emptied after the test. Slower than ``db``: use it only when ``db`` cannot work."""
+    from .testing import emptied_after, sqla_of
+
+    if "db" in request.fixturenames:
+        pytest.fail(
+            "Use either the `db` or the `transactional_db` fixture, not both.", pytrace=False
+        )
+    with _clean_failures():
+        sqla = sqla_of(app)
+    with emptied_after(app):
+        yield sqla
+
+
+@pytest.fixture
+def settings(app: Flask) -> Iterator[SettingsOverride]:
+    """Override ``app.config`` keys for one test (``settings["KEY"] = value``); restored after.
+    Keys read only when the app is built, such as the database URL, are refused."""
+    from .testing import SettingsOverride
+
+    override = SettingsOverride(app)
+    try:
+        yield override
+    finally:
+        override.restore()
+
+
+@pytest.fixture
+def assert_num_queries(app: Flask) -> t.Callable[[int], t.Any]:
+    """``with assert_num_queries(3): ...`` fails unless exactly 3 SQL statements run."""
+    from .testing import query_assertion
+
+    return lambda n: query_assertion(app, lambda count: count == n, f"exactly {n}")
+
+
+@pytest.fixture
+def assert_max_queries(app: Flask) -> t.Callable[[int], t.Any]:
+    """``with assert_max_queries(3): ...`` fails when more than 3 SQL statements run (N+1)."""
+    from .testing import query_assertion
+
+    return lambda n: query_assertion(app, lambda count: count <= n, f"at most {n}")
+
+
+@pytest.fixture(scope="session")
+def _flask_complete_live_server(
+    request: pytest.FixtureRequest, _flask_complete_database: TestDatabase | None
+) -> Iterator[LiveServer]:
+    from .testing import LiveServer
+
+    server = LiveServer(_app(request.config))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def live_server(
+    transactional_db: SQLAlchemy, _flask_complete_live_server: LiveServer
+) -> LiveServer:
+    """The app served over HTTP on a free loopback port (``live_server.url``), with the test
+    database; rows are committed for real and emptied after the test."""
+    return _flask_complete_live_server
+
+
+def _auth_testing(app: Flask) -> t.Any:
+    from .extension import get_state
+
+    state = get_state(app)
+    if not app.config.get("COMPLETE_AUTH") or state.user_model is None:
+        pytest.skip(
+            "login/auth_client need flask_complete's auth: COMPLETE_AUTH on and a user model "
+            "(Complete(app, user_model=User))."
+        )
+    try:
+        from .auth import testing as auth_testing
+    except ImportError:
+        auth_testing = None
+    return auth_testing
+
+
+@pytest.fixture
+def login(app: Flask, client: FlaskClient) -> t.Callable[..., FlaskClient]:
+    """``login(user)`` logs ``client`` (or the client given) in as ``user`` and returns it."""
+    auth_testing = _auth_testing(app)
+
+    def log_in(user: t.Any, to: FlaskClient | None = None) -> FlaskClient:
+        target = to if to is not None else client
+        if auth_testing is not None and hasattr(auth_testing, "login"):
+            auth_testing.login(target, user)
+            return target
+        with target.session_transaction() as session:
+            session["_user_id"] = user.get_id()
+            session["_fresh"] = True
+        return target
+
+    return log_in
+
+
+@pytest.fixture
+def auth_user(app: Flask, db: SQLAlchemy) -> t.Any:
+    """A user in the test database (made by ``flask_complete.auth.testing.create_user``)."""
+    auth_testing = _auth_testing(app)
+    if auth_testing is None or not hasattr(auth_testing, "create_user"):
+        pytest.skip("auth_user needs flask_complete.auth.testing.create_user.")
+    return auth_testing.create_user()
+
+
+@pytest.fixture
+def auth_client(login: t.Callable[..., FlaskClient], auth_user: t.Any) -> FlaskClient:
+    """A test client logged in as ``auth_user``."""
+    return login(auth_user)
