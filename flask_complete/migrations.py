@@ -1,14 +1,453 @@
-"""Placeholder: filled in by its own issue."""
+"""Migrations: Flask-Migrate wired per app, with our ``env.py`` template and a ``db`` command group.
+
+Nothing here imports Flask-Migrate or Alembic at init (they cost about an eighth of the import
+time): the ``db`` group resolves its commands on use, and :func:`ensure_migrate` registers the
+``Migrate`` options the first time a command or helper needs them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import decimal
+import functools
+import importlib
+import io
+import re
+import sys
 import typing as t
+from importlib import resources
+from pathlib import Path
+
+import click
+from flask import current_app, g
+from flask.cli import AppGroup, with_appcontext
+
+from .extension import get_state
 
 if t.TYPE_CHECKING:
+    from alembic.config import Config
     from flask import Flask
+    from flask_migrate import Migrate
 
     from .extension import CompleteState
 
+#: Our commands, beside Flask-Migrate's; ``init`` and ``check`` replace Flask-Migrate's own.
+OWN_COMMANDS = ("check", "create", "drop", "init", "prepare", "reset", "seed")
+#: Commands that work without a migrations folder.
+NO_FOLDER_NEEDED = ("create", "drop", "init", "list-templates", "prepare", "reset", "seed")
+TEMPLATE = "migration_template"
+
+
+class DbGroup(AppGroup):
+    """The ``flask db`` group of one app: Flask-Migrate's commands and ours, imported on use.
+
+    Flask-Migrate's own group is one object shared by every app in the process; this one is made
+    per app, so adding commands never changes another app.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from flask_migrate.cli import db as migrate_group
+
+        return sorted({*migrate_group.list_commands(ctx), *OWN_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in OWN_COMMANDS:
+            from . import dbcli
+
+            return t.cast(click.Command, getattr(dbcli, f"{cmd_name}_command"))
+        from flask_migrate.cli import db as migrate_group
+
+        command: click.Command | None = migrate_group.get_command(ctx, cmd_name)
+        if command is None or command.callback is None:
+            return command
+        # A copy, so the shared group keeps its own callback.
+        wrapped = copy.copy(command)
+        wrapped.callback = _with_clear_errors(command.callback)
+        return wrapped
+
+
+def _with_clear_errors(callback: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    @functools.wraps(callback)
+    def run(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        from .dbcli import database_errors
+
+        with database_errors():
+            return callback(*args, **kwargs)
+
+    return run
+
+
+@with_appcontext
+def _db_callback(directory: str | None, x_arg: tuple[str, ...]) -> None:
+    # Flask-Migrate's commands read these from g.
+    g.directory = directory
+    g.x_arg = x_arg
+    name = click.get_current_context().invoked_subcommand
+    if name is None or name in OWN_COMMANDS:
+        return
+    ensure_migrate(current_app._get_current_object())  # type: ignore[attr-defined]
+    if name in NO_FOLDER_NEEDED:
+        return
+    folder = Path(directory) if directory else migrations_dir()
+    if not (folder / "env.py").is_file():
+        raise click.ClickException(
+            f"No migrations folder at {folder}. Create it with `flask complete init` (or "
+            '`flask db init`), then `flask db migrate -m "initial"`.'
+        )
+
+
+def make_group() -> DbGroup:
+    """A new ``db`` group for one app."""
+    params = [
+        click.Option(
+            ["-d", "--directory"], help="The migrations folder (default: MIGRATIONS_DIR)."
+        ),
+        click.Option(
+            ["-x", "--x-arg"], multiple=True, help="Arguments for env.py, e.g. allow_drop=old."
+        ),
+    ]
+    return DbGroup(
+        "db",
+        params=params,
+        callback=_db_callback,
+        help="Create, migrate, seed and drop the database.",
+    )
+
 
 def init_app(app: Flask, state: CompleteState) -> None:
-    """Wire this piece into ``app``."""
+    """Register the per-app ``flask db`` group; keep an app's own ``db`` command."""
+    existing = app.cli.commands.get("db")
+    migrate_cli = sys.modules.get("flask_migrate.cli")
+    if existing is not None and not (migrate_cli and existing is getattr(migrate_cli, "db", None)):
+        state.notes.append(
+            "The app has its own `db` command: flask_complete's database commands "
+            "(create, drop, seed, reset, prepare) are not registered."
+        )
+        return
+    found = app.extensions.get("migrate")
+    if found is not None:
+        # The app ran Migrate(app, db) itself: keep its folder and options.
+        folder = Path(found.directory)
+        state.migrations_dir = folder if folder.is_absolute() else Path.cwd() / folder
+    app.cli.add_command(make_group(), "db")
+
+
+def migrations_dir(app: Flask | None = None) -> Path:
+    """The migrations folder of ``app`` (default: the current app)."""
+    state = get_state(app)
+    return state.migrations_dir or state.root / "migrations"
+
+
+def ensure_migrate(app: Flask) -> Migrate:
+    """The app's ``Migrate``: the one it registered, else ours, created now."""
+    found = app.extensions.get("migrate")
+    if found is not None:
+        return t.cast("Migrate", found.migrate)
+    from flask_migrate import Migrate
+
+    state = get_state(app)
+    migrate = Migrate(
+        db=state.db,
+        directory=str(migrations_dir(app)),
+        compare_type=True,
+        render_as_batch=True,
+        compare_server_default=compare_server_default,
+    )
+    # Migrate.init_app registers Flask-Migrate's shared group: put back what was there.
+    before = app.cli.commands.get("db")
+    migrate.init_app(app)
+    if before is not None:
+        app.cli.commands["db"] = before
+    else:
+        app.cli.commands.pop("db", None)
+    return migrate
+
+
+def has_migrations(app: Flask) -> bool:
+    """Whether ``app`` has a migrations folder with an ``env.py``."""
+    return (migrations_dir(app) / "env.py").is_file()
+
+
+def alembic_config(app: Flask) -> Config:
+    """The Alembic config of ``app`` (call inside its app context); a clear error without a
+    migrations folder."""
+    migrate = ensure_migrate(app)
+    if not has_migrations(app):
+        raise click.ClickException(
+            f"No migrations folder at {migrations_dir(app)}. Create it with `flask complete "
+            "init` (or `flask db init`)."
+        )
+    return t.cast("Config", migrate.get_config(str(migrations_dir(app))))
+
+
+def upgrade(app: Flask, revision: str = "head") -> None:
+    """Upgrade the app's database to ``revision``."""
+    from alembic import command
+
+    with app.app_context():
+        command.upgrade(alembic_config(app), revision)
+
+
+def downgrade(app: Flask, revision: str = "-1") -> None:
+    """Downgrade the app's database to ``revision``."""
+    from alembic import command
+
+    with app.app_context():
+        command.downgrade(alembic_config(app), revision)
+
+
+def head_revisions(app: Flask) -> set[str]:
+    """The head revisions of the migrations folder (empty without migrations)."""
+    from alembic.script import ScriptDirectory
+
+    with app.app_context():
+        if not has_migrations(app):
+            return set()
+        return set(ScriptDirectory.from_config(alembic_config(app)).get_heads())
+
+
+def current_revisions(app: Flask) -> set[str]:
+    """The revisions the app's database is at (empty when it was never migrated)."""
+    from alembic.migration import MigrationContext
+
+    with app.app_context():
+        migrate = ensure_migrate(app)
+        options = {
+            k: v
+            for k, v in migrate.alembic_ctx_kwargs.items()
+            if k in ("version_table", "version_table_schema")
+        }
+        sqla = get_state(app).db
+        assert sqla is not None
+        with sqla.engine.connect() as connection:
+            return set(MigrationContext.configure(connection, opts=options).get_current_heads())
+
+
+def write_migrations(directory: Path) -> bool:
+    """Create a migrations folder from our template; ``False`` when one exists already."""
+    if directory.exists() and any(directory.iterdir()):
+        return False
+    from alembic import command
+    from flask_migrate import Config as MigrateConfig
+
+    template_root = str(resources.files("flask_complete"))
+    config = MigrateConfig(template_directory=template_root)
+    config.set_main_option("script_location", str(directory))
+    config.config_file_name = str(directory / "alembic.ini")
+    with contextlib.redirect_stdout(io.StringIO()):
+        # Alembic's messages ("Please edit ... alembic.ini") do not apply here.
+        command.init(config, str(directory), template=TEMPLATE)
+    return True
+
+
+# -- server defaults ------------------------------------------------------------------------------
+
+_CAST = re.compile(r"::[\w\s]+(\(\d+(,\s*\d+)?\))?(\[\])?$")
+_NOW = {"now()", "current_timestamp", "current_timestamp()", "localtimestamp", "getdate()"}
+
+
+def _normal(text: str) -> tuple[str, str]:
+    """``("str", value)`` for a quoted SQL string literal, else ``("sql", canonical text)``."""
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+        text = text[1:-1].strip()
+    text = _CAST.sub("", text).strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'" and "'" not in text[1:-1].replace("''", ""):
+        return "str", text[1:-1].replace("''", "'")
+    lowered = " ".join(text.lower().split())
+    if lowered in _NOW:
+        return "sql", "current_timestamp"
+    return "sql", {"true": "1", "false": "0"}.get(lowered, lowered)
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return decimal.Decimal(a) == decimal.Decimal(b)
+    except decimal.InvalidOperation:
+        return False
+
+
+def compare_server_default(
+    context: t.Any,
+    inspected_column: t.Any,
+    metadata_column: t.Any,
+    inspected_default: str | None,
+    metadata_default: t.Any,
+    rendered_metadata_default: str | None,
+) -> bool | None:
+    """Alembic's ``compare_server_default`` hook: ``True`` when the defaults differ.
+
+    Normalises how SQLite, PostgreSQL and MariaDB reflect literals (parentheses, ``::type``
+    casts, quoting, ``now()`` spellings, booleans); returns ``None`` to let Alembic decide for
+    expressions it cannot read.
+    """
+    if inspected_default is None or metadata_default is None or rendered_metadata_default is None:
+        return None
+    found = _normal(inspected_default)
+    arg = getattr(metadata_default, "arg", None)
+    # A plain string server_default is a string literal, rendered unquoted by Alembic.
+    wanted = ("str", arg) if isinstance(arg, str) else _normal(rendered_metadata_default)
+    if found == wanted:
+        return False
+    values = {found[1], wanted[1]}
+    if _same_number(found[1], wanted[1]):
+        return False
+    if found[0] != wanted[0] and len(values) == 1:
+        # '0' on a number column reflects as 0 on some databases.
+        return False
+    if found[0] == "sql" and wanted[0] == "sql":
+        return None
+    return True
+
+
+def import_string(path: str, setting: str) -> t.Any:
+    """The object named ``"module:attribute"`` (or a module), with an error naming ``setting``."""
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise click.ClickException(
+            f'{setting} = {path!r} does not import: {e}. Use "package.module:function".'
+        ) from e
+    if not attr:
+        return module
+    try:
+        return functools.reduce(getattr, attr.split("."), module)
+    except AttributeError:
+        raise click.ClickException(
+            f"{setting} = {path!r}: module {module_name!r} has no {attr!r}."
+        ) from None
+
+
+# -- drift check ----------------------------------------------------------------------------------
+
+
+def check(app: Flask, directory: str | None = None) -> str | None:
+    """What differs between the database, the migrations and the models, or ``None``.
+
+    Like ``alembic check`` (unapplied migrations, then autogenerate's differences), with each
+    difference named (table, column, what changed).
+    """
+    from alembic import autogenerate
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
+    with app.app_context():
+        config = (
+            alembic_config(app) if directory is None else ensure_migrate(app).get_config(directory)
+        )
+        script = ScriptDirectory.from_config(config)
+        heads = set(script.get_heads())
+        current = current_revisions(app)
+        if current != heads:
+            return (
+                f"the database is at {', '.join(sorted(current)) or 'no revision'}, the "
+                f"migrations' head is {', '.join(sorted(heads))}. Run `flask db upgrade`."
+            )
+        context = autogenerate.RevisionContext(
+            config,
+            script,
+            {
+                "message": None,
+                "autogenerate": True,
+                "sql": False,
+                "head": "head",
+                "splice": False,
+                "branch_label": None,
+                "version_path": None,
+                "rev_id": None,
+                "depends_on": None,
+            },
+        )
+
+        def collect(rev: t.Any, migration_context: t.Any) -> list[t.Any]:
+            context.run_autogenerate(rev, migration_context)
+            return []
+
+        with EnvironmentContext(
+            config,
+            script,
+            fn=collect,
+            as_sql=False,
+            template_args=context.template_args,
+            revision_context=context,
+        ):
+            script.run_env()
+        diffs: list[t.Any] = []
+        for ops in context.generated_revisions[-1].upgrade_ops_list:
+            diffs.extend(ops.as_diffs())
+    if not diffs:
+        return None
+    lines = [describe_diff(d) for d in diffs]
+    return (
+        "the models and the database differ:\n"
+        + "".join(f"  - {line}\n" for line in lines)
+        + 'Run `flask db migrate -m "what changed"`, review the new file, then `flask db upgrade`.'
+    )
+
+
+def _show(value: t.Any) -> str:
+    arg = getattr(value, "arg", value)
+    if arg is None:
+        return "none"
+    text = getattr(arg, "text", None)
+    return str(text if text is not None else arg)
+
+
+def describe_diff(diff: t.Any) -> str:
+    """One line for one Alembic autogenerate difference."""
+    if isinstance(diff, list):
+        return "; ".join(describe_diff(d) for d in diff)
+    kind = diff[0]
+    if kind in ("add_table", "remove_table"):
+        where = (
+            "in the models, not the database"
+            if kind == "add_table"
+            else ("in the database, not the models")
+        )
+        return f"table {diff[1].name}: {where}"
+    if kind in ("add_column", "remove_column"):
+        column = diff[3]
+        where = (
+            "in the models, not the database"
+            if kind == "add_column"
+            else ("in the database, not the models")
+        )
+        return f"column {diff[2]}.{column.name} ({column.type}): {where}"
+    if kind.startswith("modify_"):
+        _, _, table, column, _, old, new = diff
+        what = kind.removeprefix("modify_")
+        return (
+            f"column {table}.{column}: {what} is {_show(old)} in the database, "
+            f"{_show(new)} in the models"
+        )
+    if kind in (
+        "add_index",
+        "remove_index",
+        "add_constraint",
+        "remove_constraint",
+        "add_fk",
+        "remove_fk",
+    ):
+        obj = diff[1]
+        label = {"index": "index", "constraint": "constraint", "fk": "foreign key"}[
+            kind.partition("_")[2]
+        ]
+        where = (
+            "in the models, not the database"
+            if kind.startswith("add")
+            else ("in the database, not the models")
+        )
+        table = getattr(getattr(obj, "table", None), "name", "?")
+        return f"{label} {obj.name} on {table}: {where}"
+    return repr(diff)

@@ -1,0 +1,156 @@
+"""Helpers for the ``env.py`` of a flask_complete migrations folder; imported only by Alembic.
+
+They keep the template short and let fixes reach projects that generated ``env.py`` long ago:
+importing the ``MODELS`` modules, the drop guard, and dropping enum types on downgrade.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import typing as t
+
+import click
+import sqlalchemy as sa
+from alembic.autogenerate import renderers
+from alembic.operations import ops
+from sqlalchemy.sql.schema import DEFAULT_NAMING_CONVENTION
+
+if t.TYPE_CHECKING:
+    from alembic.autogenerate.api import AutogenContext
+    from alembic.config import Config
+    from alembic.migration import MigrationContext
+    from flask import Flask
+
+log = logging.getLogger("alembic.env")
+
+
+def import_models(app: Flask) -> None:
+    """Import the modules named in the ``MODELS`` setting, so autogenerate sees every model."""
+    names = app.config.get("MODELS") or []
+    if isinstance(names, str):
+        names = [names]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise click.ClickException(
+                f"MODELS lists {name!r}, which does not import: {e}. Fix the module name in "
+                'settings.toml (MODELS = ["yourapp.models"]).'
+            ) from e
+
+
+def configure_options(context: t.Any, app: Flask, metadata: sa.MetaData) -> dict[str, t.Any]:
+    """Options for ``context.configure`` (``context`` is ``alembic.context``): the app's Migrate
+    options with the drop guard and the revision post-processing chained in front of any the app
+    set."""
+    options = dict(app.extensions["migrate"].configure_args)
+    allow = context.get_x_argument(as_dictionary=True).get("allow_drop", "")
+    options["include_object"] = drop_guard(allow, options.get("include_object"))
+    options["process_revision_directives"] = revision_directives(
+        context.config, options.get("process_revision_directives")
+    )
+    if dict(metadata.naming_convention) == dict(DEFAULT_NAMING_CONVENTION):
+        log.warning(
+            "The models' metadata has no naming convention: constraints get no names and later "
+            "migrations cannot drop them. Declare models on flask_complete.db, or give your base "
+            "MetaData(naming_convention=flask_complete.database.NAMING_CONVENTION)."
+        )
+    return options
+
+
+IncludeObject = t.Callable[[t.Any, str | None, str, bool, t.Any], bool]
+
+
+def drop_guard(allow: str, then: IncludeObject | None = None) -> IncludeObject:
+    """An ``include_object`` hook that hides tables found only in the database from
+    autogenerate, so it never proposes ``drop_table`` for them, unless ``allow`` names them
+    (comma-separated, or ``*``)."""
+    allowed = {name.strip() for name in allow.split(",") if name.strip()}
+
+    def include_object(
+        obj: t.Any, name: str | None, type_: str, reflected: bool, compare_to: t.Any
+    ) -> bool:
+        foreign = type_ == "table" and reflected and compare_to is None
+        if foreign and "*" not in allowed and name not in allowed:
+            log.warning(
+                "Keeping table %r: it is in the database but no model declares it. To drop "
+                "it, run `flask db migrate -x allow_drop=%s`.",
+                name,
+                name,
+            )
+            return False
+        return then(obj, name, type_, reflected, compare_to) if then else True
+
+    return include_object
+
+
+Directives = t.Callable[[t.Any, t.Any, list[t.Any]], None]
+
+
+def revision_directives(config: Config, then: Directives | None = None) -> Directives:
+    """A ``process_revision_directives`` hook: write no file when autogenerate found nothing,
+    and drop the enum types an upgrade creates when it is downgraded."""
+
+    def process(context: MigrationContext, revision: t.Any, directives: list[t.Any]) -> None:
+        if then is not None:
+            then(context, revision, directives)
+        if not directives:
+            return
+        script = directives[0]
+        if getattr(config.cmd_opts, "autogenerate", False) and all(
+            u.is_empty() for u in script.upgrade_ops_list
+        ):
+            directives[:] = []
+            log.info("No changes in schema detected.")
+            return
+        for upgrade, downgrade in zip(
+            script.upgrade_ops_list, script.downgrade_ops_list, strict=False
+        ):
+            for name in created_enums(upgrade):
+                downgrade.ops.append(DropEnumOp(name))
+
+    return process
+
+
+def created_enums(upgrade: ops.UpgradeOps) -> list[str]:
+    """Names of the native enum types the tables and columns created by ``upgrade`` bring."""
+    names: list[str] = []
+
+    def visit(op: ops.MigrateOperation) -> None:
+        columns: list[sa.Column[t.Any]] = []
+        if isinstance(op, ops.CreateTableOp):
+            columns = [c for c in op.columns if isinstance(c, sa.Column)]
+        elif isinstance(op, ops.AddColumnOp):
+            columns = [op.column]
+        elif isinstance(op, ops.OpContainer):
+            for child in op.ops:
+                visit(child)
+        for column in columns:
+            type_ = column.type
+            if (
+                isinstance(type_, sa.Enum)
+                and type_.native_enum
+                and type_.name
+                and type_.name not in names
+            ):
+                names.append(type_.name)
+
+    visit(upgrade)
+    return names
+
+
+class DropEnumOp(ops.MigrateOperation):
+    """Drop a PostgreSQL enum type if it exists (nothing on other databases)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def reverse(self) -> ops.MigrateOperation:
+        raise NotImplementedError("an enum type is created with the table that uses it")
+
+
+@renderers.dispatch_for(DropEnumOp)
+def _render_drop_enum(context: AutogenContext, op: DropEnumOp) -> str:
+    # A no-op on SQLite and MySQL, where enums are not separate types.
+    return f"sa.Enum(name={op.name!r}).drop(op.get_bind(), checkfirst=True)"
