@@ -4,6 +4,13 @@
 # Revision file names: %%(rev)s is the revision id, %%(slug)s the message.
 # file_template = %%(rev)s_%%(slug)s
 
+# Format each new revision file (needs ruff installed):
+# [post_write_hooks]
+# hooks = ruff
+# ruff.type = exec
+# ruff.executable = ruff
+# ruff.options = format REVISION_SCRIPT_FILENAME
+
 # Logging for the `flask db` commands (skipped when the app or a test run configured logging).
 [loggers]
 keys = root,sqlalchemy,alembic,alembic_plugins,flask_migrate
