@@ -41,7 +41,10 @@ class LazyGroup(AppGroup):
 
 
 #: Commands of ``flask complete`` defined in other modules, imported on use.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "check": "flask_complete.checks:check_command",
+    "versions": "flask_complete.versions:versions_command",
+}
 
 complete_group = LazyGroup("complete", help="Configure and inspect flask_complete.", lazy=_LAZY)
 

@@ -1,0 +1,305 @@
+"""``flask complete check``: each check, the collected run, and the real ``flask`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import typing as t
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.cli import ScriptInfo
+
+from flask_complete import Complete
+from flask_complete import checks as c
+from flask_complete import config as _config
+from flask_complete.cli import complete_group
+from flask_complete.config import Problem
+from flask_complete.extension import get_state
+from flask_complete.versions import Package
+
+STRONG = "k3y-" * 12
+REPO = Path(__file__).resolve().parent.parent
+FLASK = str(Path(sys.executable).with_name("flask"))
+SAFE_COOKIES = {
+    "SESSION_COOKIE_SECURE": True,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+}
+
+
+def ids(findings: list[Problem]) -> list[str]:
+    return [f.id for f in findings]
+
+
+class TestPureChecks:
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            (None, ["secret.missing"]),
+            ("changeme", ["secret.placeholder"]),
+            ("short-but-random-9f8a", ["secret.weak"]),
+            (STRONG, []),
+        ],
+    )
+    def test_secret(self, value: str | None, expected: list[str]) -> None:
+        found = c.check_secret(value, "code")
+        assert ids(found) == expected
+        assert all("token_urlsafe" in f.fix for f in found)
+
+    def test_debug(self) -> None:
+        assert c.check_debug(False) == []
+        (finding,) = c.check_debug(True)
+        assert (finding.id, finding.level) == ("debug.on", "error")
+        assert "FLASK_DEBUG" in finding.fix
+
+    def test_sqlite_is_a_warning(self) -> None:
+        (finding,) = c.check_sqlite("sqlite:////srv/app.sqlite3")
+        assert (finding.id, finding.level) == ("database.sqlite", "warning")
+        assert c.check_sqlite("postgresql+psycopg://db/app") == []
+
+    def test_database_error_hides_the_password(self) -> None:
+        (finding,) = c.check_database("postgresql://app:hunter2@db/app", "connection refused")
+        assert finding.id == "database.unreachable"
+        assert "hunter2" not in finding.message and "connection refused" in finding.message
+        assert c.check_database("postgresql://db/app", None) == []
+
+    def test_migrations(self) -> None:
+        assert c.check_migrations({"b2"}, {"b2"}) == []
+        assert c.check_migrations(set(), set()) == []
+        (finding,) = c.check_migrations({"b2"}, {"a1"})
+        assert finding.id == "migrations.not_head"
+        assert "at a1" in finding.message and "head is b2" in finding.message
+        assert "flask db upgrade" in finding.fix
+        (finding,) = c.check_migrations({"b2"}, set())
+        assert "no migration applied" in finding.message
+
+    def test_cookies(self) -> None:
+        flask_defaults = Flask(__name__).config
+        found = c.check_cookies(flask_defaults, remember_cookie=False)
+        assert ids(found) == ["cookie.session_cookie_secure", "cookie.session_cookie_samesite"]
+        assert {f.level for f in found} == {"warning"}
+        assert c.check_cookies(SAFE_COOKIES, remember_cookie=False) == []
+        remember = c.check_cookies(SAFE_COOKIES, remember_cookie=True)
+        assert ids(remember) == ["cookie.remember_cookie_secure", "cookie.remember_cookie_httponly"]
+
+    def test_cors(self) -> None:
+        assert c.check_cors(["https://app.example.com"], credentials=True) == []
+        (wildcard,) = c.check_cors(["*"], credentials=False)
+        assert (wildcard.id, wildcard.level) == ("cors.wildcard", "warning")
+        (plain,) = c.check_cors(["http://app.example.com"], credentials=True)
+        assert (plain.id, plain.level) == ("cors.http_origin", "error")
+        assert c.check_cors(["http://app.example.com"], credentials=False)[0].level == "warning"
+
+    def test_tracked(self) -> None:
+        assert c.check_tracked([]) == []
+        (finding,) = c.check_tracked([".secrets.toml"])
+        assert finding.level == "error" and "git rm --cached .secrets.toml" in finding.fix
+
+    def test_versions(self) -> None:
+        packages = [
+            Package("flask", None, ">=3.1,<3.2", "3.0.3", False),
+            Package("redis", "redis", ">=5,<9", None, None),
+            Package("flask-cors", None, ">=6.0.1,<7", "6.0.5", True),
+        ]
+        (finding,) = c.check_versions(packages)
+        assert (finding.id, finding.level) == ("versions.outside", "warning")
+        assert "flask 3.0.3 is outside the tested range >=3.1,<3.2" in finding.message
+
+
+def test_git_is_asked_which_secret_files_are_tracked(tmp_path: Path) -> None:
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    subprocess.run([git, "init", "-q", str(tmp_path)], check=True)
+    for name in (".secrets.toml", ".env", "settings.toml"):
+        (tmp_path / name).write_text("X = 1\n")
+    assert c.tracked_secret_files(tmp_path) == []
+    subprocess.run([git, "-C", str(tmp_path), "add", ".env", "settings.toml"], check=True)
+    assert c.tracked_secret_files(tmp_path) == [".env"]
+    assert c.tracked_secret_files(tmp_path / "not-a-repo-subdir-missing") == []
+
+
+_apps: list[Flask] = []
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines() -> t.Iterator[None]:
+    """Close pooled connections before the test's database is dropped."""
+    yield
+    while _apps:
+        app = _apps.pop()
+        sqla = get_state(app).db
+        if sqla is not None and "sqlalchemy" in app.extensions:
+            with app.app_context():
+                for engine in sqla.engines.values():
+                    engine.dispose()
+
+
+def make_app(root: Path, env: str = "production", **config: t.Any) -> Flask:
+    app = Flask("checked", root_path=str(root))
+    app.config.update(config)
+    Complete(app, env=env, root=root)
+    _apps.append(app)
+    return app
+
+
+def test_database_reachable(database_url: str, tmp_path: Path) -> None:
+    app = make_app(tmp_path, SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=database_url)
+    assert c.database_error(app, get_state(app)) is None
+
+
+def test_database_unreachable_and_missing(pg_url: str, tmp_path: Path) -> None:
+    closed = make_app(
+        tmp_path,
+        SECRET_KEY=STRONG,
+        SQLALCHEMY_DATABASE_URI="postgresql+psycopg://app:hunter2@127.0.0.1:9/app",
+    )
+    findings = c.run_checks(closed)
+    (finding,) = [f for f in findings if f.id == "database.unreachable"]
+    assert "hunter2" not in finding.message and "127.0.0.1" in finding.message
+    missing = make_app(
+        tmp_path / "m", SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=pg_url + "_missing"
+    )
+    (finding,) = [f for f in c.run_checks(missing) if f.id == "database.unreachable"]
+    assert "does not exist" in finding.message
+
+
+def test_run_checks_on_a_sound_production_app(pg_url: str, tmp_path: Path) -> None:
+    app = make_app(
+        tmp_path,
+        SECRET_KEY=STRONG,
+        SQLALCHEMY_DATABASE_URI=pg_url,
+        CORS_ORIGINS=["https://app.example.com"],
+        **SAFE_COOKIES,
+    )
+    assert c.run_checks(app) == []
+    result = app.test_cli_runner().invoke(args=["complete", "check", "--deploy"])
+    assert result.exit_code == 0, result.output
+    assert "environment production: no problems found." in result.output
+
+
+def test_deploy_flag_runs_production_checks_in_development(tmp_path: Path) -> None:
+    app = make_app(tmp_path, env="development", DEBUG=True, SECRET_KEY="dev")
+    runner = app.test_cli_runner()
+    plain = runner.invoke(args=["complete", "check"])
+    assert plain.exit_code == 0, plain.output
+    deploy = runner.invoke(args=["complete", "check", "--deploy", "--format", "json"])
+    assert deploy.exit_code == 1
+    report = json.loads(deploy.output)
+    found = {f["id"]: f for f in report["findings"]}
+    assert report["environment"] == "development"
+    assert {"secret.placeholder", "debug.on", "database.sqlite", "cors.http_origin"} <= set(found)
+    assert report["errors"] == sum(f["level"] == "error" for f in report["findings"])
+    assert all(f["fix"] for f in report["findings"])
+
+
+def _factory(root: Path, **config: t.Any) -> t.Callable[[], Flask]:
+    def create() -> Flask:
+        return make_app(root, **config)
+
+    return create
+
+
+def test_collects_every_refusal_instead_of_stopping(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    """Without collecting, the app would stop at the first refusal; check lists them all."""
+    create = _factory(tmp_path, CORS_ORIGINS=["*"], CORS_SUPPORTS_CREDENTIALS=True)
+    result = CliRunner().invoke(
+        complete_group, ["check", "--format", "json"], obj=ScriptInfo(create_app=create)
+    )
+    assert result.exit_code == 1, result.output
+    found = {f["id"] for f in json.loads(result.output)["findings"]}
+    assert {"secret.missing", "database.missing"} <= found
+
+
+def test_table_output(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    result = CliRunner().invoke(
+        complete_group, ["check"], obj=ScriptInfo(create_app=_factory(tmp_path)), terminal_width=100
+    )
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["ID", "LEVEL", "PROBLEM", "AND", "FIX"]
+    assert lines[1].split()[:2] == ["secret.missing", "error"]
+    assert any(line.strip().startswith("fix: Set DATABASE_URL") for line in lines)
+    assert lines[-1].startswith("environment production: 2 error(s), ")
+    assert lines[-1].endswith("Fix the errors before deploying.")
+
+
+def test_unknown_environment_is_a_finding(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("FLASK_ENV", "prod")
+    # The pytest plugin pins every app without an explicit env to testing; lift that here.
+    clean_env.setattr(_config, "_forced_env", None)
+
+    def create() -> Flask:
+        app = Flask("checked", root_path=str(tmp_path))
+        Complete(app, root=tmp_path)
+        return app
+
+    result = CliRunner().invoke(complete_group, ["check"], obj=ScriptInfo(create_app=create))
+    assert result.exit_code == 1
+    assert "env.unknown" in result.output and "Use one of: development" in result.output
+
+
+def test_app_without_flask_complete(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        complete_group, ["check"], obj=ScriptInfo(create_app=lambda: Flask("plain"))
+    )
+    assert result.exit_code == 2
+    assert "add Complete(app)" in result.output
+
+
+def _example_copy(tmp_path: Path) -> Path:
+    """The example app copied without local secrets, so the developer's files do not count."""
+    shutil.copytree(
+        REPO / "example_app",
+        tmp_path / "example_app",
+        ignore=shutil.ignore_patterns(".secrets.toml", ".env", "instance", "__pycache__"),
+    )
+    return tmp_path
+
+
+def _flask(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FLASK_") and k not in ("DATABASE_URL", "SECRET_KEY")
+    }
+    return subprocess.run(
+        [FLASK, "--app", "example_app", *args],
+        cwd=cwd,
+        env={**base, "FLASK_ENV": "production", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_flask_complete_check_on_the_example_app_without_secrets(tmp_path: Path) -> None:
+    result = _flask(_example_copy(tmp_path), "complete", "check", "--deploy")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    out = result.stdout
+    assert "secret.missing" in out and "fix: Set it in the environment (SECRET_KEY=...)" in out
+    assert "database.missing" in out and "fix: Set DATABASE_URL" in out
+    assert "environment production: 2 error(s)" in out
+
+
+def test_flask_complete_check_on_the_example_app_set_properly(tmp_path: Path, pg_url: str) -> None:
+    root = _example_copy(tmp_path)
+    env = {"SECRET_KEY": STRONG, "DATABASE_URL": pg_url}
+    behind = _flask(root, "complete", "check", "--deploy", **env)
+    assert behind.returncode == 1, behind.stdout + behind.stderr
+    assert "migrations.not_head" in behind.stdout and "flask db upgrade" in behind.stdout
+    upgrade = _flask(root, "db", "upgrade", **env)
+    assert upgrade.returncode == 0, upgrade.stderr
+    result = _flask(root, "complete", "check", "--deploy", "--format", "json", **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert (report["environment"], report["errors"]) == ("production", 0)
