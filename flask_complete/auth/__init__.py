@@ -1,4 +1,8 @@
-"""Placeholder: filled in by its own issue."""
+"""Authentication: Flask-Login wired to a user model, API tokens, throttling, CSRF, ``flask users``.
+
+Inert without a user model (``Complete(app, user_model=User)``): an app with its own login keeps
+working. Importing this package is cheap; the pieces are imported when an app wires them.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,71 @@ if t.TYPE_CHECKING:
     from flask import Flask
 
     from ..extension import CompleteState
+    from .core import AuthState
+    from .csrf import exempt as csrf_exempt
+    from .decorators import admin_required, login_required, role_required
+    from .models import ApiTokenMixin, UserMixin
+    from .passwords import PasswordError
+
+__all__ = [
+    "ApiTokenMixin",
+    "PasswordError",
+    "UserMixin",
+    "admin_required",
+    "csrf_exempt",
+    "init_app",
+    "login_required",
+    "role_required",
+]
+
+_EXPORTS = {
+    "ApiTokenMixin": ("models", "ApiTokenMixin"),
+    "UserMixin": ("models", "UserMixin"),
+    "PasswordError": ("passwords", "PasswordError"),
+    "admin_required": ("decorators", "admin_required"),
+    "login_required": ("decorators", "login_required"),
+    "role_required": ("decorators", "role_required"),
+    "csrf_exempt": ("csrf", "exempt"),
+}
+
+STATE_KEY = "complete.auth"
+
+
+def __getattr__(name: str) -> t.Any:
+    if name in _EXPORTS:
+        import importlib
+
+        module, attr = _EXPORTS[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def init_app(app: Flask, state: CompleteState) -> None:
-    """Wire auth into ``app`` when a user model is given."""
+    """Wire auth into ``app`` when a user model is given; otherwise only the opt-in CSRF check
+    (``CSRF_PROTECT = true``) for an app with its own login."""
+    if state.user_model is None:
+        if _flag(app.config.get("CSRF_PROTECT", "auto")) is True:
+            from . import csrf
+
+            csrf.install(app, everywhere=True)
+        return
+    from . import core
+
+    core.setup(app, state)
+
+
+def state_or_none(app: Flask | None = None) -> AuthState | None:
+    """The auth state of ``app`` (default: the current app), ``None`` when auth is not wired."""
+    if app is None:
+        from flask import current_app
+
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return app.extensions.get(STATE_KEY)
+
+
+def _flag(value: t.Any) -> bool | str:
+    """``CSRF_PROTECT``: true, false or ``"auto"``."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "auto"):
+        text = value.strip().lower()
+        return text if text == "auto" else text == "true"
+    return value if isinstance(value, bool) else "invalid"

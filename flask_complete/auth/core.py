@@ -1,0 +1,304 @@
+"""Wiring: settings checks, the login manager, the user loader and the per-app auth state."""
+
+from __future__ import annotations
+
+import os
+import typing as t
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app, request, session
+from flask_login import LoginManager
+from flask_login.config import COOKIE_NAME
+from flask_login.utils import encode_cookie
+
+from ..cli import LazyGroup
+from ..config import Problem
+from . import STATE_KEY, _flag, csrf, passwords, throttle, tokens
+from .models import ApiTokenMixin, constant_equal
+
+if t.TYPE_CHECKING:
+    from flask import Flask, Response
+    from flask_sqlalchemy import SQLAlchemy
+
+    from ..extension import CompleteState
+
+_INTS = {
+    "AUTH_PASSWORD_MIN_LENGTH": 1,
+    "AUTH_REMEMBER_DAYS": 1,
+    "AUTH_TOKEN_DAYS": 1,
+    "AUTH_TOKEN_MAX_DAYS": 1,
+    "AUTH_THROTTLE_ACCOUNT_LIMIT": 1,
+    "AUTH_THROTTLE_ADDRESS_LIMIT": 1,
+    "AUTH_THROTTLE_DELAY": 1,
+    "AUTH_THROTTLE_MAX_DELAY": 1,
+    "AUTH_THROTTLE_WINDOW": 1,
+}
+_BOOLS = ("AUTH_ENDPOINTS", "AUTH_THROTTLE")
+_UNSET: t.Any = object()
+
+users_group = LazyGroup(
+    "users",
+    help="Manage users and their API tokens.",
+    lazy={
+        name: f"flask_complete.auth.cli:{attr}"
+        for name, attr in (
+            ("create", "create_command"),
+            ("list", "list_command"),
+            ("set-password", "set_password_command"),
+            ("deactivate", "deactivate_command"),
+            ("token", "token_command"),
+        )
+    },
+)
+
+
+@dataclass
+class AuthState:
+    """Per-app auth state, at ``app.extensions["complete.auth"]``."""
+
+    db: SQLAlchemy
+    user_model: type[t.Any]
+    manager: LoginManager
+    #: The app had its own ``LoginManager``; it is used as it is.
+    adopted: bool
+    #: The bundle's manager: a bearer token wins over the session cookie.
+    bearer_first: bool
+    login_field: str
+    password_method: str
+    token_days: int
+    token_max_days: int
+    policy: throttle.Policy
+    throttle: throttle.Throttle | None
+    #: ``"everywhere"``, ``"blueprint"`` (only the bundle's endpoints) or ``"off"``.
+    csrf: str
+    _token_model: t.Any = field(default=_UNSET, repr=False)
+
+    def token_model(self) -> type[ApiTokenMixin] | None:
+        """The app's API token model (the ``ApiTokenMixin`` subclass beside the user model)."""
+        if self._token_model is _UNSET:
+            self._token_model = tokens.find_model(self.user_model)
+        return t.cast("type[ApiTokenMixin] | None", self._token_model)
+
+
+def get_auth() -> AuthState:
+    """The auth state of the current app; a clear error when auth is not wired."""
+    auth = current_app.extensions.get(STATE_KEY)
+    if auth is None:
+        raise RuntimeError(
+            "flask_complete auth is not wired on this app: pass the user model, "
+            "Complete(app, user_model=User), and keep COMPLETE_AUTH = true."
+        )
+    return t.cast(AuthState, auth)
+
+
+class BundleLoginManager(LoginManager):  # type: ignore[misc]
+    """Flask-Login's manager with a cheaper request path.
+
+    Anonymous requests return before session protection hashes the client address and browser
+    string; a ``Bearer`` header is authenticated by the token alone, never by the session.
+    """
+
+    def _load_user(self) -> t.Any:
+        if tokens.bearer_token(request) is not None:
+            user = self._load_user_from_request(request) if self._request_callback else None
+            return self._update_request_context_with_user(user)
+        cookie = current_app.config.get("REMEMBER_COOKIE_NAME", COOKIE_NAME)
+        if "_user_id" not in session and cookie not in request.cookies:
+            return self._update_request_context_with_user()
+        return super()._load_user()
+
+    def _set_cookie(self, response: Response) -> None:
+        # Flask-Login 0.6.3 computes the expiry with datetime.utcnow(), deprecated on 3.12+.
+        config = current_app.config
+        if "_remember_seconds" in session:
+            duration = timedelta(seconds=session["_remember_seconds"])
+        else:
+            duration = config.get("REMEMBER_COOKIE_DURATION", timedelta(days=14))
+            if isinstance(duration, int | float):
+                duration = timedelta(seconds=duration)
+        response.set_cookie(
+            config.get("REMEMBER_COOKIE_NAME", COOKIE_NAME),
+            value=encode_cookie(str(session["_user_id"])),
+            max_age=int(duration.total_seconds()),
+            expires=datetime.now(UTC) + duration,
+            domain=config.get("REMEMBER_COOKIE_DOMAIN"),
+            path=config.get("REMEMBER_COOKIE_PATH", "/"),
+            secure=config.get("REMEMBER_COOKIE_SECURE", False),
+            httponly=config.get("REMEMBER_COOKIE_HTTPONLY", True),
+            samesite=config.get("REMEMBER_COOKIE_SAMESITE"),
+        )
+
+
+def load_user(user_id: str) -> t.Any:
+    """Flask-Login's user loader: one primary-key lookup (the identity map's, if loaded), then
+    the session token compared in constant time."""
+    auth = get_auth()
+    model = auth.user_model
+    ident, sep, token = str(user_id).partition(":")
+    pk_column = sa.inspect(model).primary_key[0]
+    try:
+        pk: t.Any = pk_column.type.python_type(ident)
+    except (ValueError, TypeError, NotImplementedError):
+        return None
+    user = auth.db.session.get(model, pk)
+    if user is None or not user.is_active:
+        return None
+    expected = getattr(user, "session_token", None)
+    if expected is not None and not (sep and constant_equal(token, expected)):
+        # The password changed (or the user was deactivated) since this session began.
+        return None
+    return user
+
+
+def setup(app: Flask, state: CompleteState) -> None:
+    """Check the settings, then wire the login manager, loaders, throttle, CSRF, views and CLI."""
+    problems = check_settings(app, state)
+    if problems:
+        state.problems.extend(problems)
+        return
+    config = app.config
+    assert state.db is not None and state.user_model is not None
+    existing = getattr(app, "login_manager", None)
+    manager = existing if existing is not None else BundleLoginManager()
+    if existing is None:
+        manager.init_app(app)
+    if manager._user_callback is None:
+        manager.user_loader(load_user)
+    if manager._request_callback is None:
+        manager.request_loader(tokens.load_from_request)
+    config.setdefault("REMEMBER_COOKIE_DURATION", timedelta(days=config["AUTH_REMEMBER_DAYS"]))
+
+    policy = throttle.Policy(
+        account_limit=config["AUTH_THROTTLE_ACCOUNT_LIMIT"],
+        address_limit=config["AUTH_THROTTLE_ADDRESS_LIMIT"],
+        delay=config["AUTH_THROTTLE_DELAY"],
+        max_delay=config["AUTH_THROTTLE_MAX_DELAY"],
+        window=config["AUTH_THROTTLE_WINDOW"],
+    )
+    store: throttle.Throttle | None = None
+    if config["AUTH_THROTTLE"]:
+        # Declared whatever the storage, so that every environment has the same schema.
+        table = throttle.table(getattr(state.user_model, "metadata", None) or state.db.metadata)
+        redis_url = _redis_url(app)
+        if redis_url:
+            prefix = str(config.get("AUTH_THROTTLE_PREFIX") or "flask_complete:throttle:")
+            store = throttle.RedisThrottle(redis_url, prefix, policy)
+        else:
+            store = throttle.DatabaseThrottle(state.db, table, policy)
+
+    flag = _flag(config.get("CSRF_PROTECT", "auto"))
+    if flag is False:
+        mode = "off"
+    elif flag is True or existing is None:
+        mode = "everywhere"
+    else:
+        mode = "blueprint"
+    app.extensions[STATE_KEY] = AuthState(
+        db=state.db,
+        user_model=state.user_model,
+        manager=manager,
+        adopted=existing is not None,
+        bearer_first=existing is None,
+        login_field=str(getattr(state.user_model, "login_field", "email")),
+        password_method=config["AUTH_PASSWORD_METHOD"],
+        token_days=config["AUTH_TOKEN_DAYS"],
+        token_max_days=config["AUTH_TOKEN_MAX_DAYS"],
+        policy=policy,
+        throttle=store,
+        csrf=mode,
+    )
+    if mode != "off":
+        csrf.install(app, everywhere=mode == "everywhere")
+    if config["AUTH_ENDPOINTS"]:
+        from .views import bp
+
+        app.register_blueprint(bp, url_prefix=config["AUTH_URL_PREFIX"].rstrip("/") or None)
+    if "users" not in app.cli.commands:
+        app.cli.add_command(users_group)
+    if state.env == "production":
+        weak = passwords.normalise_method(config["AUTH_PASSWORD_METHOD"])
+        if weak.startswith("scrypt:") and int(weak.split(":")[1]) < 2**14:
+            state.notes.append(
+                f"AUTH_PASSWORD_METHOD = {weak!r} is a cheap test setting; production should "
+                "use the default scrypt (delete the setting)."
+            )
+
+
+def _redis_url(app: Flask) -> str | None:
+    storage = str(app.config.get("AUTH_THROTTLE_STORAGE") or "").strip()
+    if storage == "database":
+        return None
+    if storage and storage != "redis":
+        return storage
+    url = app.config.get("REDIS_URL") or os.environ.get("REDIS_URL")
+    return str(url) if url else None
+
+
+def check_settings(app: Flask, state: CompleteState) -> list[Problem]:
+    """Problems with the auth settings and the user model, each naming the fix."""
+    config = app.config
+    found = []
+
+    def bad(key: str, message: str, fix: str) -> None:
+        found.append(Problem("auth.setting", key, message, fix))
+
+    if state.db is None:
+        bad(
+            "COMPLETE_DATABASE",
+            "Auth needs the database but no SQLAlchemy instance is in use.",
+            "Keep COMPLETE_DATABASE = true or pass Complete(app, db=db).",
+        )
+    for key, low in _INTS.items():
+        value = config.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            bad(key, f"{key} = {value!r} is not valid.", f"Expected a whole number >= {low}.")
+    for key in _BOOLS:
+        if not isinstance(config.get(key), bool):
+            bad(key, f"{key} = {config.get(key)!r} is not valid.", "Expected true or false.")
+    prefix = config.get("AUTH_URL_PREFIX")
+    if not isinstance(prefix, str) or not prefix.startswith("/"):
+        bad("AUTH_URL_PREFIX", f"AUTH_URL_PREFIX = {prefix!r} is not a URL path.", 'E.g. "/auth".')
+    method = config.get("AUTH_PASSWORD_METHOD")
+    try:
+        passwords.normalise_method(str(method))
+    except ValueError as e:
+        bad(
+            "AUTH_PASSWORD_METHOD",
+            f"AUTH_PASSWORD_METHOD = {method!r}: {e}.",
+            'Use "scrypt" (the default) or e.g. "scrypt:32768:8:1".',
+        )
+    if _flag(config.get("CSRF_PROTECT", "auto")) == "invalid":
+        bad(
+            "CSRF_PROTECT",
+            f"CSRF_PROTECT = {config.get('CSRF_PROTECT')!r} is not valid.",
+            'Expected true, false or "auto".',
+        )
+    storage = str(config.get("AUTH_THROTTLE_STORAGE") or "").strip()
+    if storage not in ("", "database", "redis") and not storage.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        bad(
+            "AUTH_THROTTLE_STORAGE",
+            f"AUTH_THROTTLE_STORAGE = {storage!r} is not a storage.",
+            'Use "database", "redis" (with REDIS_URL set) or a redis:// URL.',
+        )
+    elif storage == "redis" and not (config.get("REDIS_URL") or os.environ.get("REDIS_URL")):
+        bad(
+            "AUTH_THROTTLE_STORAGE",
+            'AUTH_THROTTLE_STORAGE = "redis" but REDIS_URL is not set.',
+            "Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) or give the URL in the setting.",
+        )
+    model = state.user_model
+    login_field = getattr(model, "login_field", "email")
+    if model is not None and not hasattr(model, login_field):
+        found.append(
+            Problem(
+                "auth.model",
+                "user_model",
+                f"The user model {model.__name__} has no {login_field!r} attribute to log in with.",
+                "Mix in flask_complete.auth.UserMixin, or set login_field = '<column>' on it.",
+            )
+        )
+    return found

@@ -1,0 +1,172 @@
+"""CSRF protection for cookie-authenticated unsafe requests: a session token plus an Origin check.
+
+The token is handed out by ``POST /auth/login`` and ``GET /auth/me`` (JSON field ``csrf_token``
+and an ``XSRF-TOKEN`` cookie) and by the ``csrf_token()`` template global; it comes back in the
+``X-CSRF-Token`` header or a ``csrf_token`` form field. Requests authenticated by a bearer token
+carry no ambient credentials and are exempt, as are anonymous requests and safe methods.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import typing as t
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, request, session
+
+from .models import constant_equal
+
+if t.TYPE_CHECKING:
+    from flask import Flask, Response
+
+SESSION_KEY = "_csrf_token"
+COOKIE_NAME = "XSRF-TOKEN"
+HEADER_NAME = "X-CSRF-Token"
+FIELD_NAME = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_STATE_KEY = "complete.csrf"
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+def token() -> str:
+    """The session's CSRF token, created on first use."""
+    value = session.get(SESSION_KEY)
+    if not isinstance(value, str) or not value:
+        value = session[SESSION_KEY] = secrets.token_urlsafe(32)
+    return value
+
+
+def rotate() -> str:
+    """A new token for the session (at login: a token seen before login is worthless after)."""
+    session.pop(SESSION_KEY, None)
+    return token()
+
+
+def clear(response: Response | None = None) -> None:
+    """Forget the token (at logout), and delete its cookie from ``response``."""
+    session.pop(SESSION_KEY, None)
+    if response is not None:
+        response.delete_cookie(COOKIE_NAME, path="/")
+
+
+def set_cookie(response: Response, value: str) -> None:
+    """Send the token as the ``XSRF-TOKEN`` cookie, readable by the page's JavaScript."""
+    config = current_app.config
+    response.set_cookie(
+        COOKIE_NAME,
+        value,
+        secure=bool(config.get("SESSION_COOKIE_SECURE")),
+        samesite=config.get("SESSION_COOKIE_SAMESITE") or "Lax",
+        httponly=False,
+        path="/",
+    )
+
+
+def exempt(view: F) -> F:
+    """Exempt ``view`` from the CSRF check (a webhook with its own signature, say)."""
+    view._csrf_exempt = True  # type: ignore[attr-defined]
+    return view
+
+
+def install(app: Flask, *, everywhere: bool, blueprint: t.Any = None) -> None:
+    """Check unsafe requests on every endpoint (``everywhere``) or on ``blueprint``'s only."""
+    app.extensions[_STATE_KEY] = _trusted_origins(app)
+    if everywhere:
+        app.before_request(protect)
+    elif blueprint is not None:
+        blueprint.before_request(protect)
+    app.jinja_env.globals.setdefault("csrf_token", token)
+
+
+def protect() -> None:
+    """``before_request``: refuse a cookie-authenticated unsafe request without a valid token or
+    from a foreign origin. Returns at once for safe methods."""
+    if request.method in SAFE_METHODS:
+        return
+    endpoint = request.endpoint
+    view = current_app.view_functions.get(endpoint) if endpoint else None
+    if view is not None and getattr(view, "_csrf_exempt", False):
+        return
+    if not cookie_authenticated():
+        return
+    check_origin()
+    expected = session.get(SESSION_KEY)
+    sent = request.headers.get(HEADER_NAME) or request.form.get(FIELD_NAME)
+    if not sent:
+        abort(
+            403,
+            description=(
+                f"CSRF token missing: send the csrf_token from the login or /auth/me response in "
+                f"the {HEADER_NAME} header or a {FIELD_NAME} form field."
+            ),
+        )
+    if not isinstance(expected, str) or not constant_equal(sent, expected):
+        abort(
+            403,
+            description=(
+                "CSRF token invalid or from another session: fetch a fresh one from /auth/me."
+            ),
+        )
+
+
+def check_origin() -> None:
+    """Refuse a request whose ``Origin`` (or, without one, ``Referer``) is another site that is
+    not in ``AUTH_TRUSTED_ORIGINS`` or the CORS origins. Requests naming no origin pass."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        referer = request.headers.get("Referer")
+        if not referer:
+            return
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}"
+    if origin != "null":
+        host = urlsplit(origin).netloc.lower()
+        if host and host == request.host.lower():
+            return
+        trusted = current_app.extensions.get(_STATE_KEY)
+        if trusted is not None and any(p.fullmatch(origin) for p in trusted):
+            return
+    abort(
+        403,
+        description=(
+            f"Cross-site request refused: origin {origin[:100]!r} is not this site. "
+            "Add it to AUTH_TRUSTED_ORIGINS if it is yours."
+        ),
+    )
+
+
+def cookie_authenticated() -> bool:
+    """Whether the request is authenticated by cookies (a session login or a remember cookie)."""
+    from . import state_or_none
+
+    auth = state_or_none()
+    if auth is not None and auth.bearer_first and _has_bearer():
+        # The bundle's loader ignores the session when a bearer token is sent.
+        return False
+    cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+    return "_user_id" in session or cookie in request.cookies
+
+
+def _has_bearer() -> bool:
+    header = request.headers.get("Authorization", "")
+    return header[:7].lower() == "bearer "
+
+
+def _trusted_origins(app: Flask) -> list[re.Pattern[str]]:
+    entries = list(app.config.get("AUTH_TRUSTED_ORIGINS") or [])
+    cors = app.config.get("CORS_ORIGINS")
+    if app.config.get("CORS_SUPPORTS_CREDENTIALS") and cors and cors != "*":
+        entries += [cors] if isinstance(cors, str) else list(cors)
+    patterns = []
+    for entry in entries:
+        if not isinstance(entry, str) or entry == "*":
+            continue
+        try:
+            from ..cors import origin_pattern
+
+            patterns.append(origin_pattern(entry))
+        except (ImportError, ValueError):
+            patterns.append(re.compile(re.escape(entry.rstrip("/")), re.IGNORECASE))
+    return patterns

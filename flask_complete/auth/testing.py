@@ -1,0 +1,91 @@
+"""Test helpers: log a test client in without running the password KDF, make bearer headers.
+
+The pytest plugin's ``login``/``auth_user``/``auth_client`` fixtures call :func:`login` and
+:func:`create_user`; they work in any test too::
+
+    token = login_client(client, user)        # the session cookie is set; returns the CSRF token
+    client.post("/api/notes", json={...})     # the X-CSRF-Token header is sent automatically
+    headers = bearer_headers(user)            # {"Authorization": "Bearer fct_..."}
+"""
+
+from __future__ import annotations
+
+import secrets
+import typing as t
+
+from flask.testing import FlaskClient
+
+from . import csrf
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+
+
+def login_client(client: FlaskClient, user: t.Any, *, fresh: bool = True) -> str:
+    """Log ``client`` in as ``user`` by writing its session, as ``login_user`` would.
+
+    Sets the ``X-CSRF-Token`` header on every later request of ``client`` and returns the token.
+    ``user`` must be flushed (have its primary key).
+    """
+    app: Flask = client.application
+    manager = getattr(app, "login_manager", None)
+    if manager is None:
+        raise RuntimeError(
+            "The app has no LoginManager: pass Complete(app, user_model=User) so that auth is "
+            "wired, or log in through the app's own login view."
+        )
+    identifier = manager._session_identifier_generator
+    environ = dict(client.environ_base or {})
+    with app.test_request_context(environ_base=environ):
+        ident = identifier()
+        user_id = getattr(user, manager.id_attribute)()
+    token = secrets.token_urlsafe(32)
+    with client.session_transaction() as session:
+        session["_user_id"] = user_id
+        session["_fresh"] = fresh
+        session["_id"] = ident
+        session[csrf.SESSION_KEY] = token
+    client.environ_base["HTTP_X_CSRF_TOKEN"] = token
+    return token
+
+
+#: The name the pytest plugin's ``login`` fixture calls.
+login = login_client
+
+#: The password :func:`create_user` gives when none is passed.
+DEFAULT_PASSWORD = "correct horse battery staple"
+_counter = 0
+
+
+def create_user(
+    email: str | None = None, password: str = DEFAULT_PASSWORD, **fields: t.Any
+) -> t.Any:
+    """Add and flush a user of the app's user model (in the current app context); a unique
+    email is made up when none is given. Extra ``fields`` (``is_admin=True``) are set as is."""
+    from .core import get_auth
+
+    global _counter
+    auth = get_auth()
+    if email is None:
+        _counter += 1
+        email = f"user{_counter}-{secrets.token_hex(3)}@example.test"
+    user = auth.user_model(**{auth.login_field: email}, **fields)
+    user.set_password(password)
+    auth.db.session.add(user)
+    auth.db.session.flush()
+    return user
+
+
+def logout_client(client: FlaskClient) -> None:
+    """Forget ``client``'s login and CSRF header."""
+    with client.session_transaction() as session:
+        session.clear()
+    client.environ_base.pop("HTTP_X_CSRF_TOKEN", None)
+
+
+def bearer_headers(user: t.Any, name: str = "test", days: int | None = None) -> dict[str, str]:
+    """Create an API token for ``user`` (in the current app context) and return the header."""
+    from .tokens import issue
+
+    _, secret = issue(user, name, days)
+    return {"Authorization": f"Bearer {secret}"}
