@@ -108,7 +108,7 @@ _GITIGNORE = (".secrets.toml", ".env", "instance/")
 
 @complete_group.command("init")
 def init_command() -> None:
-    """Write settings.toml, .secrets.toml, .env.example and .gitignore entries."""
+    """Write settings.toml, .secrets.toml, .env.example, .gitignore entries and migrations/."""
     root = get_state().root
     skeleton = resources.files("flask_complete") / "skeleton"
     for name in ("settings.toml", ".env.example"):
@@ -130,6 +130,12 @@ def init_command() -> None:
         click.echo(f"updated {gitignore.name}: added {', '.join(missing)}")
     else:
         click.echo(f"kept    {gitignore.name}: already ignores {', '.join(_GITIGNORE)}")
+    if current_app.config.get("COMPLETE_MIGRATE", True) and get_state().db is not None:
+        from .migrations import migrations_dir, write_migrations
+
+        folder = migrations_dir()
+        written = write_migrations(folder)
+        click.echo(f"wrote   {folder.name}/" if written else f"kept    {folder.name}/: it exists")
 
 
 def _write_once(path: Path, text: str) -> None:

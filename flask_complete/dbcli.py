@@ -125,7 +125,7 @@ def _admin_engine(url: URL, connect_args: dict[str, t.Any]) -> sa.Engine:
     """An autocommit engine on the server's maintenance database."""
     maintenance = "postgres" if url.get_backend_name() == "postgresql" else None
     return sa.create_engine(
-        url.set(database=maintenance),
+        url._replace(database=maintenance),  # set() cannot clear the name
         poolclass=sa.pool.NullPool,
         isolation_level="AUTOCOMMIT",
         connect_args=connect_args,
