@@ -1,0 +1,209 @@
+"""A real headless Chromium: pages on one loopback origin call the example app's API on another.
+
+What is asserted is what the page's JavaScript could read. Needs Debian's ``chromium`` and
+``chromium-driver`` (``.ci/install-browser``); skipped without them unless
+``FLASK_COMPLETE_REQUIRE_BROWSER=1`` (CI), where a missing browser fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import typing as t
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask, jsonify, request
+
+pytestmark = pytest.mark.browser
+
+REQUIRE = os.environ.get("FLASK_COMPLETE_REQUIRE_BROWSER") == "1"
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+FETCH = """
+const [url, init, done] = arguments;
+fetch(url, init)
+  .then(r => r.text().then(body => done({read: true, status: r.status, body: body})))
+  .catch(e => done({read: false, error: String(e)}));
+"""
+
+
+def _missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (dependency group 'tests')"
+    for name, package in (("chromium", "chromium"), ("chromedriver", "chromium-driver")):
+        if shutil.which(name) is None:
+            return f"{name} not found: install Debian's {package} (bash .ci/install-browser)"
+    return None
+
+
+class Server:
+    """A WSGI app behind a threaded werkzeug server on 127.0.0.1 and a free port."""
+
+    def __init__(self, app: Flask) -> None:
+        from werkzeug.serving import make_server
+
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.origin = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
+        self.server.server_close()
+
+
+def page_app() -> Flask:
+    app = Flask("page")
+
+    @app.get("/")
+    def page() -> str:
+        return "<!doctype html><title>front end</title><p>front end</p>"
+
+    return app
+
+
+def api_app(root: Path, **cors: t.Any) -> Flask:
+    """The example app with ``cors`` settings, its own SQLite file, and a cookie probe."""
+    from example_app import create_app
+
+    from flask_complete import db
+
+    app = create_app(
+        {
+            "SECRET_KEY": "browser-test-" + "k" * 32,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{root / 'notes.sqlite3'}",
+            **cors,
+        }
+    )
+    with app.app_context():
+        db.create_all()
+
+    @app.post("/api/probe")
+    def set_probe() -> t.Any:
+        response = jsonify(set=True)
+        response.set_cookie("probe", "1", httponly=True, samesite="Lax")
+        return response
+
+    @app.get("/api/probe")
+    def read_probe() -> t.Any:
+        return jsonify(cookie=request.cookies.get("probe"))
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[t.Any]:
+    missing = _missing()
+    if missing is not None:
+        if REQUIRE:
+            pytest.fail(f"{missing} (FLASK_COMPLETE_REQUIRE_BROWSER=1: the browser is required)")
+        pytest.skip(missing)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = t.cast(str, shutil.which("chromium"))
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    service = Service(executable_path=t.cast(str, shutil.which("chromedriver")))
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_script_timeout(15)
+    driver.set_page_load_timeout(15)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    """Two front-end origins, an API allowing only the first (with credentials), and an API
+    allowing every origin without credentials."""
+    allowed, other = Server(page_app()), Server(page_app())
+    exact = Server(
+        api_app(
+            tmp_path_factory.mktemp("exact"),
+            CORS_ORIGINS=[allowed.origin],
+            CORS_SUPPORTS_CREDENTIALS=True,
+            CORS_MAX_AGE=600,
+        )
+    )
+    anyone = Server(api_app(tmp_path_factory.mktemp("anyone"), CORS_ORIGINS=["*"]))
+    running = {"allowed": allowed, "other": other, "exact": exact, "anyone": anyone}
+    try:
+        yield running
+    finally:
+        for server in running.values():
+            server.stop()
+
+
+def fetch(driver: t.Any, page: Server, url: str, **init: t.Any) -> dict[str, t.Any]:
+    """Open ``page`` and return what its script could read from ``fetch(url, init)``."""
+    if not driver.current_url.startswith(page.origin):
+        driver.get(page.origin + "/")
+    return t.cast(dict[str, t.Any], driver.execute_async_script(FETCH, url, init))
+
+
+def create_notebook(name: str) -> dict[str, t.Any]:
+    # A JSON body makes this a preflighted request.
+    return {
+        "method": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "body": f'{{"name": "{name}"}}',
+    }
+
+
+def test_allowed_origin_reads_the_api(browser: t.Any, servers: dict[str, Server]) -> None:
+    api = servers["exact"].origin
+    created = fetch(browser, servers["allowed"], f"{api}/api/notebooks", **create_notebook("a"))
+    assert created["read"] and created["status"] == 201, created
+    listed = fetch(browser, servers["allowed"], f"{api}/api/notebooks")
+    assert listed["read"] and '"name":"a"' in listed["body"].replace(" ", ""), listed
+
+
+def test_disallowed_origin_is_blocked(browser: t.Any, servers: dict[str, Server]) -> None:
+    api = servers["exact"].origin
+    read = fetch(browser, servers["other"], f"{api}/api/notebooks")
+    assert read == {"read": False, "error": "TypeError: Failed to fetch"}
+    write = fetch(browser, servers["other"], f"{api}/api/notebooks", **create_notebook("evil"))
+    assert write["read"] is False
+    # The preflight failed, so the POST was never sent.
+    listed = fetch(browser, servers["allowed"], f"{api}/api/notebooks")
+    assert "evil" not in listed["body"]
+
+
+def test_credentials_work_with_the_exact_origin(browser: t.Any, servers: dict[str, Server]) -> None:
+    probe = servers["exact"].origin + "/api/probe"
+    page = servers["allowed"]
+    assert fetch(browser, page, probe, method="POST", credentials="include")["status"] == 200
+    with_cookie = fetch(browser, page, probe, credentials="include")
+    assert with_cookie["read"] and '"cookie":"1"' in with_cookie["body"].replace(" ", "")
+    without = fetch(browser, page, probe)
+    assert without["read"] and '"cookie":null' in without["body"].replace(" ", "")
+    blocked = fetch(browser, servers["other"], probe, credentials="include")
+    assert blocked["read"] is False
+
+
+def test_wildcard_origins_never_carry_credentials(
+    browser: t.Any, servers: dict[str, Server]
+) -> None:
+    url = servers["anyone"].origin + "/api/notebooks"
+    plain = fetch(browser, servers["other"], url)
+    assert plain["read"] and plain["status"] == 200, plain
+    credentialed = fetch(browser, servers["other"], url, credentials="include")
+    assert credentialed == {"read": False, "error": "TypeError: Failed to fetch"}
