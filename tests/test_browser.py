@@ -79,7 +79,6 @@ def page_app() -> Flask:
 def api_app(root: Path, **cors: t.Any) -> Flask:
     """The example app with ``cors`` settings, its own SQLite file, and a cookie probe."""
     from example_app import create_app
-
     from flask_complete import db
 
     app = create_app(
