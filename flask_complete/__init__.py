@@ -1,9 +1,27 @@
 """One init call for the parts every Flask app with a database rebuilds."""
 
-from .config import ConfigError
-from .database import db
-from .extension import Complete
+from __future__ import annotations
+
+import importlib
+import typing as t
+
+if t.TYPE_CHECKING:
+    from .config import ConfigError
+    from .database import db
+    from .extension import Complete
 
 __version__ = "0.1.0"
 
 __all__ = ["Complete", "ConfigError", "__version__", "db"]
+
+#: Imported on first use: the pytest plugin is a submodule loaded by every pytest run, so
+#: importing the package must not pull in SQLAlchemy and the rest.
+_LAZY = {"Complete": ".extension", "ConfigError": ".config", "db": ".database"}
+
+
+def __getattr__(name: str) -> t.Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

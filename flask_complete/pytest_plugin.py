@@ -8,6 +8,7 @@ machinery lives in :mod:`flask_complete.testing`.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.abc
 import importlib.util
 import os
@@ -225,13 +226,16 @@ def _app(config: pytest.Config) -> Flask:
             "or define your own `app` fixture in conftest.py.",
             pytrace=False,
         )
-    from .testing import load_app, rebind
+    from .testing import block, engines_of, load_app, rebind
 
     try:
         app = load_app(run.spec, Path(config.rootpath))
         worker = os.environ.get("PYTEST_XDIST_WORKER")
         if worker and hasattr(config, "workerinput") and "complete" in app.extensions:
             rebind(app, worker)
+        if "sqlalchemy" in app.extensions:
+            for engine in engines_of(app).values():
+                block(engine)
     except Exception as e:
         message = e.format_message() if hasattr(e, "format_message") else str(e)
         run.error = f"flask_complete could not build the app {run.spec!r} ({run.source}): {message}"
@@ -301,8 +305,6 @@ def _snake(name: str) -> str:
 
 def _factory_fixtures(modules: list[str]) -> object:
     """A plugin object with one ``<model>_factory`` fixture per factory in ``modules``."""
-    import importlib
-
     from factory.base import BaseFactory
 
     holder = type("FactoryFixtures", (), {})()
@@ -487,10 +489,9 @@ def _auth_testing(app: Flask) -> t.Any:
             "(Complete(app, user_model=User))."
         )
     try:
-        from .auth import testing as auth_testing
+        return importlib.import_module(".auth.testing", __package__)
     except ImportError:
-        auth_testing = None
-    return auth_testing
+        return None
 
 
 @pytest.fixture

@@ -191,16 +191,24 @@ def block(engine: Engine) -> None:
     """Make ``engine`` refuse connections outside :func:`database_access` with a message
     naming the fixture to add."""
 
-    def on_connect(conn: Connection) -> None:
-        if _allowed:
-            return
-        conn.close()
+    def refuse() -> None:
         raise DatabaseBlocked(
             "Database access is not allowed in this test: it uses the app's database without "
             "asking for it. Add the `db` fixture to the test (each test rolled back), or "
             "`transactional_db` for real commits, e.g. `def test_notes(client, db): ...`."
         )
 
+    def on_new_connection(*args: t.Any) -> None:
+        if not _allowed:
+            refuse()
+
+    def on_connect(conn: Connection) -> None:
+        if not _allowed:
+            conn.close()
+            refuse()
+
+    # do_connect: before a new DBAPI connection is opened; engine_connect: a pooled one reused.
+    event.listen(engine, "do_connect", on_new_connection)
     event.listen(engine, "engine_connect", on_connect)
 
 
@@ -219,7 +227,8 @@ def _sqlite_savepoints(engine: Engine) -> None:
 
 def _admin_engine(url: URL) -> Engine:
     backend = url.get_backend_name()
-    admin = url.set(database="postgres") if backend == "postgresql" else url.set(database=None)
+    # URL.set(database=None) keeps the name: replace the field to connect to no database.
+    admin = url.set(database="postgres") if backend == "postgresql" else url._replace(database=None)
     return sa.create_engine(admin, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
 
 
@@ -422,8 +431,6 @@ class TestDatabase:
             self.build_schema()
             if self.cache is not None:
                 self.cache.set(self._cache_key(), fingerprint if self.reuse else None)
-        for engine in engines_of(self.app).values():
-            block(engine)
 
     def build_schema(self) -> None:
         """Run the migrations to head, or ``create_all`` when there are none."""

@@ -1,0 +1,449 @@
+"""The pytest plugin, run on generated projects with ``pytester`` against real databases."""
+
+from __future__ import annotations
+
+import hashlib
+import typing as t
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import (
+    SERVERS,
+    database_exists,
+    drop_database,
+    new_database,
+    require_server,
+    unique_name,
+)
+
+pytest_plugins = ["pytester"]
+
+APP = """
+from flask import Flask, jsonify, request
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import String, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from flask_complete import Complete
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+class Item(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    {extra}
+
+
+def create_app():
+    app = Flask(__name__)
+    {code}
+    Complete(app, db=db)
+
+    @app.post("/items")
+    def add():
+        db.session.add(Item(name=request.json["name"]))
+        db.session.commit()
+        return "", 201
+
+    @app.get("/items")
+    def names():
+        return jsonify(db.session.scalars(select(Item.name).order_by(Item.id)).all())
+
+    @app.cli.command("count")
+    def count():
+        print(len(db.session.scalars(select(Item)).all()))
+
+    return app
+"""
+
+COUNT = "db.session.scalar(select(func.count()).select_from(Item))"
+
+
+class Project:
+    """A generated project: ``notes.py`` (the app), ``settings.toml`` and a dev database."""
+
+    def __init__(self, pytester: pytest.Pytester, kind: str) -> None:
+        self.pytester = pytester
+        self.kind = kind
+        self.name = unique_name()
+        if kind == "sqlite":
+            self.dev_url = f"sqlite:///{pytester.path / 'instance' / (self.name + '.sqlite3')}"
+            self.test_name = f"test_{self.name}.sqlite3"
+        else:
+            require_server(kind)
+            self.dev_url = f"{SERVERS[kind]}/{self.name}"
+            self.test_name = f"test_{self.name}"
+        self.cleanup: list[str] = [self.name, self.test_name]
+
+    def write(self, *, extra: str = "", code: str = "", testing_url: str | None = None) -> None:
+        self.pytester.makepyfile(notes=APP.format(extra=extra, code=code))
+        lines = ["[default]", f'DATABASE_URL = "{self.dev_url}"']
+        if testing_url:
+            lines += ["[testing]", f'DATABASE_URL = "{testing_url}"']
+        (self.pytester.path / "settings.toml").write_text("\n".join(lines) + "\n")
+        self.pytester.makeini("[pytest]\nflask_app = notes:create_app\nfilterwarnings = error\n")
+
+    def create_dev(self, rows: int = 2) -> None:
+        """Create the development database with ``rows`` rows in ``item``."""
+        if self.kind == "sqlite":
+            (self.pytester.path / "instance").mkdir(exist_ok=True)
+        else:
+            new_database(self.kind, self.name)
+        engine = sa.create_engine(self.dev_url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "CREATE TABLE item (id INTEGER PRIMARY KEY, name VARCHAR(50) UNIQUE)"
+                )
+                for i in range(rows):
+                    conn.exec_driver_sql(f"INSERT INTO item (id, name) VALUES ({i + 1}, 'dev{i}')")
+        finally:
+            engine.dispose()
+
+    def dev_snapshot(self) -> t.Any:
+        """The dev database's bytes (SQLite) or rows (servers)."""
+        if self.kind == "sqlite":
+            return hashlib.sha256(Path(self.dev_url[10:]).read_bytes()).hexdigest()
+        engine = sa.create_engine(self.dev_url, poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                tables = sa.inspect(conn).get_table_names()
+                rows = conn.exec_driver_sql("SELECT id, name FROM item ORDER BY id").all()
+                return tables, [tuple(r) for r in rows]
+        finally:
+            engine.dispose()
+
+    def exists(self, name: str) -> bool:
+        if self.kind == "sqlite":
+            return (self.pytester.path / "instance" / name).exists()
+        return database_exists(self.kind, name)
+
+    def drop_all(self) -> None:
+        if self.kind != "sqlite":
+            for name in self.cleanup:
+                drop_database(self.kind, name)
+
+    def run(self, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest_subprocess("-p", "no:randomly", *args)
+
+
+@pytest.fixture
+def project(
+    request: pytest.FixtureRequest, pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> t.Iterator[Project]:
+    proj = Project(pytester, getattr(request, "param", "sqlite"))
+    try:
+        yield proj
+    finally:
+        proj.drop_all()
+
+
+ISOLATION_TESTS = f"""
+from sqlalchemy import func, select
+from notes import Item
+
+
+def test_commits_a_row(db, client):
+    db.session.add(Item(name="one"))
+    db.session.commit()
+    assert client.post("/items", json={{"name": "two"}}).status_code == 201
+    assert client.get("/items").json == ["one", "two"]
+    try:
+        db.session.add(Item(name="one"))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+    assert {COUNT} == 2
+
+
+def test_sees_zero_rows(db):
+    assert {COUNT} == 0
+
+
+def test_sees_zero_rows_again(db, client):
+    assert client.get("/items").json == []
+"""
+
+
+@pytest.mark.parametrize("project", ["sqlite", "postgres", "mysql"], indirect=True)
+def test_each_test_is_rolled_back_and_dev_database_untouched(project: Project) -> None:
+    project.write()
+    project.create_dev()
+    before = project.dev_snapshot()
+    project.pytester.makepyfile(test_isolation=ISOLATION_TESTS)
+    result = project.run("-v")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "flask_complete: app notes:create_app (from ini flask_app), environment testing",
+            f"flask_complete: test database *test_{project.name}*",
+        ]
+    )
+    assert project.dev_snapshot() == before
+    assert not project.exists(project.test_name), "the test database is dropped after the run"
+
+
+@pytest.mark.parametrize("project", ["sqlite", "postgres"], indirect=True)
+def test_testing_pointed_at_dev_is_redirected_to_a_test_copy(project: Project) -> None:
+    project.write(testing_url=project.dev_url)
+    project.create_dev()
+    before = project.dev_snapshot()
+    project.pytester.makepyfile(test_isolation=ISOLATION_TESTS)
+    result = project.run()
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([f"flask_complete: test database *test_{project.name}*"])
+    assert project.dev_snapshot() == before
+
+
+@pytest.mark.parametrize("project", ["sqlite", "mysql"], indirect=True)
+def test_app_set_to_the_dev_url_in_code_is_refused(project: Project) -> None:
+    project.write(code=f'app.config["SQLALCHEMY_DATABASE_URI"] = "{project.dev_url}"')
+    project.create_dev()
+    before = project.dev_snapshot()
+    project.pytester.makepyfile(test_isolation=ISOLATION_TESTS)
+    result = project.run()
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        ["*refuses to run tests against a development or production database*"]
+    )
+    assert project.dev_snapshot() == before
+
+
+def test_apps_a_suite_builds_are_refused_on_the_dev_database(project: Project) -> None:
+    """An app built by the suite itself (no plugin fixture) still cannot reach the dev file."""
+    project.write()
+    project.create_dev()
+    before = project.dev_snapshot()
+    project.pytester.makepyfile(
+        test_own=f'''
+        import pytest
+        from flask import Flask
+        from flask_sqlalchemy import SQLAlchemy
+        from flask_complete import Complete
+        from flask_complete.testing import DatabaseRefused
+
+        def test_own_app_on_dev_url(tmp_path):
+            app = Flask("notes")
+            app.config["SQLALCHEMY_DATABASE_URI"] = "{project.dev_url}"
+            db = SQLAlchemy()
+            Complete(app, db=db)
+            with app.app_context(), pytest.raises(DatabaseRefused, match="development"):
+                db.session.execute(db.text("DELETE FROM item"))
+
+        def test_own_app_on_its_own_url(tmp_path):
+            app = Flask("notes")
+            app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+            db = SQLAlchemy()
+            Complete(app, db=db)
+            with app.app_context():
+                assert db.session.execute(db.text("SELECT 1")).scalar() == 1
+        '''
+    )
+    project.run().assert_outcomes(passed=2)
+    assert project.dev_snapshot() == before
+
+
+def test_database_use_without_the_db_fixture_names_the_fixture(project: Project) -> None:
+    project.write()
+    project.pytester.makepyfile(
+        test_block=f"""
+        from sqlalchemy import func, select
+        from notes import Item, db
+
+        def test_forgot_db(app):
+            {COUNT}
+
+        def test_with_db(db):
+            assert {COUNT} == 0
+        """
+    )
+    result = project.run()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*Add the `db` fixture to the test*"])
+
+
+def test_fixtures(project: Project) -> None:
+    project.write()
+    project.pytester.makepyfile(
+        test_fixtures=f"""
+        import urllib.request
+        import pytest
+        from sqlalchemy import func, select
+        from notes import Item
+
+        def test_settings_override(app, settings):
+            settings["GREETING"] = "hi"
+            assert app.config["GREETING"] == "hi"
+            with pytest.raises(KeyError, match="read once, when the app is built"):
+                settings["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+
+        def test_settings_restored(app):
+            assert "GREETING" not in app.config
+            assert app.testing
+
+        def test_query_counting(db, assert_num_queries, assert_max_queries):
+            db.session.add_all([Item(name="a"), Item(name="b")])
+            db.session.commit()
+            with assert_num_queries(1):
+                db.session.scalars(select(Item)).all()
+            with pytest.raises(AssertionError, match="at most 1 SQL statements, 2 ran"):
+                with assert_max_queries(1):
+                    db.session.scalars(select(Item)).all()
+                    db.session.scalars(select(Item)).all()
+
+        def test_runner(db, runner):
+            db.session.add(Item(name="a"))
+            db.session.commit()
+            assert runner.invoke(args=["count"]).output.strip() == "1"
+
+        def test_transactional_db_commits(transactional_db):
+            transactional_db.session.add(Item(name="kept"))
+            transactional_db.session.commit()
+
+        def test_transactional_db_emptied_after(db):
+            assert {COUNT} == 0
+
+        def test_live_server(live_server):
+            request = urllib.request.Request(
+                live_server.url + "/items", data=b'{{"name": "http"}}',
+                headers={{"Content-Type": "application/json"}}, method="POST",
+            )
+            assert urllib.request.urlopen(request, timeout=5).status == 201
+            with urllib.request.urlopen(live_server.url + "/items", timeout=5) as response:
+                assert response.read() == b'["http"]\\n'
+
+        def test_live_server_emptied_after(db):
+            assert {COUNT} == 0
+        """
+    )
+    project.run("-v").assert_outcomes(passed=8)
+
+
+def test_reuse_db_keeps_the_database_and_model_change_rebuilds_it(project: Project) -> None:
+    project.write()
+    test_file = project.pytester.path / "instance" / project.test_name
+    project.pytester.makepyfile(
+        test_reuse=f"""
+        from sqlalchemy import func, select
+        from notes import Item
+
+        def test_count(db, request):
+            assert {COUNT} == int(request.config.getoption("--expect"))
+        """
+    )
+    project.pytester.makeconftest(
+        'def pytest_addoption(parser):\n    parser.addoption("--expect", default="0")\n'
+    )
+    project.run("--reuse-db").assert_outcomes(passed=1)
+    assert test_file.exists(), "--reuse-db keeps the test database"
+    engine = sa.create_engine(f"sqlite:///{test_file}", poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO item (name) VALUES ('kept')")
+    engine.dispose()
+    project.run("--reuse-db", "--expect", "1").assert_outcomes(passed=1)
+    project.run("--reuse-db", "--create-db").assert_outcomes(passed=1)
+
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO item (name) VALUES ('kept')")
+    engine.dispose()
+    project.write(extra="note: Mapped[str] = mapped_column(String(20), default='')")
+    project.run("--reuse-db").assert_outcomes(passed=1)
+    with engine.connect() as conn:
+        columns = [c["name"] for c in sa.inspect(conn).get_columns("item")]
+    engine.dispose()
+    assert "note" in columns, "a changed model rebuilds the reused database"
+    project.run().assert_outcomes(passed=1)
+    assert not test_file.exists()
+
+
+@pytest.mark.parametrize("project", ["postgres"], indirect=True)
+def test_xdist_gives_each_worker_its_database(project: Project) -> None:
+    project.write()
+    project.cleanup += [f"{project.test_name}_gw0", f"{project.test_name}_gw1"]
+    seen = project.pytester.path / "seen"
+    seen.mkdir()
+    project.pytester.makepyfile(
+        test_workers=f"""
+        import os
+        import pytest
+        from sqlalchemy import text
+
+        @pytest.mark.parametrize("n", range(8))
+        def test_database_name(db, n):
+            name = db.session.execute(text("SELECT current_database()")).scalar()
+            (__import__("pathlib").Path({str(seen)!r}) / name).touch()
+            assert name == "{project.test_name}_" + os.environ["PYTEST_XDIST_WORKER"]
+        """
+    )
+    project.run("-n", "2").assert_outcomes(passed=8)
+    names = sorted(p.name for p in seen.iterdir())
+    assert names == [f"{project.test_name}_gw0", f"{project.test_name}_gw1"]
+    for name in names:
+        assert not database_exists("postgres", name)
+
+
+def test_plain_project_is_untouched(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    """A suite that builds its own app and fixtures runs as before; nothing of ours loads."""
+    pytester.makeconftest(
+        """
+        import pytest
+        from flask import Flask
+
+        @pytest.fixture
+        def app():
+            app = Flask("plain")
+
+            @app.get("/")
+            def index():
+                return "plain"
+
+            return app
+
+        @pytest.fixture
+        def client(app):
+            return app.test_client()
+        """
+    )
+    pytester.makepyfile(
+        """
+        import sys
+        import unittest
+
+        def test_own_fixtures(client, app):
+            assert client.get("/").data == b"plain"
+            assert not app.testing
+
+        def test_nothing_of_flask_complete_imported():
+            assert "flask_complete.extension" not in sys.modules
+            assert "sqlalchemy" not in sys.modules
+
+        class TestOld(unittest.TestCase):
+            def test_runs(self):
+                self.assertTrue(True)
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=3)
+    assert "flask_complete:" not in result.stdout.str()
+
+
+def test_help_works_with_a_broken_app(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini("[pytest]\nflask_app = missing_module:create_app\n")
+    result = pytester.runpytest_subprocess("--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*--flask-app=APP*", "*--reuse-db*"])
+    pytester.makepyfile("def test_app(app):\n    pass\n")
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*could not build the app 'missing_module:create_app'*"])
