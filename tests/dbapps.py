@@ -26,17 +26,23 @@ from flask_complete.database import NAMING_CONVENTION
 
 class Models(t.NamedTuple):
     db: SQLAlchemy
-    Team: t.Any
-    Member: t.Any
+    Team: t.Any = None
+    Member: t.Any = None
 
 
-def build_models(extra: bool = False) -> Models:
-    """Teams and members on a fresh ``SQLAlchemy``; ``extra`` adds ``member.nickname``."""
+def fresh_db() -> SQLAlchemy:
+    """A ``SQLAlchemy`` with its own metadata and flask_complete's naming convention."""
 
     class Base(DeclarativeBase):
         metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-    db = SQLAlchemy(model_class=Base)
+    return SQLAlchemy(model_class=Base)
+
+
+def build_models(extra: bool = False, with_note: bool = True, email_type: t.Any = None) -> Models:
+    """Teams and members on a fresh ``SQLAlchemy``. ``extra`` adds ``member.nickname``,
+    ``with_note`` keeps ``member.note``, ``email_type`` replaces ``String(100)``."""
+    db = fresh_db()
 
     class Team(db.Model):  # type: ignore[name-defined,misc]
         __tablename__ = "team"
@@ -48,9 +54,10 @@ def build_models(extra: bool = False) -> Models:
         __tablename__ = "member"
         id: Mapped[int] = mapped_column(primary_key=True)
         team_id: Mapped[int] = mapped_column(ForeignKey("team.id"))
-        email: Mapped[str] = mapped_column(String(100))
-        # An empty server default: SQLite used to report it as drift right after upgrade.
-        note: Mapped[str] = mapped_column(String(20), server_default="")
+        email: Mapped[str] = mapped_column(email_type if email_type is not None else String(100))
+        if with_note:
+            # An empty server default: SQLite used to report it as drift right after upgrade.
+            note: Mapped[str] = mapped_column(String(20), server_default="")
         team = relationship("Team", back_populates="members")
         if extra:
             nickname: Mapped[str | None] = mapped_column(String(30))

@@ -1,0 +1,320 @@
+"""Migrations: our template, the per-app ``db`` group, the helpers, SQLite batch changes, the
+server-default comparator on three databases, the drop guard, enum downgrades and MODELS."""
+
+from __future__ import annotations
+
+import enum
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import click
+import flask_migrate.cli
+import pytest
+import sqlalchemy as sa
+from dbapps import Apps, Models, apps, build_models, fresh_db, rows, run
+from flask import Flask
+from flask_migrate import Migrate
+from sqlalchemy import Boolean, DateTime, Integer, Numeric, String, func, text, true
+from sqlalchemy.orm import Mapped, mapped_column
+
+from flask_complete import Complete
+from flask_complete import migrations as m
+
+__all__ = ["apps"]  # fixture
+
+
+def sqlite_url(tmp_path: Path, name: str = "app.sqlite3") -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+def migrate(app: Flask, message: str, *extra: str) -> Path:
+    """``flask db migrate`` and the revision file it wrote."""
+    versions = app.extensions["complete"].migrations_dir / "versions"
+    before = set(versions.glob("*.py")) if versions.exists() else set()
+    result = run(app, "db", "migrate", "-m", message, *extra)
+    assert result.exit_code == 0, result.output
+    (written,) = set(versions.glob("*.py")) - before
+    return written
+
+
+# -- template and wiring ------------------------------------------------------------------------
+
+
+def test_db_init_writes_our_template(apps: Apps, tmp_path: Path) -> None:
+    app = apps.make(sqlite_url(tmp_path))
+    result = run(app, "db", "init")
+    assert result.exit_code == 0, result.output
+    env_py = (tmp_path / "migrations" / "env.py").read_text()
+    assert "db.engines[None]" in env_py
+    assert "get_engine" not in env_py
+    assert "migration_env.import_models" in env_py
+    assert (tmp_path / "migrations" / "alembic.ini").is_file()
+    assert (tmp_path / "migrations" / "versions").is_dir()
+    assert "kept" in run(app, "db", "init").output
+
+
+def test_complete_init_writes_migrations_once(apps: Apps, tmp_path: Path) -> None:
+    app = apps.make(sqlite_url(tmp_path))
+    result = run(app, "complete", "init")
+    assert result.exit_code == 0, result.output
+    assert "wrote   migrations/" in result.output
+    assert "migration_env" in (tmp_path / "migrations" / "env.py").read_text()
+    (tmp_path / "migrations" / "env.py").write_text("# mine\n")
+    result = run(app, "complete", "init")
+    assert "kept    migrations/: it exists" in result.output
+    assert (tmp_path / "migrations" / "env.py").read_text() == "# mine\n"
+
+
+def test_each_app_gets_its_own_group(apps: Apps, tmp_path: Path) -> None:
+    one = apps.make(sqlite_url(tmp_path, "one.sqlite3"))
+    two = apps.make(sqlite_url(tmp_path, "two.sqlite3"))
+    assert isinstance(one.cli.commands["db"], m.DbGroup)
+    assert one.cli.commands["db"] is not two.cli.commands["db"]
+    # Flask-Migrate's shared group is left as it was.
+    assert "prepare" not in flask_migrate.cli.db.commands
+    names = one.cli.commands["db"].list_commands(click.Context(one.cli.commands["db"]))
+    assert {"upgrade", "migrate", "downgrade", "prepare", "seed", "reset", "drop"} <= set(names)
+
+
+def test_app_that_ran_migrate_gets_our_group(tmp_path: Path) -> None:
+    models = build_models()
+    app = Flask("retrofit")
+    app.config.update(SQLALCHEMY_DATABASE_URI=sqlite_url(tmp_path), SEEDS=[])
+    models.db.init_app(app)
+    Migrate(app, models.db, directory=str(tmp_path / "mine"))
+    assert app.cli.commands["db"] is flask_migrate.cli.db
+    Complete(app, db=models.db, env="development", root=tmp_path)
+    assert isinstance(app.cli.commands["db"], m.DbGroup)
+    assert app.extensions["complete"].migrations_dir == tmp_path / "mine"
+    assert "mine" in run(app, "db", "init").output
+    assert (tmp_path / "mine" / "env.py").is_file()
+    with app.app_context():
+        models.db.engine.dispose()
+
+
+def test_own_db_command_is_kept(tmp_path: Path) -> None:
+    app = Flask("own")
+    app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url(tmp_path)
+
+    @app.cli.command("db")
+    def own() -> None:
+        click.echo("mine")
+
+    Complete(app, db=fresh_db(), env="development", root=tmp_path)
+    assert app.cli.commands["db"] is own
+    assert any("own `db` command" in note for note in app.extensions["complete"].notes)
+
+
+def test_start_up_does_not_import_alembic(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from flask import Flask
+        from flask_complete import Complete
+        app = Flask("x")
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+        Complete(app, env="development", root=sys.argv[1])
+        assert "db" in app.cli.commands
+        print(sorted(m for m in ("alembic", "flask_migrate", "mako") if m in sys.modules))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def test_upgrade_and_revision_helpers(apps: Apps, tmp_path: Path) -> None:
+    app = apps.make(sqlite_url(tmp_path))
+    assert m.head_revisions(app) == set()
+    with pytest.raises(click.ClickException, match="flask complete init"):
+        m.upgrade(app)
+    run(app, "db", "init")
+    first = migrate(app, "first")
+    head = first.name.partition("_")[0]
+    assert m.head_revisions(app) == {head}
+    assert m.current_revisions(app) == set()
+    m.upgrade(app)
+    assert m.current_revisions(app) == {head}
+    assert rows(app, "member") == 0
+    m.downgrade(app, "base")
+    assert m.current_revisions(app) == set()
+
+
+# -- SQLite batch mode --------------------------------------------------------------------------
+
+
+def columns(app: Flask, table: str) -> dict[str, str]:
+    with app.app_context():
+        engine = app.extensions["complete"].db.engine
+        return {c["name"]: str(c["type"]) for c in sa.inspect(engine).get_columns(table)}
+
+
+def test_sqlite_drop_column_and_change_type(apps: Apps, tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    app = apps.make(url)
+    run(app, "db", "init")
+    migrate(app, "first")
+    assert run(app, "db", "prepare").exit_code == 0
+
+    dropped = apps.make(url, build_models(with_note=False))
+    script = migrate(dropped, "drop note").read_text()
+    assert "batch_alter_table('member'" in script
+    assert "drop_column('note')" in script
+    assert run(dropped, "db", "upgrade").exit_code == 0
+    assert "note" not in columns(dropped, "member")
+    assert rows(dropped, "member") == 3
+    assert run(dropped, "db", "downgrade").exit_code == 0
+    assert "note" in columns(dropped, "member")
+    assert run(dropped, "db", "upgrade").exit_code == 0
+
+    retyped = apps.make(url, build_models(with_note=False, email_type=sa.Text()))
+    script = migrate(retyped, "email as text").read_text()
+    assert "type_=sa.Text()" in script
+    assert run(retyped, "db", "upgrade").exit_code == 0
+    assert columns(retyped, "member")["email"] == "TEXT"
+    assert rows(retyped, "member") == 3
+    assert run(retyped, "db", "check").exit_code == 0
+    assert run(retyped, "db", "downgrade").exit_code == 0
+    assert columns(retyped, "member")["email"] == "VARCHAR(100)"
+    assert rows(retyped, "member") == 3
+
+
+# -- server defaults on three databases ---------------------------------------------------------
+
+
+def defaults_models(x_default: str = "x") -> Models:
+    db = fresh_db()
+
+    class Defaults(db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "defaults"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        empty: Mapped[str] = mapped_column(String(20), server_default="")
+        x: Mapped[str] = mapped_column(String(20), server_default=x_default)
+        quote: Mapped[str] = mapped_column(String(20), server_default="it's")
+        zero: Mapped[int] = mapped_column(Integer, server_default="0")
+        zero_sql: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+        flag: Mapped[bool] = mapped_column(Boolean, server_default=true())
+        at: Mapped[str] = mapped_column(DateTime, server_default=func.now())
+        at_sql: Mapped[str] = mapped_column(DateTime, server_default=text("CURRENT_TIMESTAMP"))
+        price: Mapped[float] = mapped_column(Numeric(10, 2), server_default="1.50")
+        plain: Mapped[str | None] = mapped_column(String(20))
+
+    return Models(db)
+
+
+def test_server_defaults_do_not_drift(database_url: str, apps: Apps) -> None:
+    app = apps.make(database_url, defaults_models(), SEEDS=[])
+    run(app, "db", "init")
+    migrate(app, "defaults")
+    assert run(app, "db", "upgrade").exit_code == 0
+    result = run(app, "db", "check")
+    assert result.exit_code == 0, result.output
+
+    changed = apps.make(database_url, defaults_models(x_default="y"), SEEDS=[])
+    result = run(changed, "db", "check")
+    assert result.exit_code == 1
+    assert "column defaults.x: default is 'x'" in result.output
+    assert "y in the models" in result.output
+
+
+@pytest.mark.parametrize(
+    ("reflected", "rendered", "arg", "differs"),
+    [
+        ("('')", "", "", False),
+        ("''::character varying", "", "", False),
+        ("'it''s'", "it's", "it's", False),
+        ("'x'::character varying", "y", "y", True),
+        ("'0'", "0", "0", False),
+        ("1.50", "1.5", "1.5", False),
+        ("current_timestamp()", "now()", None, False),
+        ("(CURRENT_TIMESTAMP)", "CURRENT_TIMESTAMP", None, False),
+        ("1", "true", None, False),
+        ("nextval('s'::regclass)", "nextval('t'::regclass)", None, None),
+    ],
+)
+def test_compare_server_default(
+    reflected: str, rendered: str, arg: str | None, differs: bool | None
+) -> None:
+    default = sa.DefaultClause(arg if arg is not None else sa.text(rendered))
+    assert m.compare_server_default(None, None, None, reflected, default, rendered) is differs
+
+
+# -- drop guard, enums, MODELS ------------------------------------------------------------------
+
+
+def test_autogenerate_keeps_tables_no_model_declares(apps: Apps, tmp_path: Path) -> None:
+    app = apps.make(sqlite_url(tmp_path))
+    run(app, "db", "init")
+    migrate(app, "first")
+    run(app, "db", "upgrade")
+    with app.app_context(), app.extensions["complete"].db.engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE legacy (id INTEGER PRIMARY KEY)"))
+    result = run(app, "db", "migrate", "-m", "nothing")
+    assert result.exit_code == 0
+    assert len(list((tmp_path / "migrations" / "versions").glob("*.py"))) == 1
+    assert run(app, "db", "check").exit_code == 0
+
+    script = migrate(app, "drop legacy", "-x", "allow_drop=legacy").read_text()
+    assert "op.drop_table('legacy')" in script
+
+
+class Status(enum.Enum):
+    active = "active"
+    gone = "gone"
+
+
+def test_enum_type_dropped_on_downgrade(apps: Apps, pg_url: str) -> None:
+    db = fresh_db()
+
+    class Account(db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "account"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        status: Mapped[Status] = mapped_column(sa.Enum(Status, name="account_status"))
+
+    app = apps.make(pg_url, Models(db), SEEDS=[])
+    run(app, "db", "init")
+    script = migrate(app, "accounts").read_text()
+    assert "sa.Enum(name='account_status').drop(op.get_bind(), checkfirst=True)" in script
+    for command in (["upgrade"], ["downgrade", "base"], ["upgrade"]):
+        result = run(app, "db", *command)
+        assert result.exit_code == 0, result.output
+    assert run(app, "db", "check").exit_code == 0
+
+
+def test_models_setting_is_imported(
+    apps: Apps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"fc_models_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent(
+            """
+            from sqlalchemy.orm import Mapped, mapped_column
+            from dbapps import fresh_db
+
+            db = fresh_db()
+
+            def declare():
+                class Late(db.Model):
+                    __tablename__ = "late"
+                    id: Mapped[int] = mapped_column(primary_key=True)
+            """
+        )
+    )
+    (tmp_path / f"{name}_late.py").write_text(f"from {name} import declare\ndeclare()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = __import__(name)
+    app = apps.make(sqlite_url(tmp_path), Models(module.db), SEEDS=[], MODELS=[f"{name}_late"])
+    run(app, "db", "init")
+    assert "op.create_table('late'" in migrate(app, "late").read_text()
+
+    bad = apps.make(sqlite_url(tmp_path, "b.sqlite3"), SEEDS=[], MODELS=["no_such_models"])
+    result = run(bad, "db", "migrate")
+    assert result.exit_code == 1
+    assert "MODELS lists 'no_such_models', which does not import" in result.output
