@@ -91,13 +91,16 @@ class Apps:
         url: str,
         models: Models | None = None,
         env: str = "development",
+        seed_in_code: bool = True,
         **config: t.Any,
     ) -> Flask:
+        """An app on ``url``; unless ``seed_in_code`` is false, ``SEEDS`` is set in code."""
         models = models or build_models()
         app = Flask("lifecycle_app")
         app.config["SQLALCHEMY_DATABASE_URI"] = url
         app.config["SECRET_KEY"] = secrets.token_urlsafe(48)
-        app.config.setdefault("SEEDS", seed_for(models))
+        if seed_in_code:
+            app.config["SEEDS"] = seed_for(models)
         app.config.update(config)
         Complete(app, db=models.db, env=env, root=self.root)
         self.built.append((app, models.db))
