@@ -1,0 +1,156 @@
+"""Property tests: arbitrary JSON, forms, headers and unicode emails at the login and token
+endpoints never give a 500, and never a session for wrong credentials (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from test_auth_support import PASSWORD, add_user, dispose, make_app
+
+from flask_complete.auth.models import normalise_email
+
+pytest_plugins = ["test_auth_support"]
+
+EMAIL = "ann@example.test"
+FAST = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+login_bodies = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"email": json_values, "password": json_values},
+        optional={"remember": json_values},
+    ),
+)
+#: Header values as a server receives them: bytes decoded as Latin-1, no control characters.
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"))
+emails = st.one_of(
+    st.emails(),
+    st.text(min_size=1),
+    st.builds(lambda a, b: f"{a}@{b}", st.text(min_size=1), st.text(min_size=1)),
+    st.just(EMAIL.upper()),
+    st.just(f"  {EMAIL}\x00"),
+)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def prop_app(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Flask]:
+    root = tmp_path_factory.mktemp("auth-props")
+    name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{root / 'props.sqlite3'}"
+    else:
+        from conftest import drop_database, new_database, unique_name
+
+        name = unique_name("fcprop")
+        url = new_database("postgres", name)
+    # Limits out of reach: every example exercises the throttle's bookkeeping, none is locked.
+    app = make_app(url, root, AUTH_THROTTLE_ACCOUNT_LIMIT=10**6, AUTH_THROTTLE_ADDRESS_LIMIT=10**6)
+    add_user(app, EMAIL)
+    yield app
+    dispose(app)
+    if name is not None:
+        drop_database("postgres", name)
+
+
+def assert_no_session(client: t.Any, response: t.Any) -> None:
+    assert not any(
+        c.startswith(("session=", "remember_token="))
+        for c in response.headers.getlist("Set-Cookie")
+    )
+    assert client.get("/auth/me").status_code == 401
+
+
+@FAST
+@given(body=login_bodies)
+def test_any_json_body(prop_app: Flask, body: t.Any) -> None:
+    if isinstance(body, dict) and body.get("password") == PASSWORD:
+        assume(not isinstance(body.get("email"), str) or normalise_email(body["email"]) != EMAIL)
+    client = prop_app.test_client()
+    response = client.post("/auth/login", json=body)
+    assert response.status_code in (400, 401), (response.status_code, response.data)
+    assert response.is_json and "error" in response.json
+    assert_no_session(client, response)
+
+
+@FAST
+@given(
+    form=st.dictionaries(
+        st.sampled_from(["email", "password", "remember", "x"]) | st.text(), st.text(), max_size=5
+    )
+)
+def test_any_form(prop_app: Flask, form: dict[str, str]) -> None:
+    assume(
+        not (form.get("password") == PASSWORD and normalise_email(form.get("email", "")) == EMAIL)
+    )
+    client = prop_app.test_client()
+    response = client.post("/auth/login", data=form)
+    assert response.status_code in (400, 401)
+    assert_no_session(client, response)
+
+
+@FAST
+@given(email=emails, password=st.text())
+def test_unicode_emails_and_passwords(prop_app: Flask, email: str, password: str) -> None:
+    assume(password != PASSWORD)
+    client = prop_app.test_client()
+    response = client.post("/auth/login", json={"email": email, "password": password})
+    if password:
+        assert response.status_code == 401
+        assert response.json == {"error": "Invalid email or password."}
+    else:
+        assert response.status_code == 400
+    assert_no_session(client, response)
+
+
+@FAST
+@given(
+    authorization=header_text,
+    origin=header_text,
+    csrf=header_text,
+    content_type=header_text,
+    body=st.binary(max_size=200),
+)
+def test_any_headers_at_token_endpoints(
+    prop_app: Flask, authorization: str, origin: str, csrf: str, content_type: str, body: bytes
+) -> None:
+    client = prop_app.test_client()
+    headers = {
+        "Authorization": authorization,
+        "Origin": origin,
+        "X-CSRF-Token": csrf,
+        "Content-Type": content_type,
+    }
+    for method, path in (("GET", "/auth/me"), ("POST", "/auth/tokens"), ("GET", "/auth/tokens")):
+        response = client.open(path, method=method, headers=headers, data=body)
+        assert response.status_code == 401, (method, path, response.status_code)
+    response = client.delete("/auth/tokens/1", headers={"Authorization": f"Bearer {authorization}"})
+    assert response.status_code == 401
+    response = client.post("/auth/login", headers=headers, data=body)
+    assert response.status_code in (400, 401, 403)
+    assert_no_session(client, response)
+
+
+@FAST
+@given(token=st.text(max_size=300))
+def test_any_bearer_token(prop_app: Flask, token: str) -> None:
+    client = prop_app.test_client()
+    try:
+        header = f"Bearer {token}".encode("latin-1").decode("latin-1")
+    except UnicodeEncodeError:
+        header = "Bearer " + token.encode("utf-8", "surrogatepass").decode("latin-1")
+    assume(all(ord(c) >= 32 and c != "\x7f" for c in header))
+    assert client.get("/auth/me", headers={"Authorization": header}).status_code == 401
