@@ -8,7 +8,9 @@ from flask import Flask
 
 from flask_complete import Complete
 
-complete = Complete()
+from .models import User
+
+complete = Complete(user_model=User)
 
 
 def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:

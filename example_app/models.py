@@ -1,4 +1,4 @@
-"""The notes app's models: notebooks holding notes."""
+"""The notes app's models: notebooks holding notes, and the users who log in."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from flask_complete import db
+from flask_complete.auth import ApiTokenMixin, UserMixin
 
 
 def _now() -> datetime:
@@ -43,3 +44,11 @@ class Note(db.Model):
             "body": self.body,
             "created_at": self.created_at.isoformat(),
         }
+
+
+class User(UserMixin, db.Model):
+    """A user: email, password hash, active and admin flags, timestamps (from the mixin)."""
+
+
+class ApiToken(ApiTokenMixin, db.Model):
+    """A user's API token, stored as a digest (``flask users token``, ``POST /auth/tokens``)."""
