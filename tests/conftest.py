@@ -3,7 +3,7 @@
 The servers are PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) and MariaDB on
 127.0.0.1:3306 (root, empty password), overridable with ``TEST_POSTGRES_URL`` and
 ``TEST_MYSQL_URL``. Without a server, its tests are skipped with the reason; with
-``FLASK_COMPLETE_REQUIRE_SERVERS=1`` (CI) they fail instead.
+``REQUIRE_TEST_SERVERS=1`` (CI) they fail instead.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ SERVERS = {
     "postgres": os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"),
     "mysql": os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
 }
-REQUIRE = os.environ.get("FLASK_COMPLETE_REQUIRE_SERVERS") == "1"
+REQUIRE = os.environ.get("REQUIRE_TEST_SERVERS") == "1"
 _reachable: dict[str, str | None] = {}
 
 
@@ -51,7 +51,7 @@ def require_server(kind: str) -> None:
     error = server_error(kind)
     if error is not None:
         if REQUIRE:
-            pytest.fail(f"{error} (FLASK_COMPLETE_REQUIRE_SERVERS=1: servers are required)")
+            pytest.fail(f"{error} (REQUIRE_TEST_SERVERS=1: servers are required)")
         pytest.skip(error)
 
 

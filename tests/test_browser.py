@@ -2,7 +2,7 @@
 
 What is asserted is what the page's JavaScript could read. Needs Debian's ``chromium`` and
 ``chromium-driver`` (``.ci/install-browser``); skipped without them unless
-``FLASK_COMPLETE_REQUIRE_BROWSER=1`` (CI), where a missing browser fails.
+``REQUIRE_TEST_BROWSER=1`` (CI), where a missing browser fails.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flask import Flask, jsonify, request
 
 pytestmark = pytest.mark.browser
 
-REQUIRE = os.environ.get("FLASK_COMPLETE_REQUIRE_BROWSER") == "1"
+REQUIRE = os.environ.get("REQUIRE_TEST_BROWSER") == "1"
 CHROME_FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -109,7 +109,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[t.Any]:
     missing = _missing()
     if missing is not None:
         if REQUIRE:
-            pytest.fail(f"{missing} (FLASK_COMPLETE_REQUIRE_BROWSER=1: the browser is required)")
+            pytest.fail(f"{missing} (REQUIRE_TEST_BROWSER=1: the browser is required)")
         pytest.skip(missing)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
