@@ -305,9 +305,12 @@ def _snake(name: str) -> str:
 
 def _factory_fixtures(modules: list[str]) -> object:
     """A plugin object with one ``<model>_factory`` fixture per factory in ``modules``."""
+    import types
+
     from factory.base import BaseFactory
 
-    holder = type("FactoryFixtures", (), {})()
+    # A module: pytest reads fixtures from a plugin module's attributes.
+    holder = types.ModuleType("flask_complete_factories")
     for name in modules:
         try:
             module = importlib.import_module(name)

@@ -465,18 +465,9 @@ def _dialect(url: URL) -> sa.engine.Dialect:
 
 def upgrade_to_head(app: Flask, folder: Path) -> None:
     """Upgrade the app's database to the newest migration (inside an app context)."""
-    try:
-        from . import migrations
+    from . import migrations
 
-        upgrade = getattr(migrations, "upgrade", None)
-    except ImportError:
-        upgrade = None
-    if upgrade is not None:
-        upgrade(app, revision="head")
-        return
-    import flask_migrate
-
-    flask_migrate.upgrade(directory=str(folder))
+    migrations.upgrade(app, revision="head")
 
 
 # -- per-test isolation ---------------------------------------------------------------------------
@@ -671,29 +662,34 @@ class LiveServer:
 def check_migrations(app: Flask) -> str | None:
     """What differs between the models and the migrations, measured on the migrated test
     database; ``None`` when they match."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
+    from . import migrations
 
-    folder = get_state(app).migrations_dir
-    if folder is None or not (folder / "env.py").is_file():
+    if not migrations.has_migrations(app):
         return (
-            f"--check-migrations: there is no migrations folder ({folder}). Create it with "
-            "`flask db init` and `flask db migrate`, or drop the option."
+            f"--check-migrations: there is no migrations folder ({migrations.migrations_dir(app)})."
+            " Create it with `flask complete init` and `flask db migrate`, or drop the option."
         )
-    sqla = sqla_of(app)
-    lines = []
+    with database_access():
+        found = migrations.check(app)
+    return f"--check-migrations: {found}" if found else None
+
+
+def walk_migrations(app: Flask) -> list[str]:
+    """Walk every migration on the test database: down to base, then for each revision
+    upgrade, downgrade and upgrade again; the database ends at head. Returns the revisions in
+    order. Use it in a test with ``transactional_db`` (schema changes cannot be rolled back on
+    every database)."""
+    from alembic.script import ScriptDirectory
+
+    from . import migrations
+
     with database_access(), app.app_context():
-        for key, engine in engines_of(app).items():
-            metadata = sqla.metadatas.get(key)
-            if metadata is None:
-                continue
-            with engine.connect() as conn:
-                context = MigrationContext.configure(conn, opts={"compare_type": True})
-                lines += [f"  {diff}" for diff in compare_metadata(context, metadata)]
-    if not lines:
-        return None
-    return (
-        "The models and the migrations differ (--check-migrations):\n"
-        + "\n".join(lines)
-        + "\nCreate a migration for these changes: flask db migrate -m '...'"
-    )
+        sqla_of(app).session.remove()
+        script = ScriptDirectory.from_config(migrations.alembic_config(app))
+        revisions = list(reversed(list(script.walk_revisions("base", "heads"))))
+        migrations.downgrade(app, "base")
+        for revision in revisions:
+            migrations.upgrade(app, revision.revision)
+            migrations.downgrade(app, str(revision.down_revision or "base"))
+            migrations.upgrade(app, revision.revision)
+    return [r.revision for r in revisions]

@@ -1,0 +1,97 @@
+"""The notes app's tests: only the fixtures of flask_complete's pytest plugin, no conftest."""
+
+from __future__ import annotations
+
+import json
+import typing as t
+import urllib.request
+
+import pytest
+from sqlalchemy import func, select
+
+from example_app.models import Note, Notebook
+from flask_complete.testing import walk_migrations
+
+
+def test_create_notebook(client: t.Any, db: t.Any) -> None:
+    response = client.post("/api/notebooks", json={"name": "Ideas"})
+    assert response.status_code == 201
+    assert db.session.scalar(select(Notebook.name)) == "Ideas"
+
+
+def test_every_test_starts_empty(db: t.Any) -> None:
+    assert db.session.scalar(select(func.count()).select_from(Notebook)) == 0
+
+
+def test_duplicate_name_is_a_conflict(client: t.Any, notebook_factory: t.Any) -> None:
+    notebook_factory(name="Ideas")
+    response = client.post("/api/notebooks", json={"name": "Ideas"})
+    assert response.status_code == 409
+    assert response.json == {"error": "A notebook named 'Ideas' exists."}
+
+
+@pytest.mark.parametrize("body", [None, {}, {"name": "  "}, {"name": 3}])
+def test_bad_input_is_a_clear_400(client: t.Any, db: t.Any, body: t.Any) -> None:
+    response = client.post("/api/notebooks", json=body)
+    assert response.status_code == 400
+    assert "name" in response.json["error"] or "JSON" in response.json["error"]
+
+
+def test_notes_of_a_notebook(client: t.Any, note_factory: t.Any, notebook_factory: t.Any) -> None:
+    inbox = notebook_factory(name="Inbox")
+    note_factory.create_batch(3, notebook=inbox)
+    note_factory(notebook=notebook_factory(name="Other"))
+    response = client.get(f"/api/notebooks/{inbox.id}/notes")
+    assert [n["notebook_id"] for n in response.json] == [inbox.id] * 3
+
+
+def test_delete_note(client: t.Any, db: t.Any, note_factory: t.Any) -> None:
+    note = note_factory()
+    assert client.delete(f"/api/notes/{note.id}").status_code == 204
+    assert db.session.get(Note, note.id) is None
+    assert client.delete(f"/api/notes/{note.id}").status_code == 404
+
+
+def test_listing_notes_is_one_query_per_notebook(
+    client: t.Any, note_factory: t.Any, notebook_factory: t.Any, assert_max_queries: t.Any
+) -> None:
+    inbox = notebook_factory(name="Inbox")
+    note_factory.create_batch(5, notebook=inbox)
+    with assert_max_queries(2):
+        assert len(client.get(f"/api/notebooks/{inbox.id}/notes").json) == 5
+
+
+def test_index_page(client: t.Any, notebook_factory: t.Any) -> None:
+    notebook_factory(name="Recipes")
+    assert b"Recipes" in client.get("/").data
+
+
+def test_settings_override_is_undone(app: t.Any, settings: t.Any) -> None:
+    settings["JSON_SORT_KEYS"] = True
+    assert app.config["JSON_SORT_KEYS"] is True
+    with pytest.raises(KeyError, match="read once"):
+        settings["DATABASE_URL"] = "sqlite://"
+
+
+def test_runs_in_testing(app: t.Any, runner: t.Any) -> None:
+    assert app.testing
+    assert app.extensions["complete"].env == "testing"
+    assert app.config["SQLALCHEMY_DATABASE_URI"].rpartition("/")[2].startswith("test_")
+    assert runner.invoke(args=["db", "--help"]).exit_code == 0
+
+
+def test_over_http(live_server: t.Any, transactional_db: t.Any) -> None:
+    request = urllib.request.Request(
+        f"{live_server.url}/api/notebooks",
+        data=json.dumps({"name": "Live"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 201
+    assert transactional_db.session.scalar(select(Notebook.name)) == "Live"
+
+
+def test_migrations_walk_up_and_down(app: t.Any, transactional_db: t.Any) -> None:
+    assert walk_migrations(app)
+    assert transactional_db.session.scalar(select(func.count()).select_from(Notebook)) == 0
