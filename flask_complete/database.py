@@ -11,7 +11,7 @@ from pathlib import Path
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase
 
 from .config import ConfigError, Problem, redact_url
@@ -260,7 +260,14 @@ def init_app(app: Flask, state: CompleteState) -> None:
         configure(app, state)
         if state.problems:
             return
-        sqla.init_app(app)
+        try:
+            sqla.init_app(app)
+        except (ModuleNotFoundError, NoSuchModuleError) as e:
+            from .dbcli import explain
+
+            url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+            state.problems.append(Problem("database.driver", "DATABASE_URL", str(explain(e, url))))
+            return
     busy_timeout = int(app.config.get("SQLITE_BUSY_TIMEOUT", 5000))
     with app.app_context():
         engines = dict(sqla.engines)

@@ -28,7 +28,8 @@ if t.TYPE_CHECKING:
     from flask import Flask
     from flask_sqlalchemy import SQLAlchemy
 
-_EXTRA_FOR = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql", "MySQLdb": "mysql"}
+#: Drivers the ``postgres`` and ``mysql`` extras install.
+_BUNDLED = ("psycopg", "pymysql")
 _DEFAULT_PORT = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 
@@ -47,10 +48,16 @@ def explain(error: BaseException, url: URL) -> str | None:
         )
     if isinstance(error, ModuleNotFoundError):
         name = (error.name or "").partition(".")[0]
-        extra = _EXTRA_FOR.get(name, "postgres" if backend == "postgresql" else "mysql")
+        extra = "postgres" if backend == "postgresql" else "mysql"
+        if name in _BUNDLED:
+            return (
+                f"The database driver {name!r} for {shown} is not installed. Install it with "
+                f"`pip install flask-complete[{extra}]`."
+            )
         return (
-            f"The database driver {name!r} for {shown} is not installed. Install it with "
-            f"`pip install flask-complete[{extra}]`."
+            f"The database driver {name!r} for {shown} is not installed. Install it "
+            f"(`pip install {name}`), or use the bundled driver: write the URL as {backend}://... "
+            f"and `pip install flask-complete[{extra}]`."
         )
     if not isinstance(error, DBAPIError):
         return None

@@ -16,6 +16,7 @@ from conftest import SERVERS, database_exists, new_database, require_server, uni
 from dbapps import Apps, Target, apps, build_models, rows, run, target
 from sqlalchemy.exc import NoSuchModuleError
 
+from flask_complete import ConfigError
 from flask_complete.dbcli import explain
 
 __all__ = ["apps", "target"]  # fixtures
@@ -209,6 +210,16 @@ def test_unknown_driver_names_the_extra() -> None:
         message = str(explain(e, sa.engine.make_url("nosuchdb://u:pw@h/app")))
     assert "Unknown database driver 'nosuchdb'" in message
     assert "pw" not in message.replace("pip", "")
+
+
+def test_missing_driver_at_init(apps: Apps) -> None:
+    with pytest.raises(ConfigError) as caught:
+        apps.make("postgresql+psycopg2://u:pw@127.0.0.1/app")
+    message = str(caught.value)
+    assert "[database.driver]" in message
+    assert "The database driver 'psycopg2'" in message
+    assert "pip install flask-complete[postgres]" in message
+    assert ":pw@" not in message
 
 
 def test_bad_seed_path(apps: Apps, tmp_path: Path) -> None:
