@@ -274,9 +274,22 @@ def _tables_with_rows(sqla: SQLAlchemy) -> int:
         )
 
 
+def _model_tables_present(sqla: SQLAlchemy) -> bool:
+    with sqla.engine.connect() as conn:
+        present = set(sa.inspect(conn).get_table_names())
+    return any(name in present for name in sqla.metadatas[None].tables)
+
+
 def _build_schema(app: Flask, sqla: SQLAlchemy, url: URL) -> None:
     if migrations.has_migrations(app):
         before = migrations.current_revisions(app)
+        if not before and _model_tables_present(sqla):
+            raise click.ClickException(
+                f"{redact_url(url)} has the models' tables but no migration revision (made with "
+                "create_all?), so upgrading would create them again. If the tables match the "
+                "first migration, mark it applied once with `flask db stamp <revision>` (or "
+                "`flask db stamp head` if they match the models), then run this again."
+            )
         migrations.upgrade(app)
         after = migrations.current_revisions(app)
         if before == after:

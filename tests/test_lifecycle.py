@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -144,11 +145,13 @@ def test_flask_env_production_drop_is_refused(tmp_path: Path) -> None:
         DATABASE_URL=f"sqlite:///{db_file}",
         SECRET_KEY=secrets.token_urlsafe(48),
     )
-    flask = [sys.executable, "-m", "flask"]
-    created = subprocess.run([*flask, "db", "create"], cwd=tmp_path, env=env, capture_output=True)
-    assert created.returncode == 0, created.stderr
+    sqlite3.connect(db_file).close()
     result = subprocess.run(
-        [*flask, "db", "drop", "--yes"], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "flask", "db", "drop", "--yes"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert "Refusing to drop the production database" in result.stderr

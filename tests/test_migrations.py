@@ -318,3 +318,43 @@ def test_models_setting_is_imported(
     result = run(bad, "db", "migrate")
     assert result.exit_code == 1
     assert "MODELS lists 'no_such_models', which does not import" in result.output
+
+
+def unique_models(unique: bool) -> Models:
+    db = fresh_db()
+
+    class Tag(db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "tag"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40), unique=unique)
+
+    return Models(db)
+
+
+def test_dropped_unique_constraint_is_named(database_url: str, apps: Apps) -> None:
+    app = apps.make(database_url, unique_models(unique=True), SEEDS=[])
+    run(app, "db", "init")
+    assert "name=op.f('uq_tag_name')" in migrate(app, "tags").read_text()
+    assert run(app, "db", "upgrade").exit_code == 0
+    assert run(app, "db", "check").exit_code == 0
+    relaxed = apps.make(database_url, unique_models(unique=False), SEEDS=[])
+    result = run(relaxed, "db", "check")
+    assert result.exit_code == 1
+    assert "uq_tag_name on tag: in the database, not the models" in result.output
+
+
+def test_prepare_refuses_tables_without_a_revision(apps: Apps, tmp_path: Path) -> None:
+    models = build_models()
+    app = apps.make(sqlite_url(tmp_path), models)
+    run(app, "db", "init")
+    migrate(app, "first")
+    with app.app_context():
+        models.db.create_all()
+    result = run(app, "db", "prepare")
+    assert result.exit_code == 1
+    assert "no migration revision (made with create_all?)" in result.output
+    assert "flask db stamp" in result.output
+    assert run(app, "db", "stamp", "head").exit_code == 0
+    result = run(app, "db", "prepare")
+    assert result.exit_code == 0, result.output
+    assert "seeded (team +2, member +3)" in result.output
