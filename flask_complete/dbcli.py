@@ -248,18 +248,12 @@ def _destroy(
     if not yes:
         click.confirm(f"{action.capitalize()} {redact_url(url)}? All its data is lost.", abort=True)
     # Pooled connections would keep the database in use (PostgreSQL refuses to drop it).
-    _dispose(sqla)
+    migrations.dispose(app)
     if drop_database(url, connect_args):
         _say(url, "dropped database")
     else:
         _say(url, "no database to drop")
     return app, sqla, url, connect_args
-
-
-def _dispose(sqla: SQLAlchemy) -> None:
-    sqla.session.remove()
-    for engine in sqla.engines.values():
-        engine.dispose()
 
 
 def _tables_with_rows(sqla: SQLAlchemy) -> int:

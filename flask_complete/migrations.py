@@ -83,10 +83,15 @@ def _db_callback(directory: str | None, x_arg: tuple[str, ...]) -> None:
     # Flask-Migrate's commands read these from g.
     g.directory = directory
     g.x_arg = x_arg
-    name = click.get_current_context().invoked_subcommand
+    ctx = click.get_current_context()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # Close pooled connections when the command ends, not at interpreter exit (where drivers
+    # warn about connections still open).
+    ctx.call_on_close(functools.partial(dispose, app))
+    name = ctx.invoked_subcommand
     if name is None or name in OWN_COMMANDS:
         return
-    ensure_migrate(current_app._get_current_object())  # type: ignore[attr-defined]
+    ensure_migrate(app)
     if name in NO_FOLDER_NEEDED:
         return
     folder = Path(directory) if directory else migrations_dir()
@@ -95,6 +100,17 @@ def _db_callback(directory: str | None, x_arg: tuple[str, ...]) -> None:
             f"No migrations folder at {folder}. Create it with `flask complete init` (or "
             '`flask db init`), then `flask db migrate -m "initial"`.'
         )
+
+
+def dispose(app: Flask) -> None:
+    """Close the pooled connections of ``app``'s database."""
+    sqla = get_state(app).db
+    if sqla is None:
+        return
+    with app.app_context():
+        sqla.session.remove()
+        for engine in sqla.engines.values():
+            engine.dispose()
 
 
 def make_group() -> DbGroup:
