@@ -391,8 +391,10 @@ def app(request: pytest.FixtureRequest) -> Iterator[Flask]:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    """A test client for ``app``."""
-    return app.test_client()
+    """A test client for ``app``; each request gets its own app context, as in production."""
+    from .testing import test_client
+
+    return test_client(app)
 
 
 @pytest.fixture
@@ -491,25 +493,20 @@ def _auth_testing(app: Flask) -> t.Any:
             "login/auth_client need flask_complete's auth: COMPLETE_AUTH on and a user model "
             "(Complete(app, user_model=User))."
         )
-    try:
-        return importlib.import_module(".auth.testing", __package__)
-    except ImportError:
-        return None
+    from .auth import testing
+
+    return testing
 
 
 @pytest.fixture
 def login(app: Flask, client: FlaskClient) -> t.Callable[..., FlaskClient]:
-    """``login(user)`` logs ``client`` (or the client given) in as ``user`` and returns it."""
+    """``login(user)`` logs ``client`` (or the client given) in as ``user`` and returns it;
+    later requests carry the CSRF header."""
     auth_testing = _auth_testing(app)
 
     def log_in(user: t.Any, to: FlaskClient | None = None) -> FlaskClient:
         target = to if to is not None else client
-        if auth_testing is not None and hasattr(auth_testing, "login"):
-            auth_testing.login(target, user)
-            return target
-        with target.session_transaction() as session:
-            session["_user_id"] = user.get_id()
-            session["_fresh"] = True
+        auth_testing.login(target, user)
         return target
 
     return log_in
@@ -517,11 +514,8 @@ def login(app: Flask, client: FlaskClient) -> t.Callable[..., FlaskClient]:
 
 @pytest.fixture
 def auth_user(app: Flask, db: SQLAlchemy) -> t.Any:
-    """A user in the test database (made by ``flask_complete.auth.testing.create_user``)."""
-    auth_testing = _auth_testing(app)
-    if auth_testing is None or not hasattr(auth_testing, "create_user"):
-        pytest.skip("auth_user needs flask_complete.auth.testing.create_user.")
-    return auth_testing.create_user()
+    """A user of the app's user model in the test database (rolled back after the test)."""
+    return _auth_testing(app).create_user()
 
 
 @pytest.fixture

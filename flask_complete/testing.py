@@ -6,9 +6,11 @@ Imported only when a fixture or hook needs it, so that loading the plugin costs 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import os
 import re
+import secrets
 import sys
 import threading
 import typing as t
@@ -25,6 +27,7 @@ from . import config as _config
 from .extension import EXTENSION_KEY, get_state
 
 if t.TYPE_CHECKING:
+    from flask.testing import FlaskClient
     from flask_sqlalchemy import SQLAlchemy
 
 
@@ -56,7 +59,46 @@ def load_app(spec: str, rootdir: Path) -> Flask:
     app: Flask = locate_app(import_name, name or None)
     # The app this plugin builds is the one in testing mode; apps a suite builds keep their own.
     app.testing = True
+    if not app.secret_key:
+        # Sessions (logins, flash) need a key; a test run has no secret worth keeping.
+        app.secret_key = secrets.token_hex(32)
     return app
+
+
+def test_client(app: Flask) -> FlaskClient:
+    """A test client whose requests each get their own app context (and ``g``), as in
+    production, although the test has the app's context pushed."""
+    from flask.testing import FlaskClient
+
+    base: type[FlaskClient] = app.test_client_class or FlaskClient
+
+    class Client(base):  # type: ignore[valid-type,misc]
+        def open(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+            if self.preserve_context:  # `with client:` keeps the request context: same context
+                return super().open(*args, **kwargs)
+            # Flask reuses a pushed app context for a request of the same app, so ``g`` (and
+            # Flask-Login's cached user) would leak from one request to the next.
+            session = _test_session(app)
+            if session is not None:
+                session.flush()  # the request sees what the test wrote
+            response = contextvars.Context().run(super().open, *args, **kwargs)
+            if session is not None:
+                session.expire_all()  # and the test sees what the request wrote
+            return response
+
+    return Client(app, app.response_class, use_cookies=True)
+
+
+def _test_session(app: Flask) -> t.Any:
+    """The test's own session, when the test has ``app``'s context and has used the session."""
+    from flask import current_app, has_app_context
+
+    sqla = app.extensions.get("sqlalchemy")
+    if sqla is None or not has_app_context():
+        return None
+    if current_app._get_current_object() is not app:  # type: ignore[attr-defined]
+        return None
+    return sqla.session if sqla.session.registry.has() else None
 
 
 def sqla_of(app: Flask) -> SQLAlchemy:

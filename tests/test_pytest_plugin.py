@@ -19,6 +19,9 @@ from conftest import (
 
 pytest_plugins = ["pytester"]
 
+#: Unrelated plugins installed here take seconds to import in every subprocess run.
+QUIET = ("-p", "no:randomly", "-p", "no:hypothesispytest", "-p", "no:faker")
+
 APP = """
 from flask import Flask, jsonify, request
 from flask_sqlalchemy import SQLAlchemy
@@ -131,7 +134,7 @@ class Project:
                 drop_database(self.kind, name)
 
     def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess("-p", "no:randomly", *args)
+        return self.pytester.runpytest_subprocess(*QUIET, *args)
 
 
 @pytest.fixture
@@ -431,7 +434,7 @@ def test_plain_project_is_untouched(
                 self.assertTrue(True)
         """
     )
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_subprocess(*QUIET)
     result.assert_outcomes(passed=3)
     assert "flask_complete:" not in result.stdout.str()
 
@@ -440,10 +443,10 @@ def test_help_works_with_a_broken_app(
     pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
 ) -> None:
     pytester.makeini("[pytest]\nflask_app = missing_module:create_app\n")
-    result = pytester.runpytest_subprocess("--help")
+    result = pytester.runpytest_subprocess(*QUIET, "--help")
     assert result.ret == 0
     result.stdout.fnmatch_lines(["*--flask-app=APP*", "*--reuse-db*"])
     pytester.makepyfile("def test_app(app):\n    pass\n")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest_subprocess(*QUIET)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*could not build the app 'missing_module:create_app'*"])

@@ -46,10 +46,10 @@ def test_notes_of_a_notebook(client: t.Any, note_factory: t.Any, notebook_factor
 
 
 def test_delete_note(client: t.Any, db: t.Any, note_factory: t.Any) -> None:
-    note = note_factory()
-    assert client.delete(f"/api/notes/{note.id}").status_code == 204
-    assert db.session.get(Note, note.id) is None
-    assert client.delete(f"/api/notes/{note.id}").status_code == 404
+    note_id = note_factory().id
+    assert client.delete(f"/api/notes/{note_id}").status_code == 204
+    assert db.session.get(Note, note_id) is None
+    assert client.delete(f"/api/notes/{note_id}").status_code == 404
 
 
 def test_listing_notes_is_one_query_per_notebook(
@@ -95,3 +95,17 @@ def test_over_http(live_server: t.Any, transactional_db: t.Any) -> None:
 def test_migrations_walk_up_and_down(app: t.Any, transactional_db: t.Any) -> None:
     assert walk_migrations(app)
     assert transactional_db.session.scalar(select(func.count()).select_from(Notebook)) == 0
+
+
+def test_me_when_logged_in(auth_client: t.Any, auth_user: t.Any) -> None:
+    response = auth_client.get("/auth/me")
+    assert response.status_code == 200
+    assert auth_user.email in response.get_data(as_text=True)
+
+
+def test_login_fixture_logs_in_any_user(client: t.Any, login: t.Any, db: t.Any) -> None:
+    from flask_complete.auth.testing import create_user
+
+    assert client.get("/auth/me").status_code == 401
+    login(create_user(email="ann@example.test"))
+    assert "ann@example.test" in client.get("/auth/me").get_data(as_text=True)
