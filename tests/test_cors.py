@@ -311,3 +311,28 @@ def test_real_http_preflight(served: int) -> None:
     status, headers = _options(served, "https://evil.test")
     assert status == 200
     assert cors_headers(headers) == {}
+
+
+def test_auth_never_blocks_a_real_preflight(tmp_path: Path) -> None:
+    """The example app's login-protected endpoints answer preflights, and their 401s carry
+    CORS headers so the page can read them."""
+    from example_app import create_app
+
+    app = create_app(
+        {
+            "SECRET_KEY": STRONG,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'notes.sqlite3'}",
+            "CORS_ORIGINS": ["https://app.example.com"],
+            "CORS_SUPPORTS_CREDENTIALS": True,
+        }
+    )
+    client = app.test_client()
+    origin = {"Origin": "https://app.example.com"}
+    for path in ("/auth/me", "/auth/login", "/auth/logout", "/api/notebooks"):
+        preflight = client.options(path, headers={**origin, **PREFLIGHT})
+        assert preflight.status_code == 200, path
+        assert preflight.headers["Access-Control-Allow-Origin"] == origin["Origin"], path
+        assert preflight.headers["Access-Control-Allow-Credentials"] == "true", path
+    anonymous = client.get("/auth/me", headers=origin)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["Access-Control-Allow-Origin"] == origin["Origin"]
