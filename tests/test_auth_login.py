@@ -83,8 +83,8 @@ def test_wrong_email_and_wrong_password_answer_alike(auth_app: Flask) -> None:
         ({"json": {"email": 5, "password": PASSWORD}}, "email and password"),
     ],
 )
-def test_malformed_login_is_a_400(auth_app: Flask, kwargs: dict[str, t.Any], message: str) -> None:
-    response = auth_app.test_client().post("/auth/login", **kwargs)
+def test_malformed_login_is_a_400(tmp_path: Path, kwargs: dict[str, t.Any], message: str) -> None:
+    response = make_app("sqlite://", tmp_path).test_client().post("/auth/login", **kwargs)
     assert response.status_code == 400
     assert message in response.json["error"]
 
