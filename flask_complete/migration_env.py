@@ -47,6 +47,8 @@ def configure_options(context: t.Any, app: Flask, metadata: sa.MetaData) -> dict
     options = dict(app.extensions["migrate"].configure_args)
     allow = context.get_x_argument(as_dictionary=True).get("allow_drop", "")
     options["include_object"] = drop_guard(allow, options.get("include_object"))
+    if options.get("compare_type", True) is not False:
+        options["compare_type"] = enum_values_differ(options.get("compare_type"))
     options["process_revision_directives"] = revision_directives(
         context.config, options.get("process_revision_directives")
     )
@@ -104,11 +106,16 @@ def revision_directives(config: Config, then: Directives | None = None) -> Direc
             directives[:] = []
             log.info("No changes in schema detected.")
             return
+        postgres = context.dialect.name == "postgresql"
         for upgrade, downgrade in zip(
             script.upgrade_ops_list, script.downgrade_ops_list, strict=False
         ):
             for name in created_enums(upgrade):
                 downgrade.ops.append(DropEnumOp(name))
+            if postgres:
+                # ALTER COLUMN ... TYPE cannot add values to a PostgreSQL enum type.
+                _replace_enum_changes(upgrade, add=True)
+                _replace_enum_changes(downgrade, add=False)
 
     return process
 
@@ -154,3 +161,92 @@ class DropEnumOp(ops.MigrateOperation):
 def _render_drop_enum(context: AutogenContext, op: DropEnumOp) -> str:
     # A no-op on SQLite and MySQL, where enums are not separate types.
     return f"sa.Enum(name={op.name!r}).drop(op.get_bind(), checkfirst=True)"
+
+
+def enum_values_differ(then: t.Any = None) -> t.Callable[..., bool | None]:
+    """A ``compare_type`` hook that also sees values added to or removed from an enum column
+    (Alembic compares only the enum's type), then defers to ``then`` (a user hook)."""
+
+    def compare_type(
+        context: t.Any,
+        inspected_column: t.Any,
+        metadata_column: t.Any,
+        inspected_type: t.Any,
+        metadata_type: t.Any,
+    ) -> bool | None:
+        found: t.Any = getattr(inspected_type, "enums", None)
+        enum = isinstance(metadata_type, sa.Enum) and found is not None
+        if enum and set(found) != set(metadata_type.enums):
+            return True
+        if callable(then):
+            return t.cast(
+                "bool | None",
+                then(context, inspected_column, metadata_column, inspected_type, metadata_type),
+            )
+        return None
+
+    return compare_type
+
+
+def _replace_enum_changes(container: ops.OpContainer, add: bool) -> None:
+    """Turn enum value changes in ``container`` into ``ALTER TYPE ... ADD VALUE`` (upgrade) or
+    drop them (downgrade: PostgreSQL cannot remove an enum value)."""
+    kept: list[ops.MigrateOperation] = []
+    for op in container.ops:
+        if isinstance(op, ops.OpContainer):
+            _replace_enum_changes(op, add)
+            if not op.is_empty():
+                kept.append(op)
+            continue
+        new, old = getattr(op, "modify_type", None), getattr(op, "existing_type", None)
+        if not (
+            isinstance(op, ops.AlterColumnOp)
+            and isinstance(new, sa.Enum)
+            and new.name
+            and getattr(old, "enums", None) is not None
+        ):
+            kept.append(op)
+            continue
+        before = list(getattr(old, "enums", []))
+        added = [v for v in new.enums if v not in before]
+        if add and added:
+            kept.append(AddEnumValuesOp(op.table_name, op.column_name, new.name, added))
+        removed = [v for v in before if v not in new.enums]
+        if add and removed:
+            log.warning(
+                "Enum %s loses %s: PostgreSQL cannot drop enum values; write that part of the "
+                "migration by hand.",
+                new.name,
+                ", ".join(removed),
+            )
+        op.modify_type = None
+        unchanged = (
+            op.modify_nullable is None
+            and op.modify_server_default is False
+            and op.modify_comment is False
+            and op.modify_name is None
+        )
+        if not unchanged:
+            kept.append(op)
+    container.ops = kept
+
+
+class AddEnumValuesOp(ops.MigrateOperation):
+    """Add values to a PostgreSQL enum type (nothing on other databases)."""
+
+    def __init__(self, table: str, column: str, name: str, values: list[str]) -> None:
+        self.table, self.column, self.name, self.values = table, column, name, values
+
+    def to_diff_tuple(self) -> tuple[t.Any, ...]:
+        return ("add_enum_values", self.table, self.column, self.name, tuple(self.values))
+
+
+@renderers.dispatch_for(AddEnumValuesOp)
+def _render_add_enum_values(context: AutogenContext, op: AddEnumValuesOp) -> list[str]:
+    lines = ['if op.get_bind().dialect.name == "postgresql":']
+    for value in op.values:
+        literal = value.replace("'", "''")
+        lines.append(
+            f"    op.execute(\"ALTER TYPE {op.name} ADD VALUE IF NOT EXISTS '{literal}'\")"
+        )
+    return lines

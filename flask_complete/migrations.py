@@ -413,6 +413,8 @@ def check(app: Flask, directory: str | None = None) -> str | None:
 
 
 def _show(value: t.Any) -> str:
+    if getattr(value, "enums", None) is not None:
+        return f"enum({', '.join(value.enums)})"
     arg = getattr(value, "arg", value)
     if arg is None:
         return "none"
@@ -440,6 +442,9 @@ def describe_diff(diff: t.Any) -> str:
             else ("in the database, not the models")
         )
         return f"column {diff[2]}.{column.name} ({column.type}): {where}"
+    if kind == "add_enum_values":
+        _, table, column, name, values = diff
+        return f"column {table}.{column}: enum {name} lacks {', '.join(values)} in the database"
     if kind.startswith("modify_"):
         _, _, table, column, _, old, new = diff
         what = kind.removeprefix("modify_")

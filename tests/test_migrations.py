@@ -3,7 +3,6 @@ server-default comparator on three databases, the drop guard, enum downgrades an
 
 from __future__ import annotations
 
-import enum
 import subprocess
 import sys
 import textwrap
@@ -265,20 +264,19 @@ def test_autogenerate_keeps_tables_no_model_declares(apps: Apps, tmp_path: Path)
     assert "op.drop_table('legacy')" in script
 
 
-class Status(enum.Enum):
-    active = "active"
-    gone = "gone"
-
-
-def test_enum_type_dropped_on_downgrade(apps: Apps, pg_url: str) -> None:
+def account_models(*values: str) -> Models:
     db = fresh_db()
 
     class Account(db.Model):  # type: ignore[name-defined,misc]
         __tablename__ = "account"
         id: Mapped[int] = mapped_column(primary_key=True)
-        status: Mapped[Status] = mapped_column(sa.Enum(Status, name="account_status"))
+        status: Mapped[str] = mapped_column(sa.Enum(*values, name="account_status"))
 
-    app = apps.make(pg_url, Models(db), SEEDS=[])
+    return Models(db)
+
+
+def test_enum_type_dropped_on_downgrade(apps: Apps, pg_url: str) -> None:
+    app = apps.make(pg_url, account_models("active", "gone"), SEEDS=[])
     run(app, "db", "init")
     script = migrate(app, "accounts").read_text()
     assert "sa.Enum(name='account_status').drop(op.get_bind(), checkfirst=True)" in script
@@ -286,6 +284,29 @@ def test_enum_type_dropped_on_downgrade(apps: Apps, pg_url: str) -> None:
         result = run(app, "db", *command)
         assert result.exit_code == 0, result.output
     assert run(app, "db", "check").exit_code == 0
+
+
+def test_new_enum_value_is_detected_and_migrated(database_url: str, apps: Apps) -> None:
+    app = apps.make(database_url, account_models("active", "gone"), SEEDS=[])
+    run(app, "db", "init")
+    migrate(app, "accounts")
+    assert run(app, "db", "upgrade").exit_code == 0
+    grown = apps.make(database_url, account_models("active", "gone", "suspended"), SEEDS=[])
+    result = run(grown, "db", "check")
+    assert result.exit_code == 1
+    assert "column account.status:" in result.output
+    if database_url.startswith("postgresql"):
+        assert "enum account_status lacks suspended in the database" in result.output
+        script = migrate(grown, "suspended").read_text()
+        assert "ALTER TYPE account_status ADD VALUE IF NOT EXISTS 'suspended'" in script
+    else:
+        migrate(grown, "suspended")
+    result = run(grown, "db", "upgrade")
+    assert result.exit_code == 0, result.output
+    result = run(grown, "db", "check")
+    assert result.exit_code == 0, result.output
+    with grown.app_context(), grown.extensions["complete"].db.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO account (status) VALUES ('suspended')"))
 
 
 def test_models_setting_is_imported(
