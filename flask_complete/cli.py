@@ -49,6 +49,14 @@ _LAZY: dict[str, str] = {
 complete_group = LazyGroup("complete", help="Configure and inspect flask_complete.", lazy=_LAZY)
 
 
+def _state() -> CompleteState:
+    # `flask complete` is also an entry-point command, so it can meet an app without Complete.
+    try:
+        return get_state()
+    except RuntimeError as e:
+        raise click.UsageError(str(e)) from None
+
+
 def init_app(app: Flask, state: CompleteState) -> None:
     """Register ``flask complete`` unless the app already has a command of that name."""
     if "complete" not in app.cli.commands:
@@ -67,7 +75,7 @@ def _show(key: str, value: t.Any) -> str:
 def config_command(name: str | None) -> None:
     """Show every effective setting and where it came from."""
     app = current_app
-    state = get_state()
+    state = _state()
     values = app.config
     if name is not None:
         key = "SQLALCHEMY_DATABASE_URI" if name.upper() == "DATABASE_URL" else name.upper()
@@ -109,7 +117,7 @@ _GITIGNORE = (".secrets.toml", ".env", "instance/")
 @complete_group.command("init")
 def init_command() -> None:
     """Write settings.toml, .secrets.toml, .env.example, .gitignore entries and migrations/."""
-    root = get_state().root
+    root = _state().root
     skeleton = resources.files("flask_complete") / "skeleton"
     for name in ("settings.toml", ".env.example"):
         _write_once(root / name, (skeleton / name.lstrip(".")).read_text())
@@ -130,7 +138,7 @@ def init_command() -> None:
         click.echo(f"updated {gitignore.name}: added {', '.join(missing)}")
     else:
         click.echo(f"kept    {gitignore.name}: already ignores {', '.join(_GITIGNORE)}")
-    if current_app.config.get("COMPLETE_MIGRATE", True) and get_state().db is not None:
+    if current_app.config.get("COMPLETE_MIGRATE", True) and _state().db is not None:
         from .migrations import migrations_dir, write_migrations
 
         folder = migrations_dir()

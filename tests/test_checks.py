@@ -265,14 +265,16 @@ def _example_copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _flask(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _flask(
+    cwd: Path, *args: str, app: str = "example_app", **env: str
+) -> subprocess.CompletedProcess[str]:
     base = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("FLASK_") and k not in ("DATABASE_URL", "SECRET_KEY")
     }
     return subprocess.run(
-        [FLASK, "--app", "example_app", *args],
+        [FLASK, "--app", app, *args],
         cwd=cwd,
         env={**base, "FLASK_ENV": "production", **env},
         capture_output=True,
@@ -303,3 +305,12 @@ def test_flask_complete_check_on_the_example_app_set_properly(tmp_path: Path, pg
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert (report["environment"], report["errors"]) == ("production", 0)
+
+
+def test_entry_point_group_on_an_app_without_flask_complete(tmp_path: Path) -> None:
+    """`flask complete` is an entry-point command: an app without Complete gets an error."""
+    (tmp_path / "plain.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    for command in ("check", "config"):
+        result = _flask(tmp_path, "complete", command, app="plain")
+        assert result.returncode == 2, result.stderr
+        assert "add Complete(app)" in result.stderr and "Traceback" not in result.stderr
