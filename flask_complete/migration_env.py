@@ -112,12 +112,39 @@ def revision_directives(config: Config, then: Directives | None = None) -> Direc
         ):
             for name in created_enums(upgrade):
                 downgrade.ops.append(DropEnumOp(name))
+            warn_renames(upgrade)
             if postgres:
                 # ALTER COLUMN ... TYPE cannot add values to a PostgreSQL enum type.
                 _replace_enum_changes(upgrade, add=True)
                 _replace_enum_changes(downgrade, add=False)
 
     return process
+
+
+def warn_renames(upgrade: ops.UpgradeOps) -> None:
+    """Warn when a table both gains and loses columns: Alembic writes a rename as drop + add,
+    which loses the column's data."""
+    changes: dict[str, tuple[list[str], list[str]]] = {}
+
+    def visit(op: ops.MigrateOperation) -> None:
+        if isinstance(op, ops.OpContainer):
+            for child in op.ops:
+                visit(child)
+        elif isinstance(op, ops.AddColumnOp):
+            changes.setdefault(op.table_name, ([], []))[0].append(op.column.name)
+        elif isinstance(op, ops.DropColumnOp):
+            changes.setdefault(op.table_name, ([], []))[1].append(op.column_name)
+
+    visit(upgrade)
+    for table, (added, dropped) in changes.items():
+        if added and dropped:
+            log.warning(
+                "Table %s loses %s and gains %s. If that is a rename, edit the revision to use "
+                "batch_op.alter_column(old, new_column_name=new): drop + add loses the data.",
+                table,
+                ", ".join(dropped),
+                ", ".join(added),
+            )
 
 
 def created_enums(upgrade: ops.UpgradeOps) -> list[str]:

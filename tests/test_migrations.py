@@ -379,3 +379,23 @@ def test_prepare_refuses_tables_without_a_revision(apps: Apps, tmp_path: Path) -
     result = run(app, "db", "prepare")
     assert result.exit_code == 0, result.output
     assert "seeded (team +2, member +3)" in result.output
+
+
+def test_rename_looking_change_warns(
+    apps: Apps, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = sqlite_url(tmp_path)
+    app = apps.make(url, account_models("a"), SEEDS=[])
+    run(app, "db", "init")
+    migrate(app, "accounts")
+    run(app, "db", "upgrade")
+    db = fresh_db()
+
+    class Account(db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "account"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        state: Mapped[str] = mapped_column(sa.Enum("a", name="account_status"))
+
+    renamed = apps.make(url, Models(db), SEEDS=[])
+    migrate(renamed, "rename")
+    assert "Table account loses status and gains state. If that is a rename" in caplog.text
