@@ -256,6 +256,7 @@ def test_endpoints_can_move_or_be_switched_off(tmp_path: Path) -> None:
         ("AUTH_THROTTLE_ACCOUNT_LIMIT", 0, "whole number >= 1"),
         ("AUTH_URL_PREFIX", "auth", "not a URL path"),
         ("CSRF_PROTECT", "maybe", 'true, false or "auto"'),
+        ("AUTH_TRUSTED_ORIGINS", "https://a.test", "not a list of origins"),
     ],
 )
 def test_bad_settings_are_refused_with_the_fix(

@@ -14,6 +14,7 @@ import time
 import typing as t
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,22 @@ def test_throttle_holds_across_two_gunicorn_workers(
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_stale_rows_are_forgotten(tmp_path: Path) -> None:
+    app = make_app("sqlite://", tmp_path)
+    old = utcnow() - timedelta(hours=1)
+    with app.app_context():
+        table = authdb.metadata.tables[TABLE]
+        authdb.session.execute(
+            sa.insert(table),
+            [
+                {"key": "a:stale", "failures": 3, "last_failure": old, "locked_until": None},
+                {"key": "a:locked", "failures": 9, "last_failure": old, "locked_until": old},
+            ],
+        )
+        authdb.session.commit()
+    attempt(app.test_client(), "new@example.test")
+    with app.app_context():
+        keys = authdb.session.scalars(sa.select(table.c.key)).all()
+    assert "a:stale" not in keys and "a:locked" not in keys and len(keys) == 2

@@ -257,6 +257,13 @@ def check_settings(app: Flask, state: CompleteState) -> list[Problem]:
     for key in _BOOLS:
         if not isinstance(config.get(key), bool):
             bad(key, f"{key} = {config.get(key)!r} is not valid.", "Expected true or false.")
+    origins = config.get("AUTH_TRUSTED_ORIGINS", [])
+    if not isinstance(origins, list | tuple) or not all(isinstance(o, str) for o in origins):
+        bad(
+            "AUTH_TRUSTED_ORIGINS",
+            f"AUTH_TRUSTED_ORIGINS = {origins!r} is not a list of origins.",
+            'E.g. ["https://app.example.com"].',
+        )
     prefix = config.get("AUTH_URL_PREFIX")
     if not isinstance(prefix, str) or not prefix.startswith("/"):
         bad("AUTH_URL_PREFIX", f"AUTH_URL_PREFIX = {prefix!r} is not a URL path.", 'E.g. "/auth".')

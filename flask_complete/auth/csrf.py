@@ -155,7 +155,8 @@ def _has_bearer() -> bool:
 
 
 def _trusted_origins(app: Flask) -> list[re.Pattern[str]]:
-    entries = list(app.config.get("AUTH_TRUSTED_ORIGINS") or [])
+    trusted = app.config.get("AUTH_TRUSTED_ORIGINS") or []
+    entries = [trusted] if isinstance(trusted, str) else list(trusted)
     cors = app.config.get("CORS_ORIGINS")
     if app.config.get("CORS_SUPPORTS_CREDENTIALS") and cors and cors != "*":
         entries += [cors] if isinstance(cors, str) else list(cors)

@@ -152,6 +152,15 @@ class DatabaseThrottle:
                     )
                 # Per key: a rollback after a lost insert race must not undo another key.
                 session.commit()
+            # Forget keys whose failures are out of the window and not locked, so that the
+            # table holds only recent failures (a scan of a small table, on failures only).
+            session.execute(
+                delete(self.table).where(
+                    c.last_failure < cutoff,
+                    (c.locked_until.is_(None)) | (c.locked_until < now),
+                )
+            )
+            session.commit()
         except SQLAlchemyError as e:
             session.rollback()
             self._failed_open(e)
