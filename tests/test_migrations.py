@@ -142,6 +142,16 @@ def test_upgrade_and_revision_helpers(apps: Apps, tmp_path: Path) -> None:
     m.upgrade(app)
     assert m.current_revisions(app) == {head}
     assert rows(app, "member") == 0
+    with app.app_context():
+        # As under the pytest plugin's isolation: a connection in place of the engine.
+        engines = app.extensions["complete"].db.engines
+        engine = engines[None]
+        with engine.connect() as conn:
+            engines[None] = conn
+            try:
+                assert m.current_revisions(app) == {head}
+            finally:
+                engines[None] = engine
     m.downgrade(app, "base")
     assert m.current_revisions(app) == set()
 
