@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 from flask import current_app, g
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from .extension import get_state
 
@@ -109,8 +109,12 @@ def dispose(app: Flask) -> None:
     if sqla is None:
         return
     with app.app_context():
+        engines = list(sqla.engines.values())
+        if not all(isinstance(engine, Engine) for engine in engines):
+            # The pytest plugin's isolation holds a connection and session: leave them be.
+            return
         sqla.session.remove()
-        for engine in sqla.engines.values():
+        for engine in engines:
             engine.dispose()
 
 
