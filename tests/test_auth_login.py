@@ -222,6 +222,9 @@ def test_user_loader_costs_one_query_and_none_when_anonymous(auth_app: Flask) ->
     queries.clear()
     assert client.get("/whoami").json == {"anonymous": False}
     assert len(queries) == 1 and "WHERE" in queries[0], queries
+    queries.clear()
+    client.get("/static/site.css")
+    assert queries == []
 
 
 def test_without_a_user_model_auth_stays_inert(tmp_path: Path) -> None:

@@ -217,6 +217,10 @@ def setup(app: Flask, state: CompleteState) -> None:
         app.register_blueprint(bp, url_prefix=config["AUTH_URL_PREFIX"].rstrip("/") or None)
     if "users" not in app.cli.commands:
         app.cli.add_command(users_group)
+    else:
+        state.notes.append(
+            "The app has its own `flask users` command, so flask_complete's is not registered."
+        )
     if state.env == "production":
         weak = passwords.normalise_method(config["AUTH_PASSWORD_METHOD"])
         if weak.startswith("scrypt:") and int(weak.split(":")[1]) < 2**14:
