@@ -26,6 +26,8 @@ if t.TYPE_CHECKING:
     from .extension import CompleteState
     from .versions import Package
 
+#: Seconds a database server may take to accept the check's connection.
+CONNECT_TIMEOUT = 10
 #: Init refusals after which there is no database to connect to.
 _NO_DATABASE = {"database.missing", "database.url", "database.bind"}
 _SET_IN = "in settings.toml [production] (or the environment, FLASK_{key}=...)"
@@ -206,17 +208,39 @@ def check_versions(packages: list[Package]) -> list[Problem]:
 
 
 def database_error(app: Flask, state: CompleteState) -> str | None:
-    """Connect and run ``SELECT 1``; what went wrong, or ``None``."""
+    """Connect and run ``SELECT 1``; what went wrong, or ``None``.
+
+    Servers are tried on a separate, unpooled connection with a connect timeout, so a firewalled
+    host fails the check instead of hanging it.
+    """
     import sqlalchemy as sa
 
     assert state.db is not None
+    with app.app_context():
+        engine = state.db.engine
+    temporary = engine.dialect.name in ("postgresql", "mysql", "mariadb")
+    if temporary:
+        user = (app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}).get("connect_args") or {}
+        engine = sa.create_engine(
+            engine.url,
+            poolclass=sa.pool.NullPool,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT, **user},
+        )
     try:
-        with app.app_context(), state.db.engine.connect() as connection:
+        with engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as e:
-        cause = getattr(e, "orig", None) or e
-        return str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return _first_line(e)
+    finally:
+        if temporary:
+            engine.dispose()
     return None
+
+
+def _first_line(error: BaseException) -> str:
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
 
 
 def revisions(app: Flask) -> tuple[set[str], set[str]] | None:
@@ -228,6 +252,22 @@ def revisions(app: Flask) -> tuple[set[str], set[str]] | None:
         if not migrations.has_migrations(app):
             return None
     return migrations.head_revisions(app), migrations.current_revisions(app)
+
+
+def _migration_findings(app: Flask) -> list[Problem]:
+    try:
+        found = revisions(app)
+    except Exception as e:  # a broken folder fails deep in Alembic (even a KeyError): report it
+        return [
+            Problem(
+                "migrations.unreadable",
+                "MIGRATIONS_DIR",
+                "Cannot compare the database with the migrations: "
+                f"{type(e).__name__}: {_first_line(e)}",
+                "Run `flask db current` and `flask db heads` to see which side fails.",
+            )
+        ]
+    return [] if found is None else check_migrations(*found)
 
 
 def configured_debug(state: CompleteState) -> bool:
@@ -285,9 +325,8 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
     if state.db is not None and "sqlalchemy" in app.extensions and database_known:
         error = database_error(app, state)
         findings += check_database(config.get("SQLALCHEMY_DATABASE_URI"), error)
-        found = revisions(app) if error is None else None
-        if found is not None:
-            findings += check_migrations(*found)
+        if error is None:
+            findings += _migration_findings(app)
     findings += check_tracked(tracked_secret_files(state.root))
     # Not installed as a distribution: no ranges to compare against.
     with contextlib.suppress(LookupError):

@@ -314,3 +314,19 @@ def test_entry_point_group_on_an_app_without_flask_complete(tmp_path: Path) -> N
         result = _flask(tmp_path, "complete", command, app="plain")
         assert result.returncode == 2, result.stderr
         assert "add Complete(app)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_broken_migrations_folder_is_a_finding(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "example_app" / "migrations", tmp_path / "migrations")
+    first = [
+        p
+        for p in (tmp_path / "migrations" / "versions").glob("*.py")
+        if "down_revision = None" in p.read_text()
+    ]
+    first[0].unlink()
+    app = make_app(
+        tmp_path, SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'a.db'}"
+    )
+    (finding,) = [f for f in c.run_checks(app) if f.id.startswith("migrations.")]
+    assert finding.id == "migrations.unreadable"
+    assert "Cannot compare the database with the migrations" in finding.message
