@@ -12,6 +12,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import os
+import re
 import sys
 import typing as t
 from collections.abc import Iterator
@@ -297,45 +298,64 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def _snake(name: str) -> str:
-    import re
-
     base = name.removesuffix("Factory") or name
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower() + "_factory"
 
 
 def _factory_fixtures(modules: list[str]) -> object:
-    """A plugin object with one ``<model>_factory`` fixture per factory in ``modules``."""
-    import types
+    """A plugin module with one ``<model>_factory`` fixture per factory class in ``modules``.
 
-    from factory.base import BaseFactory
+    The modules are read, not imported: factory-boy pulls in Faker (about a second), which a
+    run that uses no factory should not pay.
+    """
+    import ast
+    import types
 
     # A module: pytest reads fixtures from a plugin module's attributes.
     holder = types.ModuleType("flask_complete_factories")
     for name in modules:
         try:
-            module = importlib.import_module(name)
-        except ImportError as e:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
             raise pytest.UsageError(
-                f"flask_factories names {name!r}, which cannot be imported: {e}. Fix the module "
-                "name in [tool.pytest.ini_options] flask_factories."
-            ) from None
-        for attr in vars(module).values():
-            if (
-                isinstance(attr, type)
-                and issubclass(attr, BaseFactory)
-                and attr.__module__ == module.__name__
-                and not attr._meta.abstract
-            ):
-                setattr(holder, _snake(attr.__name__), _factory_fixture(attr))
+                f"flask_factories names {name!r}, which is not an importable module. Fix the "
+                "module name in [tool.pytest.ini_options] flask_factories."
+            )
+        tree = ast.parse(Path(spec.origin).read_bytes())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.bases and not _abstract(node):
+                setattr(holder, _snake(node.name), _factory_fixture(name, node.name))
     return holder
 
 
-def _factory_fixture(factory: type[t.Any]) -> t.Any:
-    def fixture(db: SQLAlchemy) -> type[t.Any]:
-        return factory
+def _abstract(node: t.Any) -> bool:
+    import ast
 
-    fixture.__doc__ = f"{factory.__name__}, creating rows in the test's rolled-back session."
-    return pytest.fixture(name=_snake(factory.__name__))(fixture)
+    for item in node.body:
+        if isinstance(item, ast.ClassDef) and item.name == "Meta":
+            for line in item.body:
+                if (
+                    isinstance(line, ast.Assign)
+                    and any(getattr(target, "id", "") == "abstract" for target in line.targets)
+                    and getattr(line.value, "value", False) is True
+                ):
+                    return True
+    return False
+
+
+def _factory_fixture(module: str, name: str) -> t.Any:
+    def fixture(db: SQLAlchemy) -> type[t.Any]:
+        from factory.base import BaseFactory
+
+        found = getattr(importlib.import_module(module), name)
+        if not (isinstance(found, type) and issubclass(found, BaseFactory)):
+            pytest.fail(f"{module}.{name} is not a factory-boy factory.", pytrace=False)
+        return t.cast(type[t.Any], found)
+
+    fixture.__doc__ = f"{module}.{name}, creating rows in the test's rolled-back session."
+    return pytest.fixture(name=_snake(name))(fixture)
 
 
 @contextlib.contextmanager
