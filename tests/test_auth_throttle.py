@@ -283,3 +283,15 @@ def test_stale_rows_are_forgotten(tmp_path: Path) -> None:
     with app.app_context():
         keys = authdb.session.scalars(sa.select(table.c.key)).all()
     assert "a:stale" not in keys and "a:locked" not in keys and len(keys) == 2
+
+
+def test_a_missing_throttle_table_lets_logins_through_and_says_why(
+    auth_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_user(auth_app)
+    with auth_app.app_context():
+        authdb.metadata.tables[TABLE].drop(authdb.engine)
+    client = auth_app.test_client()
+    assert [attempt(client).status_code for _ in range(6)] == [401] * 6
+    assert attempt(client, password=PASSWORD).status_code == 200
+    assert "login throttling is off" in caplog.text and "flask db migrate" in caplog.text

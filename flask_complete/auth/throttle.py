@@ -115,6 +115,8 @@ class DatabaseThrottle:
             ).scalars()
             latest = max(until, default=None)
         except SQLAlchemyError as e:
+            # PostgreSQL refuses every later statement of a failed transaction.
+            self.db.session.rollback()
             return self._failed_open(e)
         return _seconds(latest, now)
 
