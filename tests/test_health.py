@@ -104,3 +104,24 @@ def test_unreachable_database(tmp_path: Path) -> None:
 def test_bad_setting(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"HEALTH_ENDPOINT = .health. is not a URL path"):
         make_app(tmp_path, "sqlite://", HEALTH_ENDPOINT="health")
+
+
+def test_example_app_answers_without_login(tmp_path: Path) -> None:
+    """The example app has login and CSRF protection; the health endpoint needs neither."""
+    from example_app import create_app
+
+    app = create_app(
+        {
+            "SECRET_KEY": STRONG,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'notes.sqlite3'}",
+            "HEALTH_ENDPOINT": "/-/health",
+        }
+    )
+    _apps.append(app)
+    fc_migrations.upgrade(app)
+    client = app.test_client()
+    response = client.get("/-/health")
+    assert response.status_code == 200, response.json
+    assert response.json == {"status": "ok", "database": "ok", "migrations": "head"}
+    assert "Set-Cookie" not in response.headers
+    assert client.get("/auth/me").status_code == 401
