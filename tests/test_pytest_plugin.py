@@ -450,3 +450,39 @@ def test_help_works_with_a_broken_app(
     result = pytester.runpytest_subprocess(*QUIET)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*could not build the app 'missing_module:create_app'*"])
+
+
+def test_migrations_build_the_schema_and_check_migrations_fails_on_drift(
+    project: Project,
+) -> None:
+    import subprocess
+    import sys
+
+    from flask_complete.migrations import write_migrations
+
+    project.write()
+    (project.pytester.path / "instance").mkdir()
+    write_migrations(project.pytester.path / "migrations")
+    generate = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "notes", "db", "migrate", "-m", "items"],
+        cwd=project.pytester.path,
+        capture_output=True,
+        text=True,
+    )
+    assert generate.returncode == 0, generate.stderr
+    project.pytester.makepyfile(
+        test_schema="""
+        from sqlalchemy import inspect
+
+        def test_built_by_the_migrations(db):
+            assert "alembic_version" in inspect(db.session.connection()).get_table_names()
+        """
+    )
+    project.run("--check-migrations").assert_outcomes(passed=1)
+
+    project.write(extra="note: Mapped[str] = mapped_column(String(20), default='')")
+    result = project.run("--check-migrations")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*--check-migrations: the models and the database differ*"])
+    result.stdout.fnmatch_lines(["*note*"])
+    project.run("--no-migrations").assert_outcomes(passed=0, failed=1)
