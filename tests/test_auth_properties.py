@@ -154,3 +154,25 @@ def test_any_bearer_token(prop_app: Flask, token: str) -> None:
         header = "Bearer " + token.encode("utf-8", "surrogatepass").decode("latin-1")
     assume(all(ord(c) >= 32 and c != "\x7f" for c in header))
     assert client.get("/auth/me", headers={"Authorization": header}).status_code == 401
+
+
+@FAST
+@given(
+    origin=header_text,
+    csrf=header_text,
+    content_type=header_text,
+    body=st.binary(max_size=200),
+    correct=st.booleans(),
+)
+def test_any_headers_on_a_logged_in_session(
+    prop_app: Flask, origin: str, csrf: str, content_type: str, body: bytes, correct: bool
+) -> None:
+    client = prop_app.test_client()
+    login = client.post("/auth/login", json={"email": EMAIL, "password": PASSWORD})
+    assert login.status_code == 200
+    headers = {"Origin": origin, "Content-Type": content_type}
+    headers["X-CSRF-Token"] = login.json["csrf_token"] if correct else csrf
+    response = client.post("/auth/tokens", headers=headers, data=body)
+    assert response.status_code in (201, 400, 403), (response.status_code, response.data)
+    if not correct and csrf != login.json["csrf_token"]:
+        assert response.status_code == 403
