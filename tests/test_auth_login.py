@@ -46,7 +46,7 @@ def test_login_me_logout(auth_app: Flask) -> None:
 
 
 def test_login_with_a_form_and_a_normalised_email(auth_app: Flask) -> None:
-    add_user(auth_app)
+    add_user(auth_app, " ANN@example.test")  # stored normalised, whoever sets it
     client = auth_app.test_client()
     response = client.post(
         "/auth/login", data={"email": "  Ann@Example.TEST ", "password": PASSWORD}

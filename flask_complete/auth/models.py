@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import current_app, has_app_context
 from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, validates
 
 from . import passwords
 
@@ -64,6 +64,11 @@ class UserMixin:
     # Flask-Login's protocol.
     is_authenticated: t.ClassVar[bool] = True
     is_anonymous: t.ClassVar[bool] = False
+
+    @validates("email")
+    def _normalise_email(self, key: str, value: str) -> str:
+        # Stored as typed at login, so that "Ann@Example.com" and "ann@example.com" are one user.
+        return normalise_email(value) if isinstance(value, str) else value
 
     @property
     def is_active(self) -> bool:
