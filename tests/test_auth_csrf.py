@@ -220,6 +220,13 @@ def test_existing_app_with_its_own_login_keeps_working(tmp_path: Path, with_mode
             assert client.post("/logout").status_code == 302
             assert client.post("/auth/login", json=body).status_code == 200
             assert client.post("/auth/logout").status_code == 403
+            # `flask users` works through the model's own set_password.
+            runner = app.test_cli_runner()
+            created = runner.invoke(args=["users", "create", "new@example.test", "-p", PASSWORD])
+            assert created.exit_code == 0, created.output
+            body = {"email": "new@example.test", "password": PASSWORD}
+            assert app.test_client().post("/auth/login", json=body).status_code == 200
+            assert "new@example.test  [active]" in runner.invoke(args=["users", "list"]).output
     finally:
         with app.app_context():
             db.engine.dispose()
