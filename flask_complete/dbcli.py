@@ -113,7 +113,7 @@ def database_errors(url: URL | None = None) -> Iterator[None]:
     except (DBAPIError, NoSuchModuleError, ModuleNotFoundError) as e:
         if url is None and current_app:
             sqla = get_state().db
-            url = sqla.engine.url if sqla is not None else None
+            url = migrations.bound_url(sqla) if sqla is not None else None
         message = explain(e, url) if url is not None else None
         if message is None:
             raise
@@ -228,7 +228,7 @@ def _target() -> tuple[Flask, SQLAlchemy, URL, dict[str, t.Any]]:
             "This app has no database (COMPLETE_DATABASE = false): nothing to do."
         )
     options = app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
-    return app, sqla, sqla.engine.url, dict(options.get("connect_args") or {})
+    return app, sqla, migrations.bound_url(sqla), dict(options.get("connect_args") or {})
 
 
 def _say(url: URL, what: str) -> None:
@@ -259,7 +259,7 @@ def _destroy(
 def _tables_with_rows(sqla: SQLAlchemy) -> int:
     """How many of the models' tables hold rows (0 for a new or empty database)."""
     metadata = sqla.metadatas[None]
-    with sqla.engine.connect() as conn:
+    with migrations.connect(sqla) as conn:
         present = set(sa.inspect(conn).get_table_names())
         return sum(
             conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is not None
@@ -269,7 +269,7 @@ def _tables_with_rows(sqla: SQLAlchemy) -> int:
 
 
 def _model_tables_present(sqla: SQLAlchemy) -> bool:
-    with sqla.engine.connect() as conn:
+    with migrations.connect(sqla) as conn:
         present = set(sa.inspect(conn).get_table_names())
     return any(name in present for name in sqla.metadatas[None].tables)
 

@@ -22,14 +22,17 @@ from pathlib import Path
 import click
 from flask import current_app, g
 from flask.cli import AppGroup, with_appcontext
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from .extension import get_state
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from alembic.config import Config
     from flask import Flask
     from flask_migrate import Migrate
+    from flask_sqlalchemy import SQLAlchemy
 
     from .extension import CompleteState
 
@@ -241,12 +244,26 @@ def current_revisions(app: Flask) -> set[str]:
         }
         sqla = get_state(app).db
         assert sqla is not None
-        bind: t.Any = sqla.engine
-        if isinstance(bind, Connection):
-            # The pytest plugin's isolation puts a connection in place of the engine.
-            return set(MigrationContext.configure(bind, opts=options).get_current_heads())
-        with bind.connect() as connection:
+        with connect(sqla) as connection:
             return set(MigrationContext.configure(connection, opts=options).get_current_heads())
+
+
+@contextlib.contextmanager
+def connect(sqla: SQLAlchemy) -> Iterator[Connection]:
+    """A connection to the default bind (call inside an app context); under the pytest
+    plugin's isolation, the connection standing in for the engine."""
+    bind: Engine | Connection = sqla.engine
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with bind.connect() as connection:
+        yield connection
+
+
+def bound_url(sqla: SQLAlchemy) -> URL:
+    """The URL of the default bind (call inside an app context)."""
+    bind: Engine | Connection = sqla.engine
+    return bind.engine.url
 
 
 def write_migrations(directory: Path) -> bool:

@@ -47,7 +47,7 @@ def test_db_init_writes_our_template(apps: Apps, tmp_path: Path) -> None:
     result = run(app, "db", "init")
     assert result.exit_code == 0, result.output
     env_py = (tmp_path / "migrations" / "env.py").read_text()
-    assert "db.engines[None]" in env_py
+    assert "migrations.connect(db)" in env_py
     assert "get_engine" not in env_py
     assert "migration_env.import_models" in env_py
     assert (tmp_path / "migrations" / "alembic.ini").is_file()

@@ -1,6 +1,6 @@
 """How `flask db ...` runs Alembic for a flask_complete app (template version 1).
 
-Everything comes from the Flask app: the engine (``db.engines``), the models' metadata (after
+Everything comes from the Flask app: the engine (``db.engines[None]``), the models' metadata (after
 importing the modules listed in the ``MODELS`` setting) and the comparison options. The helpers
 in :mod:`flask_complete.migration_env` add the drop guard (autogenerate never drops a table no
 model declares unless told to) and drop PostgreSQL enum types on downgrade. Edit freely.
@@ -14,7 +14,7 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
-from flask_complete import migration_env
+from flask_complete import migration_env, migrations
 
 config = context.config
 if config.config_file_name and not logging.getLogger().handlers:
@@ -23,7 +23,6 @@ if config.config_file_name and not logging.getLogger().handlers:
 
 migration_env.import_models(current_app)
 db = current_app.extensions["migrate"].db
-engine = db.engines[None]
 target_metadata = db.metadatas[None]
 options = migration_env.configure_options(context, current_app, target_metadata)
 
@@ -31,7 +30,7 @@ options = migration_env.configure_options(context, current_app, target_metadata)
 def run_migrations_offline() -> None:
     """Write the SQL to standard output (``flask db upgrade --sql``)."""
     context.configure(
-        url=engine.url.render_as_string(hide_password=False),
+        url=migrations.bound_url(db).render_as_string(hide_password=False),
         target_metadata=target_metadata,
         literal_binds=True,
         **options,
@@ -42,7 +41,8 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     """Run the migrations on the app's database."""
-    with engine.connect() as connection:
+    # db.engines[None], or the connection standing in for it in an isolated test.
+    with migrations.connect(db) as connection:
         context.configure(connection=connection, target_metadata=target_metadata, **options)
         with context.begin_transaction():
             context.run_migrations()
