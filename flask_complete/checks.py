@@ -107,13 +107,14 @@ def check_migrations(heads: set[str], current: set[str]) -> list[Problem]:
 def check_cookies(config: t.Mapping[str, t.Any], remember_cookie: bool) -> list[Problem]:
     """Cookie flags: ``Secure``, ``HttpOnly`` and ``SameSite`` on the session (and remember)
     cookie."""
+    # (setting, its value when unset, why it matters)
     wanted = [
-        ("SESSION_COOKIE_SECURE", True, "the session cookie is also sent over plain HTTP"),
+        ("SESSION_COOKIE_SECURE", False, "the session cookie is also sent over plain HTTP"),
         ("SESSION_COOKIE_HTTPONLY", True, "page scripts can read the session cookie"),
     ]
-    if remember_cookie:
+    if remember_cookie:  # Flask-Login's defaults
         wanted += [
-            ("REMEMBER_COOKIE_SECURE", True, "the remember-me cookie is also sent over HTTP"),
+            ("REMEMBER_COOKIE_SECURE", False, "the remember-me cookie is also sent over HTTP"),
             ("REMEMBER_COOKIE_HTTPONLY", True, "page scripts can read the remember-me cookie"),
         ]
     found = [
@@ -124,8 +125,8 @@ def check_cookies(config: t.Mapping[str, t.Any], remember_cookie: bool) -> list[
             f"Set {key} = true {_SET_IN.format(key=key)}.",
             level="warning",
         )
-        for key, value, why in wanted
-        if config.get(key) is not value
+        for key, unset, why in wanted
+        if config.get(key, unset) is not True
     ]
     if config.get("SESSION_COOKIE_SAMESITE") not in ("Lax", "Strict"):
         found.append(
@@ -315,7 +316,7 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
         )
         findings += check_debug(configured_debug(state))
         findings += check_sqlite(config.get("SQLALCHEMY_DATABASE_URI"))
-        findings += check_cookies(config, "login_manager" in app.extensions)
+        findings += check_cookies(config, hasattr(app, "login_manager"))
         if config.get("COMPLETE_CORS", True):
             from .cors import parse_origins
 

@@ -85,8 +85,14 @@ class TestPureChecks:
         assert ids(found) == ["cookie.session_cookie_secure", "cookie.session_cookie_samesite"]
         assert {f.level for f in found} == {"warning"}
         assert c.check_cookies(SAFE_COOKIES, remember_cookie=False) == []
-        remember = c.check_cookies(SAFE_COOKIES, remember_cookie=True)
-        assert ids(remember) == ["cookie.remember_cookie_secure", "cookie.remember_cookie_httponly"]
+        # Flask-Login's own defaults: not Secure, HttpOnly.
+        assert ids(c.check_cookies(SAFE_COOKIES, remember_cookie=True)) == [
+            "cookie.remember_cookie_secure"
+        ]
+        unsafe = {**SAFE_COOKIES, "REMEMBER_COOKIE_SECURE": True, "REMEMBER_COOKIE_HTTPONLY": False}
+        assert ids(c.check_cookies(unsafe, remember_cookie=True)) == [
+            "cookie.remember_cookie_httponly"
+        ]
 
     def test_cors(self) -> None:
         assert c.check_cors(["https://app.example.com"], credentials=True) == []
@@ -330,3 +336,17 @@ def test_broken_migrations_folder_is_a_finding(tmp_path: Path) -> None:
     (finding,) = [f for f in c.run_checks(app) if f.id.startswith("migrations.")]
     assert finding.id == "migrations.unreadable"
     assert "Cannot compare the database with the migrations" in finding.message
+
+
+def test_remember_cookie_is_checked_when_the_app_has_login(tmp_path: Path) -> None:
+    from example_app import create_app
+
+    def cookie_findings(**config: t.Any) -> list[str]:
+        app = create_app(
+            {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'n.db'}", **SAFE_COOKIES, **config}
+        )
+        _apps.append(app)
+        return [f.id for f in c.run_checks(app, deploy=True) if f.id.startswith("cookie.")]
+
+    assert cookie_findings(REMEMBER_COOKIE_SECURE=False) == ["cookie.remember_cookie_secure"]
+    assert cookie_findings(REMEMBER_COOKIE_SECURE=True, REMEMBER_COOKIE_HTTPONLY=True) == []
