@@ -71,6 +71,11 @@ def origin_pattern(entry: str) -> re.Pattern[str]:
                 f"flask-cors matches them as prefixes. {_GLOB_FORMS}"
             )
         raise OriginError(f"{entry!r} is not an origin (scheme://host[:port]). {_GLOB_FORMS}")
+    if match["sub"] and "." not in match["host"]:
+        raise OriginError(
+            f"{entry!r} would allow every site under .{match['host']}; name your domain, e.g. "
+            '"https://*.example.com".'
+        )
     parts = [re.escape(match["scheme"].lower()), "://"]
     if match["sub"]:
         parts.append(rf"{_LABEL}(?:\.{_LABEL})*\.")

@@ -93,6 +93,7 @@ def test_origin_globs_match_whole_origins(entry: str, origin: str, allowed: bool
         ("app.example.com", "is not an origin"),
         ("https://app*.example.com", "is not an origin"),
         ("null", "is not an origin"),
+        ("https://*.com", "would allow every site under .com"),
     ],
 )
 def test_bad_origin_entries_are_refused(entry: str, message: str) -> None:
