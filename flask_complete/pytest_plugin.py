@@ -293,7 +293,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 modules = [f"{package}.factories"]
     if modules:
         session.config.pluginmanager.register(
-            _factory_fixtures(modules), "flask_complete_factories"
+            _factory_fixtures(session.config, modules), "flask_complete_factories"
         )
 
 
@@ -302,7 +302,7 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower() + "_factory"
 
 
-def _factory_fixtures(modules: list[str]) -> object:
+def _factory_fixtures(config: pytest.Config, modules: list[str]) -> object:
     """A plugin module with one ``<model>_factory`` fixture per factory class in ``modules``.
 
     The modules are read, not imported: factory-boy pulls in Faker (about a second), which a
@@ -325,24 +325,36 @@ def _factory_fixtures(modules: list[str]) -> object:
             )
         tree = ast.parse(Path(spec.origin).read_bytes())
         for node in tree.body:
-            if isinstance(node, ast.ClassDef) and node.bases and not _abstract(node):
+            if not isinstance(node, ast.ClassDef) or not node.bases:
+                continue
+            meta = _meta(node)
+            if "sqlalchemy_session" in meta:
+                config.issue_config_time_warning(
+                    pytest.PytestConfigWarning(
+                        f"{name}.{node.name} sets Meta.sqlalchemy_session: that session is "
+                        "fixed at import, so its rows land outside the test's isolated session. "
+                        "Derive it from flask_complete.factories.ModelFactory (or set "
+                        "sqlalchemy_session_factory) instead."
+                    ),
+                    stacklevel=2,
+                )
+            if meta.get("abstract") is not True:
                 setattr(holder, _snake(node.name), _factory_fixture(name, node.name))
     return holder
 
 
-def _abstract(node: t.Any) -> bool:
+def _meta(node: t.Any) -> dict[str, t.Any]:
+    """The names assigned in a class's ``Meta`` (literal values, else ``None``)."""
     import ast
 
+    found: dict[str, t.Any] = {}
     for item in node.body:
         if isinstance(item, ast.ClassDef) and item.name == "Meta":
             for line in item.body:
-                if (
-                    isinstance(line, ast.Assign)
-                    and any(getattr(target, "id", "") == "abstract" for target in line.targets)
-                    and getattr(line.value, "value", False) is True
-                ):
-                    return True
-    return False
+                if isinstance(line, ast.Assign):
+                    for target in line.targets:
+                        found[getattr(target, "id", "")] = getattr(line.value, "value", None)
+    return found
 
 
 def _factory_fixture(module: str, name: str) -> t.Any:

@@ -486,3 +486,51 @@ def test_migrations_build_the_schema_and_check_migrations_fails_on_drift(
     result.stdout.fnmatch_lines(["*--check-migrations: the models and the database differ*"])
     result.stdout.fnmatch_lines(["*note*"])
     project.run("--no-migrations").assert_outcomes(passed=0, failed=1)
+
+
+def test_factory_fixtures_and_the_import_time_session_lint(project: Project) -> None:
+    project.write()
+    project.pytester.makeini(
+        "[pytest]\nflask_app = notes:create_app\nfilterwarnings = error\n"
+        "flask_factories = notes_factories\n"
+    )
+    factories = """
+        import factory
+        from flask_complete.factories import ModelFactory
+        from notes import Item
+
+        class ItemFactory(ModelFactory):
+            class Meta:
+                model = Item
+
+            name = factory.Sequence(lambda n: f"item {n}")
+        """
+    project.pytester.makepyfile(notes_factories=factories)
+    project.pytester.makepyfile(
+        test_factories=f"""
+        from sqlalchemy import func, select
+        from notes import Item
+
+        def test_factory_fixture(item_factory, db):
+            item_factory.create_batch(3)
+            assert {COUNT} == 3
+
+        def test_rolled_back(db):
+            assert {COUNT} == 0
+        """
+    )
+    project.run().assert_outcomes(passed=2)
+
+    bound = """
+        from factory.alchemy import SQLAlchemyModelFactory
+        from notes import db
+
+        class BoundFactory(SQLAlchemyModelFactory):
+            class Meta:
+                model = Item
+                sqlalchemy_session = db.session
+        """
+    project.pytester.makepyfile(notes_factories=factories + bound)
+    result = project.run()
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*notes_factories.BoundFactory sets Meta.sqlalchemy_session*"])
