@@ -10,7 +10,7 @@ from flask.cli import with_appcontext
 
 from . import passwords, tokens
 from .core import AuthState, get_auth
-from .models import new_session_token, normalise_email
+from .models import new_session_token
 
 
 def _auth() -> AuthState:
@@ -21,7 +21,7 @@ def _auth() -> AuthState:
 
 
 def _key(auth: AuthState, login: str) -> str:
-    key = normalise_email(login) if auth.login_field == "email" else login.strip()
+    key = auth.login_key(login)
     if auth.login_field == "email":
         local, at, domain = key.partition("@")
         if not (local and at and domain) or "@" in domain or any(c.isspace() for c in key):

@@ -16,7 +16,7 @@ from flask_login.utils import encode_cookie
 from ..cli import LazyGroup
 from ..config import Problem
 from . import STATE_KEY, _flag, csrf, passwords, throttle, tokens
-from .models import ApiTokenMixin, constant_equal
+from .models import ApiTokenMixin, UserMixin, constant_equal, normalise_email
 
 if t.TYPE_CHECKING:
     from flask import Flask, Response
@@ -74,6 +74,13 @@ class AuthState:
     #: ``"everywhere"``, ``"blueprint"`` (only the bundle's endpoints) or ``"off"``.
     csrf: str
     _token_model: t.Any = field(default=_UNSET, repr=False)
+
+    def login_key(self, value: str) -> str:
+        """``value`` in the form the login column stores: normalised for the mixin's email,
+        only stripped for a model of the app's own (it decides how it stores them)."""
+        if self.login_field == "email" and issubclass(self.user_model, UserMixin):
+            return normalise_email(value)
+        return value.strip()
 
     def token_model(self) -> type[ApiTokenMixin] | None:
         """The app's API token model (the ``ApiTokenMixin`` subclass beside the user model)."""

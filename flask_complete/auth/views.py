@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 from . import csrf, passwords, throttle, tokens
 from .core import AuthState, get_auth
 from .decorators import login_required
-from .models import UserMixin, normalise_email, utcnow
+from .models import UserMixin, utcnow
 
 bp = Blueprint("complete_auth", __name__)
 
@@ -59,7 +59,7 @@ def _payload() -> dict[str, t.Any]:
 
 def _lookup_key(auth: AuthState, login: str) -> str | None:
     """``login`` in its stored form, or ``None`` when it cannot name any account."""
-    key = normalise_email(login) if auth.login_field == "email" else login.strip()
+    key = auth.login_key(login)
     if not key or len(key) > _MAX_LOGIN or "\x00" in key or passwords.usable(key) is None:
         return None
     return key
@@ -113,7 +113,8 @@ def login() -> Response:
             return _too_many(wait)
 
     user = _find_user(auth, key)
-    if user is None:
+    if user is None or passwords.usable(password) is None:
+        # Same cost as a real check; the app's own check_password never sees unusable input.
         passwords.verify(None, password, auth.password_method)
         ok = False
     else:
