@@ -216,6 +216,9 @@ def test_existing_app_with_its_own_login_keeps_working(tmp_path: Path, with_mode
             assert response.status_code == 200, response.json
             assert response.json["user"] == {"id": 1, "email": "tut@example.test"}
             assert client.get("/secret").status_code == 200
+            no_tokens = client.get("/auth/tokens")
+            assert no_tokens.status_code == 404
+            assert "ApiTokenMixin" in no_tokens.json["error"]
             # CSRF stays opt-in for the app's forms but covers the bundle's endpoints.
             assert client.post("/logout").status_code == 302
             assert client.post("/auth/login", json=body).status_code == 200
