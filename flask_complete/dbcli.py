@@ -292,6 +292,7 @@ def _build_schema(app: Flask, sqla: SQLAlchemy, url: URL) -> None:
             shown = ", ".join(sorted(before)) or "an empty schema"
             _say(url, f"upgraded from {shown} to {', '.join(sorted(after))}")
     else:
+        migrations.import_models(app)
         sqla.create_all()
         _say(url, "created the tables with create_all (no migrations folder)")
 

@@ -6,15 +6,16 @@ importing the ``MODELS`` modules, the drop guard, and dropping enum types on dow
 
 from __future__ import annotations
 
-import importlib
 import logging
 import typing as t
 
-import click
 import sqlalchemy as sa
 from alembic.autogenerate import renderers
 from alembic.operations import ops
 from sqlalchemy.sql.schema import DEFAULT_NAMING_CONVENTION
+
+# Kept for env.py files that call it from here.
+from .migrations import import_models as import_models
 
 if t.TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
@@ -23,21 +24,6 @@ if t.TYPE_CHECKING:
     from flask import Flask
 
 log = logging.getLogger("alembic.env")
-
-
-def import_models(app: Flask) -> None:
-    """Import the modules named in the ``MODELS`` setting, so autogenerate sees every model."""
-    names = app.config.get("MODELS") or []
-    if isinstance(names, str):
-        names = [names]
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise click.ClickException(
-                f"MODELS lists {name!r}, which does not import: {e}. Fix the module name in "
-                'settings.toml (MODELS = ["yourapp.models"]).'
-            ) from e
 
 
 def configure_options(context: t.Any, app: Flask, metadata: sa.MetaData) -> dict[str, t.Any]:

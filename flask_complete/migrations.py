@@ -352,6 +352,19 @@ def compare_server_default(
     return True
 
 
+def import_models(app: Flask) -> None:
+    """Import the modules named in the ``MODELS`` setting, so every model is declared."""
+    names = app.config.get("MODELS") or []
+    for name in [names] if isinstance(names, str) else names:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise click.ClickException(
+                f"MODELS lists {name!r}, which does not import: {e}. Fix the module name in "
+                'settings.toml (MODELS = ["yourapp.models"]).'
+            ) from e
+
+
 def import_string(path: str, setting: str) -> t.Any:
     """The object named ``"module:attribute"`` (or a module), with an error naming ``setting``."""
     module_name, _, attr = path.partition(":")

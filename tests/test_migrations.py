@@ -49,7 +49,7 @@ def test_db_init_writes_our_template(apps: Apps, tmp_path: Path) -> None:
     env_py = (tmp_path / "migrations" / "env.py").read_text()
     assert "migrations.connect(db)" in env_py
     assert "get_engine" not in env_py
-    assert "migration_env.import_models" in env_py
+    assert "migrations.import_models(current_app)" in env_py
     assert (tmp_path / "migrations" / "alembic.ini").is_file()
     assert (tmp_path / "migrations" / "versions").is_dir()
     assert "kept" in run(app, "db", "init").output
@@ -319,9 +319,9 @@ def test_new_enum_value_is_detected_and_migrated(database_url: str, apps: Apps) 
         conn.execute(sa.text("INSERT INTO account (status) VALUES ('suspended')"))
 
 
-def test_models_setting_is_imported(
-    apps: Apps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def late_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Models, str]:
+    """A database whose ``late`` table is declared only when the returned module is imported."""
     name = f"fc_models_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(
         textwrap.dedent(
@@ -340,8 +340,14 @@ def test_models_setting_is_imported(
     )
     (tmp_path / f"{name}_late.py").write_text(f"from {name} import declare\ndeclare()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    module = __import__(name)
-    app = apps.make(sqlite_url(tmp_path), Models(module.db), SEEDS=[], MODELS=[f"{name}_late"])
+    return Models(__import__(name).db), f"{name}_late"
+
+
+def test_models_setting_is_imported(
+    apps: Apps, tmp_path: Path, late_models: tuple[Models, str]
+) -> None:
+    models, module = late_models
+    app = apps.make(sqlite_url(tmp_path), models, SEEDS=[], MODELS=[module])
     run(app, "db", "init")
     assert "op.create_table('late'" in migrate(app, "late").read_text()
 
@@ -349,6 +355,16 @@ def test_models_setting_is_imported(
     result = run(bad, "db", "migrate")
     assert result.exit_code == 1
     assert "MODELS lists 'no_such_models', which does not import" in result.output
+
+
+def test_create_all_imports_models_first(
+    apps: Apps, tmp_path: Path, late_models: tuple[Models, str]
+) -> None:
+    models, module = late_models
+    app = apps.make(sqlite_url(tmp_path), models, SEEDS=[], MODELS=module)
+    result = run(app, "db", "prepare")
+    assert "create_all (no migrations folder)" in result.output
+    assert rows(app, "late") == 0
 
 
 def unique_models(unique: bool) -> Models:

@@ -21,7 +21,7 @@ if config.config_file_name and not logging.getLogger().handlers:
     # Configure logging only when neither the app nor a test run did: theirs wins.
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-migration_env.import_models(current_app)
+migrations.import_models(current_app)
 db = current_app.extensions["migrate"].db
 target_metadata = db.metadatas[None]
 options = migration_env.configure_options(context, current_app, target_metadata)
