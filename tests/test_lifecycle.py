@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import SERVERS, database_exists, new_database, require_server, unique_name
+from conftest import (
+    SERVERS,
+    database_exists,
+    drop_database,
+    new_database,
+    require_server,
+    unique_name,
+)
 from dbapps import Apps, Target, apps, build_models, rows, run, target
 from sqlalchemy.exc import NoSuchModuleError
 
@@ -231,3 +238,19 @@ def test_bad_seed_path(apps: Apps, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "SEEDS = 'no_such_module.seeds:run' does not import" in result.output
     assert "Traceback" not in result.output
+
+
+def test_output_hides_the_password(apps: Apps) -> None:
+    require_server("postgres")
+    name = unique_name()
+    server = sa.engine.make_url(SERVERS["postgres"]).set(password="hunter2-secret")
+    url = server.set(database=name).render_as_string(hide_password=False)
+    app = apps.make(url, SEEDS=[])
+    try:
+        for command in (["create"], ["prepare"], ["drop", "--yes"]):
+            result = run(app, "db", *command)
+            assert result.exit_code == 0, result.output
+            assert ":***@" in result.output
+            assert "hunter2" not in result.output
+    finally:
+        drop_database("postgres", name)
