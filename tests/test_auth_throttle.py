@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from test_auth_support import PASSWORD, add_user, authdb, dispose, make_app
+from test_auth_support import PASSWORD, STRONG, User, add_user, authdb, dispose, make_app
 
+from flask_complete import Complete
 from flask_complete.auth.models import utcnow
-from flask_complete.auth.throttle import TABLE, Policy
+from flask_complete.auth.throttle import TABLE, DatabaseThrottle, Policy, RedisThrottle
 
 pytest_plugins = ["test_auth_support"]
 REDIS = "redis://127.0.0.1:6379/0"
@@ -295,3 +296,16 @@ def test_a_missing_throttle_table_lets_logins_through_and_says_why(
     assert [attempt(client).status_code for _ in range(6)] == [401] * 6
     assert attempt(client, password=PASSWORD).status_code == 200
     assert "login throttling is off" in caplog.text and "flask db migrate" in caplog.text
+
+
+def test_testing_keeps_counts_in_the_database_even_with_redis_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", REDIS)
+    kinds = {}
+    for env in ("testing", "development"):
+        app = Flask(f"throttle-{env}")
+        app.config.update(SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI="sqlite://")
+        Complete(app, db=authdb, user_model=User, env=env, root=tmp_path)
+        kinds[env] = type(app.extensions["complete.auth"].throttle)
+    assert kinds == {"testing": DatabaseThrottle, "development": RedisThrottle}
