@@ -187,7 +187,8 @@ def setup(app: Flask, state: CompleteState) -> None:
     store: throttle.Throttle | None = None
     if config["AUTH_THROTTLE"]:
         # Declared whatever the storage, so that every environment has the same schema.
-        table = throttle.table(getattr(state.user_model, "metadata", None) or state.db.metadata)
+        metadata = getattr(state.user_model, "metadata", None)
+        table = throttle.table(state.db.metadata if metadata is None else metadata)
         redis_url = _redis_url(app)
         if redis_url:
             prefix = str(config.get("AUTH_THROTTLE_PREFIX") or "flask_complete:throttle:")
