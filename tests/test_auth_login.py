@@ -268,3 +268,23 @@ def test_bad_settings_are_refused_with_the_fix(
     with pytest.raises(ConfigError) as info:
         make_app("sqlite://", tmp_path, **{key: value})
     assert key in str(info.value) and message in str(info.value)
+
+
+def test_strong_protection_keeps_a_session_restored_from_the_remember_cookie(
+    tmp_path: Path,
+) -> None:
+    app = make_app(
+        f"sqlite:///{tmp_path / 'strong.sqlite3'}", tmp_path, SESSION_PROTECTION="strong"
+    )
+    try:
+        add_user(app)
+        client = app.test_client()
+        assert login(client, remember=True).status_code == 200
+        browser = app.test_client()
+        browser.set_cookie("remember_token", client.get_cookie("remember_token").value)
+        assert [browser.get("/auth/me").status_code for _ in range(3)] == [200] * 3
+        # Strong protection still ends a session whose browser string changed.
+        changed = client.get("/auth/me", headers={"User-Agent": "another browser"})
+        assert changed.status_code == 401
+    finally:
+        dispose(app)

@@ -116,6 +116,14 @@ class BundleLoginManager(LoginManager):  # type: ignore[misc]
             return self._update_request_context_with_user()
         return super()._load_user()
 
+    def _load_user_from_remember_cookie(self, cookie: str) -> t.Any:
+        user = super()._load_user_from_remember_cookie(cookie)
+        if user is not None:
+            # Flask-Login leaves the restored session without its identifier, so "strong"
+            # protection would end it on the very next request (maxcountryman/flask-login#685).
+            session["_id"] = self._session_identifier_generator()
+        return user
+
     def _set_cookie(self, response: Response) -> None:
         # Flask-Login 0.6.3 computes the expiry with datetime.utcnow(), deprecated on 3.12+.
         config = current_app.config
