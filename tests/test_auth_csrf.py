@@ -115,6 +115,9 @@ def test_login_required_exempts_only_real_preflights(app: Flask) -> None:
         headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"},
     )
     assert preflight.status_code == 200
+    # The preflight is answered without running the view, which handles OPTIONS itself.
+    assert preflight.get_json(silent=True) is None
+    assert "POST" in preflight.headers["Allow"]
     # Flask-Login's own globals are untouched.
     assert {"OPTIONS"} == flask_login.config.EXEMPT_METHODS
 

@@ -21,41 +21,34 @@ def is_preflight() -> bool:
     return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
 
 
-def login_required(view: F) -> F:
-    """Refuse the view to anonymous users with the login manager's ``unauthorized()`` (a 401,
-    or a redirect to ``login_view`` when the app set one)."""
-
+def _protect(view: F, roles: tuple[str, ...]) -> F:
     @functools.wraps(view)
     def wrapped(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        if (
-            not is_preflight()
-            and not current_app.config.get("LOGIN_DISABLED")
-            and not current_user.is_authenticated
-        ):
-            return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
+        if is_preflight():
+            # Answer the preflight here (flask-cors adds its headers): the view never runs
+            # for an anonymous client, even when it handles OPTIONS itself.
+            return current_app.make_default_options_response()
+        if not current_app.config.get("LOGIN_DISABLED"):
+            if not current_user.is_authenticated:
+                return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
+            has_role = getattr(current_user, "has_role", None)
+            if roles and (has_role is None or not all(has_role(role) for role in roles)):
+                abort(403, description=f"This needs the role(s): {', '.join(roles)}.")
         return current_app.ensure_sync(view)(*args, **kwargs)
 
     return t.cast(F, wrapped)
 
 
+def login_required(view: F) -> F:
+    """Refuse the view to anonymous users with the login manager's ``unauthorized()`` (a 401,
+    or a redirect to ``login_view`` when the app set one)."""
+    return _protect(view, ())
+
+
 def role_required(*roles: str) -> t.Callable[[F], F]:
     """Like :func:`login_required`, and refuse with 403 a user lacking any of ``roles``
     (checked with ``user.has_role(role)``)."""
-
-    def decorator(view: F) -> F:
-        @functools.wraps(view)
-        def wrapped(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            if not is_preflight() and not current_app.config.get("LOGIN_DISABLED"):
-                if not current_user.is_authenticated:
-                    return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
-                has_role = getattr(current_user, "has_role", None)
-                if has_role is None or not all(has_role(role) for role in roles):
-                    abort(403, description=f"This needs the role(s): {', '.join(roles)}.")
-            return current_app.ensure_sync(view)(*args, **kwargs)
-
-        return t.cast(F, wrapped)
-
-    return decorator
+    return lambda view: _protect(view, roles)
 
 
 def admin_required(view: F) -> F:
