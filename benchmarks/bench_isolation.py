@@ -212,10 +212,10 @@ def session_start(base_url: str) -> float:
         """
         import time
         from pathlib import Path
-        from flask_complete import config, testing
+        from flask_complete import config, testdb, testing
         config.force_env("testing")
         app = testing.load_app("example_app", Path("."))
-        database = testing.TestDatabase(app)
+        database = testdb.TestDatabase(app)
         start = time.perf_counter()
         database.setup()
         print(time.perf_counter() - start)

@@ -28,7 +28,8 @@ if t.TYPE_CHECKING:
     from flask.testing import FlaskClient, FlaskCliRunner
     from flask_sqlalchemy import SQLAlchemy
 
-    from .testing import LiveServer, SettingsOverride, TestDatabase
+    from .testdb import TestDatabase
+    from .testing import LiveServer, SettingsOverride
 
 BUNDLED = (
     "flask",
@@ -193,7 +194,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _guard(app: Flask, **extra: t.Any) -> None:
     if "complete" in app.extensions:
-        from .testing import guard_app
+        from .testdb import guard_app
 
         guard_app(app)
 
@@ -227,7 +228,8 @@ def _app(config: pytest.Config) -> Flask:
             "or define your own `app` fixture in conftest.py.",
             pytrace=False,
         )
-    from .testing import block, engines_of, load_app, rebind
+    from .testdb import block, engines_of, rebind
+    from .testing import load_app
 
     try:
         app = load_app(run.spec, Path(config.rootpath))
@@ -258,7 +260,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         lines.append(f"flask_complete: {run.error}")
     else:
         from . import config as settings
-        from .testing import engines_of, sqla_of
+        from .testdb import engines_of, sqla_of
 
         with contextlib.suppress(Exception):
             sqla_of(app)
@@ -373,7 +375,7 @@ def _factory_fixture(module: str, name: str) -> t.Any:
 @contextlib.contextmanager
 def _clean_failures() -> Iterator[None]:
     # A refusal is a message for the user, not a traceback through the plugin.
-    from .testing import DatabaseRefused
+    from .testdb import DatabaseRefused
 
     try:
         yield
@@ -389,7 +391,7 @@ def _flask_complete_database(request: pytest.FixtureRequest) -> Iterator[TestDat
     if run.spec is None:
         yield None
         return
-    from .testing import TestDatabase, check_migrations
+    from .testdb import TestDatabase, check_migrations
 
     app = _app(config)
     with _clean_failures():
@@ -439,7 +441,8 @@ def runner(app: Flask) -> FlaskCliRunner:
 def db(app: Flask, _flask_complete_database: TestDatabase | None) -> Iterator[SQLAlchemy]:
     """The database, isolated for this test: everything it (or a request it makes) writes is
     rolled back after it, commits included. Yields the ``SQLAlchemy`` instance."""
-    from .testing import isolated, sqla_of
+    from .testdb import sqla_of
+    from .testing import isolated
 
     with _clean_failures():
         sqla = sqla_of(app)
@@ -453,7 +456,8 @@ def transactional_db(
 ) -> Iterator[SQLAlchemy]:
     """The database with real commits (for several connections or threads); every table is
     emptied after the test. Slower than ``db``: use it only when ``db`` cannot work."""
-    from .testing import emptied_after, sqla_of
+    from .testdb import sqla_of
+    from .testing import emptied_after
 
     if "db" in request.fixturenames:
         pytest.fail(
