@@ -53,9 +53,11 @@ LIBRARY_DEFAULTS: dict[str, t.Any] = {
 #: ``FLASK_*`` variables that belong to the ``flask`` command, not to the settings.
 _CLI_VARIABLES = {"APP", "ENV", "DEBUG", "SKIP_DOTENV", "COMPLETE_ENV"}
 #: 12-factor names honoured without the ``FLASK_`` prefix (the prefixed name wins).
-_UNPREFIXED = ("DATABASE_URL", "SECRET_KEY")
+_UNPREFIXED = ("DATABASE_URL", "SECRET_KEY", "REDIS_URL")
 #: Values never parsed as TOML from the environment: a numeric secret must stay a string.
-_STRING_KEYS = re.compile(r"^(SECRET_KEY|DATABASE_URL|SQLALCHEMY_DATABASE_URI|.*_PASSWORD)$")
+_STRING_KEYS = re.compile(
+    r"^(SECRET_KEY|DATABASE_URL|SQLALCHEMY_DATABASE_URI|REDIS_URL|.*_PASSWORD)$"
+)
 _SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|KEY", re.IGNORECASE)
 _PLACEHOLDER_SECRETS = re.compile(
     r"^(dev|development|secret|changeme|change[-_ ]?me.*|.*not[-_ ]?secret.*|your[-_ ]?secret.*|"

@@ -124,6 +124,12 @@ class TestPrecedence:
         assert app.config["SECRET_KEY"] == "prefixed-" + STRONG
         assert source(app, "SECRET_KEY") == "env FLASK_SECRET_KEY"
 
+    def test_twelve_factor_redis_url(self, tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+        clean_env.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+        app = make_app(tmp_path)
+        assert app.config["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+        assert source(app, "REDIS_URL") == "env REDIS_URL"
+
     def test_flask_default_is_not_code(self, tmp_path: Path) -> None:
         # DEBUG equals Flask's own default, so the settings file may set it.
         app = make_app(tmp_path, files={"settings.toml": "[development]\nDEBUG = true\n"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import typing as t
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -252,7 +251,7 @@ def _redis_url(app: Flask) -> str | None:
         return None
     if storage and storage != "redis":
         return storage
-    url = app.config.get("REDIS_URL") or os.environ.get("REDIS_URL")
+    url = app.config.get("REDIS_URL")
     return str(url) if url else None
 
 
@@ -311,7 +310,7 @@ def check_settings(app: Flask, state: CompleteState) -> list[Problem]:
             f"AUTH_THROTTLE_STORAGE = {storage!r} is not a storage.",
             'Use "database", "redis" (with REDIS_URL set) or a redis:// URL.',
         )
-    elif storage == "redis" and not (config.get("REDIS_URL") or os.environ.get("REDIS_URL")):
+    elif storage == "redis" and not config.get("REDIS_URL"):
         bad(
             "AUTH_THROTTLE_STORAGE",
             'AUTH_THROTTLE_STORAGE = "redis" but REDIS_URL is not set.',
