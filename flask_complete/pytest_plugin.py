@@ -375,12 +375,16 @@ def _factory_fixture(module: str, name: str) -> t.Any:
 @contextlib.contextmanager
 def _clean_failures() -> Iterator[None]:
     # A refusal is a message for the user, not a traceback through the plugin.
+    from click import ClickException
+
     from .testdb import DatabaseRefused
 
     try:
         yield
     except DatabaseRefused as e:
         pytest.fail(str(e), pytrace=False)
+    except ClickException as e:  # a server that cannot be reached, a bad migration
+        pytest.fail(f"flask_complete could not prepare the test database: {e}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -197,39 +197,8 @@ def _sqlite_savepoints(engine: Engine) -> None:
     engine.dispose()
 
 
-def _admin_engine(url: URL) -> Engine:
-    backend = url.get_backend_name()
-    # URL.set(database=None) keeps the name: replace the field to connect to no database.
-    admin = url.set(database="postgres") if backend == "postgresql" else url._replace(database=None)
-    return sa.create_engine(admin, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
-
-
-def _quote(url: URL, name: str) -> str:
-    return f'"{name}"' if url.get_backend_name() == "postgresql" else f"`{name}`"
-
-
-def _is_file(url: URL) -> bool:
-    return url.get_backend_name() == "sqlite" and url_key(url, "") is not None
-
-
 def _in_memory(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url_key(url, "") is None
-
-
-def database_exists(url: URL) -> bool:
-    """Whether the database named by ``url`` exists (a file for SQLite)."""
-    if url.get_backend_name() == "sqlite":
-        return _in_memory(url) or Path(url.database or "").is_file()
-    engine = _admin_engine(url)
-    try:
-        with engine.connect() as conn:
-            if url.get_backend_name() == "postgresql":
-                query = "SELECT 1 FROM pg_database WHERE datname = :n"
-            else:
-                query = "SELECT 1 FROM information_schema.schemata WHERE schema_name = :n"
-            return conn.execute(sa.text(query), {"n": url.database}).first() is not None
-    finally:
-        engine.dispose()
 
 
 def _require_test_name(url: URL, action: str) -> None:
@@ -243,39 +212,28 @@ def _require_test_name(url: URL, action: str) -> None:
 
 
 def create_database(url: URL) -> None:
-    """Create an empty database (SQLite: nothing to do, the file appears on first connect)."""
-    if _in_memory(url):
-        return
-    _require_test_name(url, "create")
-    if url.get_backend_name() == "sqlite":
-        Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
-        return
-    engine = _admin_engine(url)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(f"CREATE DATABASE {_quote(url, url.database or '')}")
-    finally:
-        engine.dispose()
+    """Create the (``test_``-named) database of ``url``."""
+    from . import dbcli
+
+    if not _in_memory(url):
+        _require_test_name(url, "create")
+        dbcli.create_database(url)
 
 
 def drop_database(url: URL) -> None:
-    """Drop the database if it exists (closing other sessions on PostgreSQL)."""
-    if _in_memory(url):
-        return
-    _require_test_name(url, "drop")
-    if url.get_backend_name() == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path((url.database or "") + suffix).unlink(missing_ok=True)
-        return
-    engine = _admin_engine(url)
-    force = " WITH (FORCE)" if url.get_backend_name() == "postgresql" else ""
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql(
-                f"DROP DATABASE IF EXISTS {_quote(url, url.database or '')}{force}"
-            )
-    finally:
-        engine.dispose()
+    """Drop the (``test_``-named) database of ``url`` if it exists."""
+    from . import dbcli
+
+    if not _in_memory(url):
+        _require_test_name(url, "drop")
+        dbcli.drop_database(url)
+
+
+def database_exists(url: URL) -> bool:
+    """Whether the database of ``url`` exists (a file for SQLite)."""
+    from . import dbcli
+
+    return dbcli.database_exists(url)
 
 
 def worker_url(url: URL, worker: str) -> URL:
