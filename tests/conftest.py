@@ -8,6 +8,7 @@ The servers are PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) and Mar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import typing as t
 import uuid
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 
 SERVERS = {
     "postgres": os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"),
@@ -107,13 +109,9 @@ def new_database(kind: str, name: str | None = None) -> str:
     return f"{SERVERS[kind]}/{name}"
 
 
-@pytest.fixture(params=["sqlite", "postgres", "mysql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: t.Any) -> Iterator[str]:
-    """A fresh, empty database on each of SQLite (a file), PostgreSQL and MariaDB; dropped after."""
-    kind = request.param
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
-        return
+@contextlib.contextmanager
+def server_database(kind: str) -> Iterator[str]:
+    """A fresh database on the ``kind`` server, dropped on exit."""
     name = unique_name()
     url = new_database(kind, name)
     try:
@@ -122,26 +120,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path: t.Any) -> Iterator[st
         drop_database(kind, name)
 
 
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: t.Any) -> Iterator[str]:
+    """A fresh, empty database on each of SQLite (a file), PostgreSQL and MariaDB; dropped after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    with server_database(request.param) as url:
+        yield url
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database, dropped after the test."""
-    name = unique_name()
-    url = new_database("postgres", name)
-    try:
+    with server_database("postgres") as url:
         yield url
-    finally:
-        drop_database("postgres", name)
 
 
 @pytest.fixture
 def mysql_url() -> Iterator[str]:
     """A fresh MariaDB/MySQL database, dropped after the test."""
-    name = unique_name()
-    url = new_database("mysql", name)
-    try:
+    with server_database("mysql") as url:
         yield url
-    finally:
-        drop_database("mysql", name)
 
 
 @pytest.fixture
@@ -151,3 +151,31 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         if name.startswith("FLASK_") or name in ("DATABASE_URL", "SECRET_KEY"):
             monkeypatch.delenv(name)
     return monkeypatch
+
+
+_tracked: list[Flask] = []
+
+
+def dispose_app(app: Flask) -> None:
+    """Close the pooled connections of ``app``'s database, so that its database can be dropped."""
+    state = app.extensions.get("complete")
+    sqla = state.db if state is not None else app.extensions.get("sqlalchemy")
+    if sqla is None or "sqlalchemy" not in app.extensions:
+        return
+    with app.app_context():
+        sqla.session.remove()
+        for engine in sqla.engines.values():
+            engine.dispose()
+
+
+def track(app: Flask) -> Flask:
+    """Dispose ``app``'s engines when the current test ends."""
+    _tracked.append(app)
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _dispose_tracked_apps() -> Iterator[None]:
+    yield
+    while _tracked:
+        dispose_app(_tracked.pop())

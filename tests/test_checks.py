@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import track
 from flask import Flask
 from flask.cli import ScriptInfo
 
@@ -131,27 +132,11 @@ def test_git_is_asked_which_secret_files_are_tracked(tmp_path: Path) -> None:
     assert c.tracked_secret_files(tmp_path / "not-a-repo-subdir-missing") == []
 
 
-_apps: list[Flask] = []
-
-
-@pytest.fixture(autouse=True)
-def _dispose_engines() -> t.Iterator[None]:
-    """Close pooled connections before the test's database is dropped."""
-    yield
-    while _apps:
-        app = _apps.pop()
-        sqla = get_state(app).db
-        if sqla is not None and "sqlalchemy" in app.extensions:
-            with app.app_context():
-                for engine in sqla.engines.values():
-                    engine.dispose()
-
-
 def make_app(root: Path, env: str = "production", **config: t.Any) -> Flask:
     app = Flask("checked", root_path=str(root))
     app.config.update(config)
     Complete(app, env=env, root=root)
-    _apps.append(app)
+    track(app)
     return app
 
 
@@ -345,7 +330,7 @@ def test_remember_cookie_is_checked_when_the_app_has_login(tmp_path: Path) -> No
         app = create_app(
             {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'n.db'}", **SAFE_COOKIES, **config}
         )
-        _apps.append(app)
+        track(app)
         return [f.id for f in c.run_checks(app, deploy=True) if f.id.startswith("cookie.")]
 
     assert cookie_findings(REMEMBER_COOKIE_SECURE=False) == ["cookie.remember_cookie_secure"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import track
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
@@ -33,24 +34,11 @@ class Child(sqla.Model):
     parent_id: Mapped[int] = mapped_column(sa.ForeignKey("parent.id"))
 
 
-_apps: list[Flask] = []
-
-
-@pytest.fixture(autouse=True)
-def _dispose_engines() -> t.Iterator[None]:
-    yield
-    while _apps:
-        with _apps.pop().app_context():
-            sqla.session.remove()
-            for engine in sqla.engines.values():
-                engine.dispose()
-
-
 def make_app(root: Path, env: str = "development", **config: t.Any) -> Flask:
     app = Flask("dbapp", root_path=str(root), instance_path=str(root / "instance"))
     app.config.update(config)
     Complete(app, db=sqla, env=env, root=root)
-    _apps.append(app)
+    track(app)
     return app
 
 

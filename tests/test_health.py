@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 import typing as t
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import track
 from flask import Flask
 
 from flask_complete import Complete, ConfigError
@@ -17,27 +17,13 @@ from flask_complete.extension import get_state
 
 STRONG = "k3y-" * 12
 REPO = Path(__file__).resolve().parent.parent
-_apps: list[Flask] = []
-
-
-@pytest.fixture(autouse=True)
-def _dispose_engines() -> Iterator[None]:
-    """Close pooled connections before the test's database is dropped."""
-    yield
-    while _apps:
-        app = _apps.pop()
-        sqla = get_state(app).db
-        if sqla is not None and "sqlalchemy" in app.extensions:
-            with app.app_context():
-                for engine in sqla.engines.values():
-                    engine.dispose()
 
 
 def make_app(root: Path, url: str, **config: t.Any) -> Flask:
     app = Flask("healthy", root_path=str(root))
     app.config.update(SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=url, **config)
     Complete(app, env="production", root=root)
-    _apps.append(app)
+    track(app)
     return app
 
 
@@ -117,7 +103,7 @@ def test_example_app_answers_without_login(tmp_path: Path) -> None:
             "HEALTH_ENDPOINT": "/-/health",
         }
     )
-    _apps.append(app)
+    track(app)
     fc_migrations.upgrade(app)
     client = app.test_client()
     response = client.get("/-/health")
