@@ -288,7 +288,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     modules = list(session.config.getini("flask_factories"))
     if not modules and run.spec:
         package = run.spec.partition(":")[0].removesuffix(".py").replace("/", ".").split(".")[0]
-        with contextlib.suppress(ImportError, ValueError):
+        # A broken app module is reported by the fixtures that need the app, not here.
+        with contextlib.suppress(Exception):
             if str(session.config.rootpath) not in sys.path:
                 sys.path.insert(0, str(session.config.rootpath))
             if importlib.util.find_spec(f"{package}.factories") is not None:

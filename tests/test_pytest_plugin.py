@@ -541,3 +541,16 @@ def test_factory_fixtures_and_the_import_time_session_lint(project: Project) -> 
     result = project.run()
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*notes_factories.BoundFactory sets Meta.sqlalchemy_session*"])
+
+
+def test_app_failing_at_import_is_reported_by_the_fixture(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    pytester.makeini("[pytest]\nflask_app = broken\n")
+    pytester.makepyfile(broken="raise RuntimeError('no database configured here')\n")
+    pytester.makepyfile("def test_app(app):\n    pass\n\ndef test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess(*QUIET)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*could not build the app 'broken' (ini flask_app): no database configured here*"]
+    )
