@@ -554,3 +554,42 @@ def test_app_failing_at_import_is_reported_by_the_fixture(
     result.stdout.fnmatch_lines(
         ["*could not build the app 'broken' (ini flask_app): no database configured here*"]
     )
+
+
+def test_every_bind_is_isolated(project: Project) -> None:
+    project.write()
+    reports = project.pytester.path / "instance" / "reports.sqlite3"
+    (project.pytester.path / "settings.toml").write_text(
+        f'[default]\nDATABASE_URL = "{project.dev_url}"\n'
+        f'SQLALCHEMY_BINDS = {{reports = "sqlite:///{reports}"}}\n'
+    )
+    project.pytester.makepyfile(
+        test_binds="""
+        from sqlalchemy import String, func, select
+        from sqlalchemy.orm import Mapped, mapped_column
+        from notes import Item, db
+
+        class Report(db.Model):
+            __bind_key__ = "reports"
+            id: Mapped[int] = mapped_column(primary_key=True)
+            title: Mapped[str] = mapped_column(String(50))
+
+        def counts(db):
+            return [
+                db.session.scalar(select(func.count()).select_from(model))
+                for model in (Item, Report)
+            ]
+
+        def test_writes_both(db):
+            db.session.add_all([Item(name="a"), Report(title="r")])
+            db.session.commit()
+            assert counts(db) == [1, 1]
+            assert "test_reports" in str(db.engines["reports"].engine.url)
+
+        def test_both_empty(db):
+            assert counts(db) == [0, 0]
+        """
+    )
+    project.run().assert_outcomes(passed=2)
+    assert not reports.exists()
+    assert not (reports.parent / "test_reports.sqlite3").exists()
