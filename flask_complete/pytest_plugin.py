@@ -249,7 +249,9 @@ def _app(config: pytest.Config) -> Flask:
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     run = config.stash.get(_RUN, None)
-    if run is None or run.spec is None:
+    # FLASK_APP alone may name an app that does not use flask_complete (set for `flask run`):
+    # it is built only when a fixture asks for it, never just to print this header.
+    if run is None or run.spec is None or run.source == "FLASK_APP":
         return None
     from importlib.metadata import PackageNotFoundError, version
 
@@ -286,7 +288,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if run is None:
         return
     modules = list(session.config.getini("flask_factories"))
-    if not modules and run.spec:
+    if not modules and run.spec and run.source != "FLASK_APP":
         package = run.spec.partition(":")[0].removesuffix(".py").replace("/", ".").split(".")[0]
         # A broken app module is reported by the fixtures that need the app, not here.
         with contextlib.suppress(Exception):
