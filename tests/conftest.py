@@ -18,9 +18,18 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from flask_complete.database import normalize_url
+
+
+def _server_url(variable: str, default: str) -> str:
+    """The server URL from ``variable`` (a driverless ``postgresql://`` gets the bundled driver)."""
+    url = sa.make_url(normalize_url(os.environ.get(variable) or default, variable))
+    return url.set(database=None, query={}).render_as_string(hide_password=False)
+
+
 SERVERS = {
-    "postgres": os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"),
-    "mysql": os.environ.get("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
+    "postgres": _server_url("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432"),
+    "mysql": _server_url("TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
 }
 REQUIRE = os.environ.get("REQUIRE_TEST_SERVERS") == "1"
 _reachable: dict[str, str | None] = {}
