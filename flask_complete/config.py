@@ -59,6 +59,10 @@ _STRING_KEYS = re.compile(
     r"^(SECRET_KEY|DATABASE_URL|SQLALCHEMY_DATABASE_URI|REDIS_URL|.*_PASSWORD)$"
 )
 _SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|KEY", re.IGNORECASE)
+#: The bundle's own settings whose names match ``_SECRET_NAME`` but hold no secret.
+_NOT_SECRET = frozenset(
+    ("AUTH_PASSWORD_METHOD", "AUTH_PASSWORD_MIN_LENGTH", "AUTH_TOKEN_DAYS", "AUTH_TOKEN_MAX_DAYS")
+)
 _PLACEHOLDER_SECRETS = re.compile(
     r"^(dev|development|secret|changeme|change[-_ ]?me.*|.*not[-_ ]?secret.*|your[-_ ]?secret.*|"
     r"replace[-_ ]?me.*|test|testing|password|xxx+)$",
@@ -414,7 +418,12 @@ def redact(key: str, value: t.Any) -> t.Any:
     """Hide secrets: values of keys naming a secret, and passwords inside database URLs."""
     if isinstance(value, str) and "://" in value:
         return redact_url(value)
-    if _SECRET_NAME.search(key) and value not in (None, "", b""):
+    if (
+        _SECRET_NAME.search(key)
+        and key.upper() not in _NOT_SECRET
+        and value not in (None, "", b"")
+        and not isinstance(value, bool)
+    ):
         return "***"
     if isinstance(value, dict):
         return {k: redact(str(k), v) for k, v in value.items()}

@@ -271,6 +271,11 @@ def test_redaction() -> None:
     assert redact("SECRET_KEY", "abc") == "***"
     assert redact("MAIL_PASSWORD", "abc") == "***"
     assert redact("GREETING", "hi") == "hi"
+    # The bundle's own settings named like secrets, and switches, are shown.
+    assert redact("AUTH_PASSWORD_MIN_LENGTH", 10) == 10
+    assert redact("AUTH_TOKEN_DAYS", 30) == 30
+    assert redact("API_TOKEN_ENABLED", True) is True
+    assert redact("STRIPE_API_KEY", 12345) == "***"
     assert redact_url("postgresql+psycopg://u:pw@h/db") == "postgresql+psycopg://u:***@h/db"
     assert redact("X", {"url": "mysql+pymysql://u:pw@h/db"}) == {
         "url": "mysql+pymysql://u:***@h/db"
