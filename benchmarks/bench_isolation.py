@@ -186,6 +186,27 @@ def run_suite(workdir: Path, variant: str, size: int, base_url: str, extra: list
     return wall
 
 
+def xdist_cost(workdir: Path, size: int, repeat: int) -> tuple[float, float]:
+    """Wall seconds of ``size`` empty tests with ``-n 0`` and ``-n 2``: pytest-xdist's own cost."""
+    suite = workdir / f"empty_{size}"
+    suite.mkdir(exist_ok=True)
+    (suite / "test_empty.py").write_text(
+        f"import pytest\n\n\n@pytest.mark.parametrize('n', range({size}))\n"
+        "def test_empty(n):\n    pass\n"
+    )
+    (suite / "pytest.ini").write_text("[pytest]\n")
+    walls = []
+    for extra in ([], ["-n", "2"]):
+        args = [sys.executable, "-m", "pytest", "-q", *QUIET, "-p", "no:flask_complete", *extra]
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            subprocess.run(args, cwd=suite, capture_output=True, check=True)
+            best = min(best, time.perf_counter() - start)
+        walls.append(best)
+    return walls[0], walls[1]
+
+
 def admin(url: str, statement: str) -> None:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
@@ -255,6 +276,7 @@ def bench(name: str, base_url: str, sizes: tuple[int, int], repeat: int, workdir
     parallel = min(
         run_suite(workdir, "plugin", large, base_url, ["-n", "2"]) for _ in range(repeat)
     )
+    empty_serial, empty_parallel = xdist_cost(workdir, large, repeat)
     start = session_start(base_url)
     floor = per_test["none"]
     print("  isolation overhead (ms/test minus none's):")
@@ -265,6 +287,10 @@ def bench(name: str, base_url: str, sizes: tuple[int, int], repeat: int, workdir
     print(f"  template / plugin = {per_test['template'] / ours:.1f}x (target >= 3)")
     print(f"  create_drop / plugin = {per_test['create_drop'] / ours:.1f}x")
     print(f"  {large} tests: -n 0 {serial:.2f}s, -n 2 {parallel:.2f}s")
+    print(
+        f"  {large} empty tests (pytest-xdist's own cost): -n 0 {empty_serial:.2f}s, "
+        f"-n 2 {empty_parallel:.2f}s"
+    )
     print(f"  session start (create test database + migrate to head): {start:.2f}s")
     print(check("per-test cost <= 1.1x rollback", ours <= 1.1 * per_test["rollback"]))
     print(check("isolation overhead <= 2 ms", ours - floor <= 2.0))
