@@ -31,6 +31,8 @@ if t.TYPE_CHECKING:
 #: Drivers the ``postgres`` and ``mysql`` extras install.
 _BUNDLED = ("psycopg", "pymysql")
 _DEFAULT_PORT = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+#: The extra that installs the bundled driver of each backend.
+_EXTRA = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -48,15 +50,20 @@ def explain(error: BaseException, url: URL) -> str | None:
         )
     if isinstance(error, ModuleNotFoundError):
         name = (error.name or "").partition(".")[0]
-        extra = "postgres" if backend == "postgresql" else "mysql"
-        if name in _BUNDLED:
+        extra = _EXTRA.get(backend)
+        if name in _BUNDLED and extra:
             return (
                 f"The database driver {name!r} for {shown} is not installed. Install it with "
                 f"`pip install flask-complete[{extra}]`."
             )
-        return (
+        message = (
             f"The database driver {name!r} for {shown} is not installed. Install it "
-            f"(`pip install {name}`), or use the bundled driver: write the URL as {backend}://... "
+            f"(`pip install {name}`)"
+        )
+        if extra is None:
+            return message + "."
+        return (
+            f"{message}, or use the bundled driver: write the URL as {backend}://... "
             f"and `pip install flask-complete[{extra}]`."
         )
     if not isinstance(error, DBAPIError):

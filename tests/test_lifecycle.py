@@ -214,6 +214,11 @@ def test_unknown_driver_names_the_extra() -> None:
     assert "pip install flask-complete[mysql]" in str(
         explain(missing, sa.engine.make_url("mysql+pymysql://u@h/app"))
     )
+    # A backend we bundle no driver for: only the package to install, no extra of ours.
+    missing = ModuleNotFoundError("No module named 'cx_Oracle'", name="cx_Oracle")
+    message = str(explain(missing, sa.engine.make_url("oracle://u@h/app")))
+    assert message.endswith("is not installed. Install it (`pip install cx_Oracle`).")
+    assert "flask-complete[" not in message
     try:
         sa.create_engine("nosuchdb://u:pw@h/app")
     except NoSuchModuleError as e:
