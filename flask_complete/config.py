@@ -380,6 +380,54 @@ def apply(app: Flask, settings: Settings) -> None:
     settings.sources["COMPLETE_ENV"] = "environment selection"
 
 
+#: The file in the instance folder holding the generated development ``SECRET_KEY``.
+DEV_SECRET_FILE = "secret_key"
+#: How ``flask complete config`` names a generated key's source; checks treat it as unset.
+GENERATED = "generated"
+
+
+def fill_secret(app: Flask, settings: Settings) -> None:
+    """Give development and testing a ``SECRET_KEY`` when no layer and no code set one, so that
+    sessions and logins work out of the box. Development keeps it in the instance folder (the
+    same key across restarts and processes, never in git); testing makes one per process.
+    Production never gets one: it must be set."""
+    if app.config.get("SECRET_KEY") or settings.env == "production":
+        return
+    import secrets
+
+    if settings.env == "testing":
+        key, source = secrets.token_urlsafe(48), f"{GENERATED} for this process (testing)"
+    else:
+        path = Path(app.instance_path) / DEV_SECRET_FILE
+        key, source = _dev_secret(path), f"{GENERATED} for development ({path})"
+    app.config["SECRET_KEY"] = key
+    settings.sources["SECRET_KEY"] = source
+
+
+def _dev_secret(path: Path) -> str:
+    import secrets
+
+    try:
+        return path.read_text().strip() or _write_secret(path, secrets.token_urlsafe(48))
+    except FileNotFoundError:
+        return _write_secret(path, secrets.token_urlsafe(48))
+    except OSError:
+        return secrets.token_urlsafe(48)  # unreadable: sessions last as long as the process
+
+
+def _write_secret(path: Path, key: str) -> str:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip() or key  # another process wrote it first
+    except OSError:
+        return key  # a read-only instance folder: sessions last as long as the process
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
 def check_secret(value: t.Any, env: str, source: str) -> list[Problem]:
     """Refuse a missing or weak ``SECRET_KEY`` in production."""
     if env != "production":

@@ -87,6 +87,7 @@ class Complete:
             settings = Settings(env=env, root=root, values={}, sources={}, code={})
             settings.problems = list(e.problems)
         _config.apply(app, settings)
+        _config.fill_secret(app, settings)
 
         sqla, bound = self._find_db(app)
         state = CompleteState(

@@ -133,7 +133,7 @@ def test_git_is_asked_which_secret_files_are_tracked(tmp_path: Path) -> None:
 
 
 def make_app(root: Path, env: str = "production", **config: t.Any) -> Flask:
-    app = Flask("checked", root_path=str(root))
+    app = Flask("checked", root_path=str(root), instance_path=str(root / "instance"))
     app.config.update(config)
     Complete(app, env=env, root=root)
     track(app)
@@ -188,6 +188,16 @@ def test_deploy_flag_runs_production_checks_in_development(tmp_path: Path) -> No
     assert {"secret.placeholder", "debug.on", "database.sqlite", "cors.http_origin"} <= set(found)
     assert report["errors"] == sum(f["level"] == "error" for f in report["findings"])
     assert all(f["fix"] for f in report["findings"])
+
+
+def test_deploy_flag_treats_the_generated_development_key_as_missing(tmp_path: Path) -> None:
+    app = make_app(tmp_path, env="development")
+    assert app.config["SECRET_KEY"]  # generated, so that logins work in development
+    deploy = app.test_cli_runner().invoke(
+        args=["complete", "check", "--deploy", "--format", "json"]
+    )
+    found = {f["id"] for f in json.loads(deploy.output)["findings"]}
+    assert "secret.missing" in found
 
 
 def _factory(root: Path, **config: t.Any) -> t.Callable[[], Flask]:

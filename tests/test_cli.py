@@ -74,7 +74,7 @@ class TestConfigCommand:
         )
 
     def test_existing_command_is_kept(self, tmp_path: Path) -> None:
-        app = Flask("own", root_path=str(tmp_path))
+        app = Flask("own", root_path=str(tmp_path), instance_path=str(tmp_path / "instance"))
 
         @app.cli.command("complete")
         def own() -> None:

@@ -261,6 +261,43 @@ class TestProductionRefusals:
         assert "complete" not in app.extensions
 
 
+@pytest.mark.usefixtures("clean_env")
+class TestGeneratedSecret:
+    """Without a SECRET_KEY, development and testing get one, so logins work out of the box."""
+
+    def test_development_keeps_one_in_the_instance_folder(self, tmp_path: Path) -> None:
+        app = make_app(tmp_path)
+        key_file = tmp_path / "instance" / "secret_key"
+        assert app.config["SECRET_KEY"] == key_file.read_text().strip()
+        assert len(app.config["SECRET_KEY"]) >= 32
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert source(app, "SECRET_KEY") == f"generated for development ({key_file})"
+        # The next process (a restart, another worker) signs with the same key.
+        assert make_app(tmp_path).config["SECRET_KEY"] == app.config["SECRET_KEY"]
+        client = app.test_client()
+        with client.session_transaction() as session:
+            session["seen"] = True
+        with client.session_transaction() as session:
+            assert session["seen"] is True
+
+    def test_testing_makes_one_per_process_and_writes_nothing(self, tmp_path: Path) -> None:
+        first, second = make_app(tmp_path, env="testing"), make_app(tmp_path, env="testing")
+        assert first.config["SECRET_KEY"] != second.config["SECRET_KEY"]
+        assert not (tmp_path / "instance" / "secret_key").exists()
+        assert source(first, "SECRET_KEY") == "generated for this process (testing)"
+
+    def test_a_key_from_code_or_a_file_is_kept(self, tmp_path: Path) -> None:
+        assert make_app(tmp_path, code={"SECRET_KEY": STRONG}).config["SECRET_KEY"] == STRONG
+        files = {".secrets.toml": f'SECRET_KEY = "{STRONG}x"\n'}
+        assert make_app(tmp_path, files=files).config["SECRET_KEY"] == STRONG + "x"
+        assert not (tmp_path / "instance" / "secret_key").exists()
+
+    def test_unreadable_key_file_still_gives_a_key(self, tmp_path: Path) -> None:
+        (tmp_path / "instance" / "secret_key").mkdir(parents=True)  # not a file
+        app = make_app(tmp_path)
+        assert len(app.config["SECRET_KEY"]) >= 32
+
+
 def test_double_init_refused(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     with pytest.raises(RuntimeError, match="already initialised"):

@@ -195,7 +195,7 @@ def test_adopts_a_bound_instance(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("clean_env")
 def test_different_instance_refused(tmp_path: Path) -> None:
-    app = Flask("x", root_path=str(tmp_path))
+    app = Flask("x", root_path=str(tmp_path), instance_path=str(tmp_path / "instance"))
     app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
     SQLAlchemy(app)
     with pytest.raises(RuntimeError, match="different SQLAlchemy instance"):

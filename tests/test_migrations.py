@@ -80,7 +80,7 @@ def test_each_app_gets_its_own_group(apps: Apps, tmp_path: Path) -> None:
 
 def test_app_that_ran_migrate_gets_our_group(tmp_path: Path) -> None:
     models = build_models()
-    app = Flask("retrofit")
+    app = Flask("retrofit", instance_path=str(tmp_path / "instance"))
     app.config.update(SQLALCHEMY_DATABASE_URI=sqlite_url(tmp_path), SEEDS=[])
     models.db.init_app(app)
     Migrate(app, models.db, directory=str(tmp_path / "mine"))
@@ -95,7 +95,7 @@ def test_app_that_ran_migrate_gets_our_group(tmp_path: Path) -> None:
 
 
 def test_own_db_command_is_kept(tmp_path: Path) -> None:
-    app = Flask("own")
+    app = Flask("own", instance_path=str(tmp_path / "instance"))
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlite_url(tmp_path)
 
     @app.cli.command("db")
@@ -113,7 +113,7 @@ def test_start_up_does_not_import_alembic(tmp_path: Path) -> None:
         import sys
         from flask import Flask
         from flask_complete import Complete
-        app = Flask("x")
+        app = Flask("x", instance_path=sys.argv[1] + "/instance")
         app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
         Complete(app, env="development", root=sys.argv[1])
         assert "db" in app.cli.commands
