@@ -75,6 +75,7 @@ def test_users_cli_errors_are_clear(auth_app: Flask) -> None:
         args=["users", "token", "ann@example.test", "-n", "x", "--expires-in", "9999"]
     )
     assert too_long.exit_code == 2 and "AUTH_TOKEN_MAX_DAYS" in too_long.output
+    assert "token lifetime must be a whole number of days" in too_long.output
 
 
 def test_users_cli_prompts_twice_lists_resets_and_deactivates(auth_app: Flask) -> None:

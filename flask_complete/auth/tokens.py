@@ -111,7 +111,8 @@ def expiry(days: int | None, default: int, maximum: int) -> timedelta:
         days = default
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= maximum:
         raise ValueError(
-            f"expires_in_days must be a whole number from 1 to {maximum} (AUTH_TOKEN_MAX_DAYS)."
+            f"The token lifetime must be a whole number of days from 1 to {maximum} "
+            "(AUTH_TOKEN_MAX_DAYS)."
         )
     return timedelta(days=days)
 
