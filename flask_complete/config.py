@@ -10,6 +10,7 @@ variables < values the app set in code before the call.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
@@ -405,26 +406,29 @@ def fill_secret(app: Flask, settings: Settings) -> None:
 
 
 def _dev_secret(path: Path) -> str:
+    """The key kept in ``path``, written there first if there is none; a fresh key for this
+    process alone when the folder cannot be written."""
     import secrets
 
-    try:
-        return path.read_text().strip() or _write_secret(path, secrets.token_urlsafe(48))
-    except FileNotFoundError:
-        return _write_secret(path, secrets.token_urlsafe(48))
-    except OSError:
-        return secrets.token_urlsafe(48)  # unreadable: sessions last as long as the process
-
-
-def _write_secret(path: Path, key: str) -> str:
+    with contextlib.suppress(OSError):
+        if key := path.read_text().strip():
+            return key
+    key = secrets.token_urlsafe(48)
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(key + "\n")
+        # A hard link publishes the whole file at once: workers starting together agree.
+        os.link(draft, path)
     except FileExistsError:
-        return path.read_text().strip() or key  # another process wrote it first
+        with contextlib.suppress(OSError):
+            key = path.read_text().strip() or key
     except OSError:
-        return key  # a read-only instance folder: sessions last as long as the process
-    with os.fdopen(fd, "w") as f:
-        f.write(key + "\n")
+        pass  # e.g. a read-only instance folder: sessions last as long as the process
+    finally:
+        with contextlib.suppress(OSError):
+            draft.unlink()
     return key
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import typing as t
 from pathlib import Path
 
@@ -279,6 +281,26 @@ class TestGeneratedSecret:
             session["seen"] = True
         with client.session_transaction() as session:
             assert session["seen"] is True
+
+    def test_processes_starting_together_share_one_key(self, tmp_path: Path) -> None:
+        code = (
+            "import sys\n"
+            "from flask import Flask\n"
+            "from flask_complete import Complete\n"
+            "root = sys.argv[1]\n"
+            "app = Flask('w', root_path=root, instance_path=root + '/instance')\n"
+            "Complete(app, env='development', root=root)\n"
+            "print(app.config['SECRET_KEY'])\n"
+        )
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+            )
+            for _ in range(4)
+        ]
+        keys = {worker.communicate(timeout=60)[0].strip() for worker in workers}
+        assert keys == {(tmp_path / "instance" / "secret_key").read_text().strip()}
+        assert [p.name for p in (tmp_path / "instance").iterdir()] == ["secret_key"]
 
     def test_testing_makes_one_per_process_and_writes_nothing(self, tmp_path: Path) -> None:
         first, second = make_app(tmp_path, env="testing"), make_app(tmp_path, env="testing")
