@@ -17,6 +17,7 @@ import os
 import re
 import tomllib
 import typing as t
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,12 +232,56 @@ def _file_layers(env: str, root: Path) -> list[tuple[str, dict[str, t.Any]]]:
     return layers
 
 
-def _env_value(key: str, raw: str) -> t.Any:
-    """An environment value read as TOML by Dynaconf's parser (``9`` is a number), except for
-    secrets and URLs, which stay strings."""
+def _typed(key: str, value: t.Any, source: str, *, tomlfy: bool) -> t.Any:
+    """``value`` through Dynaconf's parser, as Dynaconf reads files and the environment: casting
+    tokens apply (``"@int 5"`` is 5), and with ``tomlfy`` a raw string is read as TOML (``9`` is
+    a number). Secrets and URLs stay as written."""
     if _STRING_KEYS.match(key.split("__")[0].upper()):
-        return raw
-    return parse_conf_data(raw, tomlfy=True, box_settings={})
+        return value
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "@reset": Dynaconf warns it is no longer needed
+            parsed = parse_conf_data(value, tomlfy=tomlfy, box_settings={})
+    except Exception as e:  # Dynaconf's casts raise their own errors: "@int abc"
+        raise ConfigError(
+            [
+                Problem(
+                    "config.token",
+                    key,
+                    f"{key} = {value!r} (from {source}) cannot be read: {e}",
+                    "Fix the value after the token (e.g. @int 5), or write the plain value.",
+                )
+            ]
+        ) from None
+    return _plain(key, parsed, source)
+
+
+def _plain(key: str, value: t.Any, source: str) -> t.Any:
+    """Plain dicts and lists; tokens that need a live Dynaconf object are refused by name."""
+    if getattr(value, "_dynaconf_reset", False):
+        return _plain(key, value.value, source)
+    if isinstance(value, dict):
+        return {k: _plain(f"{key}.{k}", v, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(key, v, source) for v in value]
+    lazy = getattr(value, "_dynaconf_lazy_format", False)
+    if lazy or getattr(value, "_meta_value", False) or type(value).__name__ == "Empty":
+        token = f"@{value.formatter}" if lazy else f"@{type(value).__name__.lower()}"
+        raise ConfigError(
+            [
+                Problem(
+                    "config.token",
+                    key,
+                    f"{key} (from {source}) uses Dynaconf's {token}, which needs a live Dynaconf "
+                    "settings object: flask_complete reads the settings once, at init, into "
+                    "plain values.",
+                    "Write the final value instead; set one key of a table with "
+                    "FLASK_<TABLE>__<key>=...; compute values from other settings in code, "
+                    "before Complete(app).",
+                )
+            ]
+        )
+    return value
 
 
 def _variables(environ: t.Mapping[str, str]) -> dict[str, str]:
@@ -340,14 +385,18 @@ def load(app: Flask, *, env: str, root: Path) -> Settings:
     sources: dict[str, str] = {}
 
     for source, layer in _file_layers(env, root):
+        ours = source.startswith("flask_complete")
         for key, value in layer.items():
-            sources[_put(values, key, copy.deepcopy(value))] = source
+            value = copy.deepcopy(value)
+            if not ours:
+                value = _typed(key, value, source, tomlfy=False)
+            sources[_put(values, key, value)] = source
 
     variables = _variables(os.environ)
     if env == "development":
         for key, raw in _variables(_dotenv_values(root)).items():
             if key not in variables:
-                sources[_put(values, key, _env_value(key, raw))] = DOTENV_FILE
+                sources[_put(values, key, _typed(key, raw, DOTENV_FILE, tomlfy=True))] = DOTENV_FILE
     dotenv_loaded = _dotenv_values(root) if os.environ.get("FLASK_RUN_FROM_CLI") else {}
     # Unprefixed first, so that FLASK_X wins over X.
     for key in sorted(variables, key=lambda k: k not in _UNPREFIXED):
@@ -356,7 +405,7 @@ def load(app: Flask, *, env: str, root: Path) -> Settings:
         origin = f"env {name}"
         if dotenv_loaded.get(name) == os.environ[name]:
             origin += " (from .env, loaded by flask)"
-        sources[_put(values, key, _env_value(key, variables[key]))] = origin
+        sources[_put(values, key, _typed(key, variables[key], origin, tomlfy=True))] = origin
 
     settings = Settings(env=env, root=root, values=values, sources=sources, code=code)
     for key, value in code.items():

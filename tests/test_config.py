@@ -154,6 +154,58 @@ class TestValues:
         assert app.config["DATABASE_POOL_SIZE"] == 9
         assert app.config["SOME_LIST"] == ["a", "b"]
 
+    def test_dynaconf_casting_tokens_apply_in_files_and_the_environment(
+        self, tmp_path: Path, clean_env: pytest.MonkeyPatch
+    ) -> None:
+        clean_env.setenv("FLASK_RETRIES", "@int 5")
+        clean_env.setenv("FLASK_LIMITS", '@json {"a": [1, 2]}')
+        clean_env.setenv("FLASK_SECRET_KEY", "@int 5" + "x" * 40)  # a secret stays as written
+        files = {"settings.toml": '[default]\nTIMEOUT = "@float 2.5"\nNAME = "@upper notes"\n'}
+        app = make_app(tmp_path, files=files)
+        assert app.config["RETRIES"] == 5
+        assert app.config["LIMITS"] == {"a": [1, 2]}
+        assert type(app.config["LIMITS"]) is dict  # a plain dict, not a Dynaconf node
+        assert app.config["SECRET_KEY"].startswith("@int 5")
+        assert app.config["TIMEOUT"] == 2.5
+        assert app.config["NAME"] == "NOTES"
+
+    @pytest.mark.parametrize(
+        ("variable", "file", "token", "where"),
+        [
+            ("@format {env[HOME]}/data", None, "@format", "env FLASK_X"),
+            ("@merge [1]", None, "@merge", "env FLASK_X"),
+            ("@del", None, "@del", "env FLASK_X"),
+            (None, '[development.X]\nlist = "@insert 0 a"\n', "@insert", "settings.toml"),
+            (None, '[default]\nX = "@jinja {{ this.Y }}"\n', "@jinja", "settings.toml"),
+        ],
+    )
+    def test_tokens_that_need_a_dynaconf_object_are_refused(
+        self,
+        tmp_path: Path,
+        clean_env: pytest.MonkeyPatch,
+        variable: str | None,
+        file: str | None,
+        token: str,
+        where: str,
+    ) -> None:
+        if variable is not None:
+            clean_env.setenv("FLASK_X", variable)
+        with pytest.raises(ConfigError) as e:
+            make_app(tmp_path, files={"settings.toml": file} if file else None)
+        message = e.value.format_message()
+        assert f"uses Dynaconf's {token}" in message
+        assert f"(from {where}" in message
+        assert "Write the final value instead" in message
+
+    def test_a_bad_cast_names_key_value_and_source(
+        self, tmp_path: Path, clean_env: pytest.MonkeyPatch
+    ) -> None:
+        clean_env.setenv("FLASK_RETRIES", "@int many")
+        with pytest.raises(ConfigError) as e:
+            make_app(tmp_path)
+        message = e.value.format_message()
+        assert "RETRIES = '@int many' (from env FLASK_RETRIES) cannot be read" in message
+
     def test_nested_env_var_merges(self, tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
         clean_env.setenv("FLASK_MAIL__port", "25")
         app = make_app(tmp_path, files={"settings.toml": '[default]\nMAIL = {host = "mx"}\n'})
