@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-lowest lint clean
 
 $(BIN)/flask: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(BIN)/flask
 # Run the whole test suite (server tests skip with the reason when no server runs).
 test: $(BIN)/flask
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite again on the lowest version of every tested range (nox session tests_lowest).
+test-lowest: $(BIN)/flask
+	$(BIN)/python -m pip install --quiet -c constraints.txt nox
+	$(BIN)/nox -s tests_lowest -- $(PYTEST_ARGS)
 
 lint: $(BIN)/flask
 	$(BIN)/ruff check .

@@ -25,24 +25,30 @@ def _lowest() -> list[str]:
     return pins
 
 
+def _install(session: nox.Session, *args: str) -> None:
+    """pip install ``args`` with a pip that knows dependency groups (``--group``, pip 25.1)."""
+    session.install("--upgrade", "pip>=25.1")
+    session.install(*args)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the suite on the versions in constraints.txt (the newest tested)."""
-    session.install("-c", "constraints.txt", "-e", ".", "--group", "tests")
+    _install(session, "-c", "constraints.txt", "-e", ".", "--group", "tests")
     session.run("pytest", *session.posargs)
 
 
 @nox.session
 def tests_lowest(session: nox.Session) -> None:
     """Run the suite on the lowest version of every tested range."""
-    session.install("-e", ".", "--group", "tests", *_lowest())
+    _install(session, "-e", ".", "--group", "tests", *_lowest())
     session.run("pytest", *session.posargs)
 
 
 @nox.session
 def style(session: nox.Session) -> None:
     """Lint and check formatting with ruff."""
-    session.install("-c", "constraints.txt", "--group", "style")
+    _install(session, "-c", "constraints.txt", "--group", "style")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -50,7 +56,7 @@ def style(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """Type-check the package with mypy --strict."""
-    session.install("-c", "constraints.txt", "-e", ".", "--group", "typing", "--group", "tests")
+    _install(session, "-c", "constraints.txt", "-e", ".", "--group", "typing", "--group", "tests")
     session.run("mypy")
 
 

@@ -160,14 +160,14 @@ class TestValues:
         clean_env.setenv("FLASK_RETRIES", "@int 5")
         clean_env.setenv("FLASK_LIMITS", '@json {"a": [1, 2]}')
         clean_env.setenv("FLASK_SECRET_KEY", "@int 5" + "x" * 40)  # a secret stays as written
-        files = {"settings.toml": '[default]\nTIMEOUT = "@float 2.5"\nNAME = "@upper notes"\n'}
+        files = {"settings.toml": '[default]\nTIMEOUT = "@float 2.5"\nFLAG = "@bool on"\n'}
         app = make_app(tmp_path, files=files)
         assert app.config["RETRIES"] == 5
         assert app.config["LIMITS"] == {"a": [1, 2]}
         assert type(app.config["LIMITS"]) is dict  # a plain dict, not a Dynaconf node
         assert app.config["SECRET_KEY"].startswith("@int 5")
         assert app.config["TIMEOUT"] == 2.5
-        assert app.config["NAME"] == "NOTES"
+        assert app.config["FLAG"] is True
 
     @pytest.mark.parametrize(
         ("variable", "file", "token", "where"),
