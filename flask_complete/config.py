@@ -15,6 +15,7 @@ import copy
 import functools
 import os
 import re
+import secrets
 import tomllib
 import typing as t
 import warnings
@@ -217,19 +218,24 @@ def _bundle_sections() -> dict[str, dict[str, t.Any]]:
 
 def _file_layers(env: str, root: Path) -> list[tuple[str, dict[str, t.Any]]]:
     bundle = _bundle_sections()
-    layers = [("flask_complete default", bundle["default"])]
+    layers = [("flask_complete default", copy.deepcopy(bundle["default"]))]
     user: dict[str, dict[str, t.Any]] = {}
     if (root / SETTINGS_FILE).is_file():
         user = _sections(read_toml(root / SETTINGS_FILE), SETTINGS_FILE)
-        layers.append((f"{SETTINGS_FILE} [default]", user.get("default", {})))
-    layers.append((f"flask_complete [{env}]", bundle.get(env, {})))
+        layers.append(_typed_layer(f"{SETTINGS_FILE} [default]", user.get("default", {})))
+    layers.append((f"flask_complete [{env}]", copy.deepcopy(bundle.get(env, {}))))
     if user:
-        layers.append((f"{SETTINGS_FILE} [{env}]", user.get(env, {})))
+        layers.append(_typed_layer(f"{SETTINGS_FILE} [{env}]", user.get(env, {})))
     if (root / SECRETS_FILE).is_file():
-        secrets = _sections(read_toml(root / SECRETS_FILE), SECRETS_FILE)
-        layers.append((f"{SECRETS_FILE} [default]", secrets.get("default", {})))
-        layers.append((f"{SECRETS_FILE} [{env}]", secrets.get(env, {})))
+        hidden = _sections(read_toml(root / SECRETS_FILE), SECRETS_FILE)
+        layers.append(_typed_layer(f"{SECRETS_FILE} [default]", hidden.get("default", {})))
+        layers.append(_typed_layer(f"{SECRETS_FILE} [{env}]", hidden.get(env, {})))
     return layers
+
+
+def _typed_layer(source: str, layer: dict[str, t.Any]) -> tuple[str, dict[str, t.Any]]:
+    """A layer of the user's own files, its values read the way Dynaconf reads them."""
+    return source, {key: _typed(key, value, source, tomlfy=False) for key, value in layer.items()}
 
 
 def _typed(key: str, value: t.Any, source: str, *, tomlfy: bool) -> t.Any:
@@ -385,11 +391,7 @@ def load(app: Flask, *, env: str, root: Path) -> Settings:
     sources: dict[str, str] = {}
 
     for source, layer in _file_layers(env, root):
-        ours = source.startswith("flask_complete")
         for key, value in layer.items():
-            value = copy.deepcopy(value)
-            if not ours:
-                value = _typed(key, value, source, tomlfy=False)
             sources[_put(values, key, value)] = source
 
     variables = _variables(os.environ)
@@ -443,8 +445,6 @@ def fill_secret(app: Flask, settings: Settings) -> None:
     Production never gets one: it must be set."""
     if app.config.get("SECRET_KEY") or settings.env == "production":
         return
-    import secrets
-
     if settings.env == "testing":
         key, source = secrets.token_urlsafe(48), f"{GENERATED} for this process (testing)"
     else:
@@ -457,8 +457,6 @@ def fill_secret(app: Flask, settings: Settings) -> None:
 def _dev_secret(path: Path) -> str:
     """The key kept in ``path``, written there first if there is none; a fresh key for this
     process alone when the folder cannot be written."""
-    import secrets
-
     with contextlib.suppress(OSError):
         if key := path.read_text().strip():
             return key
