@@ -32,6 +32,15 @@ def _json_error(error: t.Any) -> tuple[t.Any, int]:
     return jsonify(error=error.description), error.code
 
 
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+def _api_routing_error(error: t.Any) -> t.Any:
+    # URLs no route matches never reach the blueprint's handlers: API clients still get JSON.
+    if request.path.startswith("/api/"):
+        return _json_error(error)
+    return error
+
+
 @bp.get("/")
 def index() -> str:
     notebooks = db.session.scalars(select(Notebook).order_by(Notebook.name)).all()

@@ -37,6 +37,15 @@ def test_bad_input_is_a_clear_400(client: t.Any, db: t.Any, body: t.Any) -> None
     assert "name" in response.json["error"] or "JSON" in response.json["error"]
 
 
+def test_api_urls_no_route_matches_answer_json(client: t.Any) -> None:
+    missing = client.get("/api/notebooks/1")
+    assert missing.status_code == 404 and "not found" in missing.json["error"]
+    wrong_method = client.put("/api/notebooks")
+    assert wrong_method.status_code == 405 and "not allowed" in wrong_method.json["error"]
+    page = client.get("/no-such-page")
+    assert page.status_code == 404 and page.mimetype == "text/html"
+
+
 def test_notes_of_a_notebook(client: t.Any, note_factory: t.Any, notebook_factory: t.Any) -> None:
     inbox = notebook_factory(name="Inbox")
     note_factory.create_batch(3, notebook=inbox)
