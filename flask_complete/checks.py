@@ -311,10 +311,9 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
     config = app.config
     findings = list(state.problems)
     if deploy or state.env == "production":
-        source = state.settings.sources.get("SECRET_KEY", "code")
         # A key generated for development is no key for production.
-        secret = None if source.startswith(_config.GENERATED) else config.get("SECRET_KEY")
-        findings += check_secret(secret, source)
+        secret = None if state.settings.secret_generated else config.get("SECRET_KEY")
+        findings += check_secret(secret, state.settings.sources.get("SECRET_KEY", "code"))
         findings += check_debug(configured_debug(state))
         findings += check_sqlite(config.get("SQLALCHEMY_DATABASE_URI"))
         findings += check_cookies(config, hasattr(app, "login_manager"))

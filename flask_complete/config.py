@@ -108,6 +108,8 @@ class Settings:
     code: dict[str, t.Any]
     shadowed: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    #: ``SECRET_KEY`` was generated (development, testing): no key for production.
+    secret_generated: bool = False
 
 
 def force_env(env: str | None) -> None:
@@ -434,8 +436,6 @@ def apply(app: Flask, settings: Settings) -> None:
 
 #: The file in the instance folder holding the generated development ``SECRET_KEY``.
 DEV_SECRET_FILE = "secret_key"
-#: How ``flask complete config`` names a generated key's source; checks treat it as unset.
-GENERATED = "generated"
 
 
 def fill_secret(app: Flask, settings: Settings) -> None:
@@ -446,12 +446,13 @@ def fill_secret(app: Flask, settings: Settings) -> None:
     if app.config.get("SECRET_KEY") or settings.env == "production":
         return
     if settings.env == "testing":
-        key, source = secrets.token_urlsafe(48), f"{GENERATED} for this process (testing)"
+        key, source = secrets.token_urlsafe(48), "generated for this process (testing)"
     else:
         path = Path(app.instance_path) / DEV_SECRET_FILE
-        key, source = _dev_secret(path), f"{GENERATED} for development ({path})"
+        key, source = _dev_secret(path), f"generated for development ({path})"
     app.config["SECRET_KEY"] = key
     settings.sources["SECRET_KEY"] = source
+    settings.secret_generated = True
 
 
 def _dev_secret(path: Path) -> str:

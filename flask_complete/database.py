@@ -40,15 +40,19 @@ class Model(DeclarativeBase):
 #: The shared Flask-SQLAlchemy instance; declare models on ``db.Model`` before any app exists.
 db = SQLAlchemy(model_class=Model)
 
-#: Drivers bundled as extras, chosen for URLs that name none.
+#: Drivers bundled as extras, chosen for URLs that name none: scheme -> (dialect+driver, extra).
 _DRIVERS = {
     "postgres": ("postgresql+psycopg", "postgres"),
     "postgresql": ("postgresql+psycopg", "postgres"),
     "mysql": ("mysql+pymysql", "mysql"),
     "mariadb": ("mariadb+pymysql", "mysql"),
 }
-_EXTRA_FOR = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql"}
 _QUEUE_POOL_ONLY = ("pool_size", "max_overflow", "pool_timeout")
+
+
+def bundled_extra(backend: str) -> str | None:
+    """The extra that installs our driver for ``backend`` (``postgresql`` -> ``postgres``)."""
+    return _DRIVERS[backend][1] if backend in _DRIVERS else None
 
 
 def normalize_url(url: str | URL, setting: str = "DATABASE_URL") -> str:

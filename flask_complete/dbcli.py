@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
 from . import migrations
 from .config import redact_url
+from .database import bundled_extra
 from .extension import get_state
 
 if t.TYPE_CHECKING:
@@ -31,8 +32,6 @@ if t.TYPE_CHECKING:
 #: Drivers the ``postgres`` and ``mysql`` extras install.
 _BUNDLED = ("psycopg", "pymysql")
 _DEFAULT_PORT = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
-#: The extra that installs the bundled driver of each backend.
-_EXTRA = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -50,7 +49,7 @@ def explain(error: BaseException, url: URL) -> str | None:
         )
     if isinstance(error, ModuleNotFoundError):
         name = (error.name or "").partition(".")[0]
-        extra = _EXTRA.get(backend)
+        extra = bundled_extra(backend)
         if name in _BUNDLED and extra:
             return (
                 f"The database driver {name!r} for {shown} is not installed. Install it with "
