@@ -44,9 +44,15 @@ def test_seeding_twice_adds_nothing(apps: Apps, tmp_path: Path) -> None:
 
 def test_seed_that_fails_half_way_changes_nothing(database_url: str, apps: Apps) -> None:
     models = build_models()
-    app = apps.make(database_url, models)
+    # Migrated but never seeded, with one row of its own: the first seed below has rows to add,
+    # so a seed run that committed after each seed (or flushed for good) would leave them.
+    app = apps.make(database_url, models, SEEDS=[])
     assert run(app, "db", "prepare").exit_code == 0
+    with app.app_context():
+        models.db.session.add(models.Team(name="grey"))
+        models.db.session.commit()
     before = snapshot(app)
+    assert [row[1] for row in before] == ["grey"]
 
     def half_way() -> None:
         from flask_complete.seeds import get_or_create
@@ -60,6 +66,10 @@ def test_seed_that_fails_half_way_changes_nothing(database_url: str, apps: Apps)
     assert result.exit_code == 1
     assert isinstance(result.exception, RuntimeError)
     assert snapshot(app) == before
+    # The same seeds without the broken one add what the failed run rolled back.
+    assert "seeded (team +2, member +3)" in run(
+        apps.make(database_url, models, SEEDS=[seed_for(models)]), "db", "seed"
+    ).output
 
 
 def test_seed_may_not_commit(apps: Apps, tmp_path: Path) -> None:
