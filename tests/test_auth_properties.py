@@ -10,9 +10,11 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_auth_support import PASSWORD, add_user, dispose, make_app
+from sqlalchemy import select
+from test_auth_support import PASSWORD, User, add_user, authdb, dispose, make_app
 
 from flask_complete.auth.models import normalise_email
+from flask_complete.auth.tokens import issue
 
 pytest_plugins = ["test_auth_support"]
 
@@ -64,6 +66,33 @@ def prop_app(
     dispose(app)
     if name is not None:
         drop_database("postgres", name)
+
+
+class Token(t.NamedTuple):
+    id: int
+    secret: str
+
+
+@pytest.fixture(scope="module")
+def valid_token(prop_app: Flask) -> Token:
+    """A valid API token of the user, stored. With no token rows every bearer gets 401 even
+    from a check that compared no digest; with one, such a check lets random tokens in."""
+    with prop_app.app_context():
+        user = authdb.session.scalars(select(User).filter_by(email=EMAIL)).one()
+        token, secret = issue(user, "props")
+        authdb.session.commit()
+        found = Token(token.id, secret)
+    assert_token_works(prop_app, found)
+    return found
+
+
+def assert_token_works(app: Flask, token: Token) -> None:
+    """``token`` authenticates as the user (so the 401s below come from the digest check)."""
+    headers = {"Authorization": f"Bearer {token.secret}"}
+    response = app.test_client().get("/auth/me", headers=headers)
+    assert response.status_code == 200, response.data
+    assert response.json["user"]["email"] == EMAIL
+    assert response.json["authenticated_by"] == "token"
 
 
 def assert_no_session(client: t.Any, response: t.Any) -> None:
@@ -118,15 +147,23 @@ def test_unicode_emails_and_passwords(prop_app: Flask, email: str, password: str
 
 @FAST
 @given(
-    authorization=header_text,
+    # Half of them bearer headers: random tokens that must match no stored digest.
+    authorization=header_text | st.builds("Bearer {}".format, header_text),
     origin=header_text,
     csrf=header_text,
     content_type=header_text,
     body=st.binary(max_size=200),
 )
 def test_any_headers_at_token_endpoints(
-    prop_app: Flask, authorization: str, origin: str, csrf: str, content_type: str, body: bytes
+    prop_app: Flask,
+    valid_token: Token,
+    authorization: str,
+    origin: str,
+    csrf: str,
+    content_type: str,
+    body: bytes,
 ) -> None:
+    assume(valid_token.secret not in authorization)
     client = prop_app.test_client()
     headers = {
         "Authorization": authorization,
@@ -137,7 +174,11 @@ def test_any_headers_at_token_endpoints(
     for method, path in (("GET", "/auth/me"), ("POST", "/auth/tokens"), ("GET", "/auth/tokens")):
         response = client.open(path, method=method, headers=headers, data=body)
         assert response.status_code == 401, (method, path, response.status_code)
-    response = client.delete("/auth/tokens/1", headers={"Authorization": f"Bearer {authorization}"})
+    # The real token's id: a wrong bearer can neither read as nor revoke it. (/auth/me first, so
+    # that a check letting it in fails before it revokes the token for the next examples.)
+    wrong = {"Authorization": f"Bearer {authorization}"}
+    assert client.get("/auth/me", headers=wrong).status_code == 401
+    response = client.delete(f"/auth/tokens/{valid_token.id}", headers=wrong)
     assert response.status_code == 401
     response = client.post("/auth/login", headers=headers, data=body)
     assert response.status_code in (400, 401, 403)
@@ -146,14 +187,16 @@ def test_any_headers_at_token_endpoints(
 
 @FAST
 @given(token=st.text(max_size=300))
-def test_any_bearer_token(prop_app: Flask, token: str) -> None:
+def test_any_bearer_token(prop_app: Flask, valid_token: Token, token: str) -> None:
     client = prop_app.test_client()
     try:
         header = f"Bearer {token}".encode("latin-1").decode("latin-1")
     except UnicodeEncodeError:
         header = "Bearer " + token.encode("utf-8", "surrogatepass").decode("latin-1")
     assume(all(ord(c) >= 32 and c != "\x7f" for c in header))
+    assume(token.strip() != valid_token.secret)
     assert client.get("/auth/me", headers={"Authorization": header}).status_code == 401
+    assert_token_works(prop_app, valid_token)
 
 
 @FAST
