@@ -1,21 +1,29 @@
-"""``flask complete check``: what is unsafe or broken before you deploy, and how to fix it.
+"""``flask complete check`` and production start-up: what is unsafe or broken, and how to fix it.
 
-Each check is a small pure function from values to findings (:class:`~flask_complete.config.Problem`
-with an id, a level, what is wrong and how to fix it). :func:`run_checks` gathers the values from
-an app; the command loads the app with refusals collected, so one run lists everything.
+:data:`CHECKS` is the one table of what is judged: an id, a level, what it judges, and what it
+needs beyond the settings. Each check is a small pure function from values to findings
+(:class:`~flask_complete.config.Problem`). :func:`production_findings` is the one gate: it runs
+every check that needs only the settings and files, and production start-up refuses its errors
+(:func:`start_up`); :func:`run_checks` adds the checks that need the database, git or package
+metadata. The command loads the app with refusals collected, so one run lists everything.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import shutil
+import stat
 import subprocess
 import textwrap
 import typing as t
+from dataclasses import dataclass
 
 import click
-from flask import Flask, current_app
+from click.core import ParameterSource
+from flask import Flask, current_app, request
 
 from . import config as _config
 from .config import ConfigError, Problem
@@ -23,8 +31,12 @@ from .config import ConfigError, Problem
 if t.TYPE_CHECKING:
     from pathlib import Path
 
+    from flask import Response
+
     from .extension import CompleteState
     from .versions import Package
+
+log = logging.getLogger("flask_complete")
 
 #: Seconds a database server may take to accept the check's connection.
 CONNECT_TIMEOUT = 10
@@ -33,22 +45,82 @@ _NO_DATABASE = {"database.missing", "database.url", "database.bind"}
 _SET_IN = "in settings.toml [production] (or the environment, FLASK_{key}=...)"
 
 
+@dataclass(frozen=True)
+class Check:
+    """One row of :data:`CHECKS`."""
+
+    id: str
+    #: ``"error"`` (refused in production) or ``"warning"`` (logged).
+    level: str
+    #: What it judges, in one line.
+    judges: str
+    #: What it needs beyond the settings and files. Such a check runs in ``flask complete
+    #: check`` only: start-up opens no connection and runs no subprocess.
+    needs: str = ""
+
+    @property
+    def at_start(self) -> bool:
+        """Whether production start-up runs it (refusing an error, logging a warning)."""
+        return not self.needs
+
+
+def _cookie(key: str, why: str) -> Check:
+    return Check(f"cookie.{key.lower()}", "warning", f"{key} is not true: {why}")
+
+
+#: Every check. Production start-up, ``check`` in production and ``check --deploy`` run those
+#: that need nothing beyond the settings and files (:func:`production_findings`).
+CHECKS: tuple[Check, ...] = (
+    Check("secret.missing", "error", "SECRET_KEY is not set (a generated development key counts)"),
+    Check("secret.placeholder", "error", "SECRET_KEY is a known placeholder such as changeme"),
+    Check("secret.weak", "error", "SECRET_KEY is shorter than 32 bytes"),
+    Check("debug.on", "error", "debug mode: --debug, FLASK_DEBUG, flask run --debugger, DEBUG"),
+    Check("database.sqlite", "warning", "SQLite as the production database"),
+    _cookie("SESSION_COOKIE_SECURE", "the session cookie is also sent over plain HTTP"),
+    _cookie("SESSION_COOKIE_HTTPONLY", "page scripts can read the session cookie"),
+    Check("cookie.session_cookie_samesite", "warning", "SESSION_COOKIE_SAMESITE not Lax/Strict"),
+    _cookie("REMEMBER_COOKIE_SECURE", "the remember-me cookie is also sent over plain HTTP"),
+    _cookie("REMEMBER_COOKIE_HTTPONLY", "page scripts can read the remember-me cookie"),
+    Check("cors.wildcard", "warning", '"*" in CORS_ORIGINS'),
+    Check("cors.http_origin", "warning", "an http:// CORS origin (an error with credentials)"),
+    Check("secrets.readable", "warning", ".secrets.toml or .env open to other users"),
+    Check("database.unreachable", "error", "connecting fails", needs="a database connection"),
+    Check("migrations.not_head", "error", "the database is behind", needs="the database"),
+    Check("migrations.unreadable", "error", "the migrations fail", needs="the database"),
+    Check("secrets.tracked", "error", ".secrets.toml or .env tracked by git", needs="git"),
+    Check("versions.outside", "warning", "outside the tested ranges", needs="package metadata"),
+)
+_BY_ID = {c.id: c for c in CHECKS}
+
+
+def _found(check: str, key: str, message: str, fix: str, level: str | None = None) -> Problem:
+    """A finding of ``check``, at its level in :data:`CHECKS` unless ``level`` is given."""
+    return Problem(check, key, message, fix, level or _BY_ID[check].level)
+
+
 def check_secret(value: t.Any, source: str) -> list[Problem]:
     """``SECRET_KEY`` missing, a placeholder, or shorter than 32 bytes (judged as production)."""
     return _config.check_secret(value, "production", source)
 
 
-def check_debug(debug: bool) -> list[Problem]:
+class DebugSource(t.NamedTuple):
+    """Where debug mode was switched on, and how to switch it off there."""
+
+    where: str
+    fix: str
+
+
+def check_debug(source: DebugSource | None) -> list[Problem]:
     """Debug mode on: the debugger runs any code a visitor sends."""
-    if not debug:
+    if source is None:
         return []
     return [
-        Problem(
+        _found(
             "debug.on",
             "DEBUG",
-            "Debug mode is on: the interactive debugger lets anyone who sees an error page run "
-            "code on the server, and error pages show source and settings.",
-            "Unset FLASK_DEBUG and do not pass --debug; remove DEBUG = true from the settings.",
+            f"Debug mode is on ({source.where}): the interactive debugger lets anyone who "
+            "reaches the server run code on it, and error pages show source and settings.",
+            source.fix,
         )
     ]
 
@@ -58,14 +130,13 @@ def check_sqlite(url: str | None) -> list[Problem]:
     if not url or not str(url).startswith("sqlite"):
         return []
     return [
-        Problem(
+        _found(
             "database.sqlite",
             "DATABASE_URL",
             "The database is SQLite: one writer at a time, and only processes on this machine "
             "can share it.",
             "Fine for a small single-server app; otherwise set DATABASE_URL to PostgreSQL or "
             "MySQL/MariaDB.",
-            level="warning",
         )
     ]
 
@@ -76,7 +147,7 @@ def check_database(url: str | None, error: str | None) -> list[Problem]:
         return []
     shown = _config.redact_url(url) if url else "the database"
     return [
-        Problem(
+        _found(
             "database.unreachable",
             "DATABASE_URL",
             f"Cannot connect to {shown}: {error}",
@@ -93,7 +164,7 @@ def check_migrations(heads: set[str], current: set[str]) -> list[Problem]:
     at = ", ".join(sorted(current)) or "no revision (no migration applied)"
     unknown = current - heads
     return [
-        Problem(
+        _found(
             "migrations.not_head",
             "MIGRATIONS_DIR",
             f"The database is at {at}; the migrations' head is {', '.join(sorted(heads))}."
@@ -107,30 +178,23 @@ def check_migrations(heads: set[str], current: set[str]) -> list[Problem]:
 def check_cookies(config: t.Mapping[str, t.Any], remember_cookie: bool) -> list[Problem]:
     """Cookie flags: ``Secure``, ``HttpOnly`` and ``SameSite`` on the session (and remember)
     cookie."""
-    # (setting, its value when unset, why it matters)
-    wanted = [
-        ("SESSION_COOKIE_SECURE", False, "the session cookie is also sent over plain HTTP"),
-        ("SESSION_COOKIE_HTTPONLY", True, "page scripts can read the session cookie"),
-    ]
+    # (setting, its value when unset)
+    wanted = [("SESSION_COOKIE_SECURE", False), ("SESSION_COOKIE_HTTPONLY", True)]
     if remember_cookie:  # Flask-Login's defaults
-        wanted += [
-            ("REMEMBER_COOKIE_SECURE", False, "the remember-me cookie is also sent over HTTP"),
-            ("REMEMBER_COOKIE_HTTPONLY", True, "page scripts can read the remember-me cookie"),
-        ]
+        wanted += [("REMEMBER_COOKIE_SECURE", False), ("REMEMBER_COOKIE_HTTPONLY", True)]
     found = [
-        Problem(
+        _found(
             f"cookie.{key.lower()}",
             key,
-            f"{key} is not true: {why}.",
+            _BY_ID[f"cookie.{key.lower()}"].judges + ".",
             f"Set {key} = true {_SET_IN.format(key=key)}.",
-            level="warning",
         )
-        for key, unset, why in wanted
+        for key, unset in wanted
         if config.get(key, unset) is not True
     ]
     if config.get("SESSION_COOKIE_SAMESITE") not in ("Lax", "Strict"):
         found.append(
-            Problem(
+            _found(
                 "cookie.session_cookie_samesite",
                 "SESSION_COOKIE_SAMESITE",
                 "SESSION_COOKIE_SAMESITE is not Lax or Strict: other sites' forms send the "
@@ -138,7 +202,6 @@ def check_cookies(config: t.Mapping[str, t.Any], remember_cookie: bool) -> list[
                 'Set SESSION_COOKIE_SAMESITE = "Lax" '
                 + _SET_IN.format(key="SESSION_COOKIE_SAMESITE")
                 + ".",
-                level="warning",
             )
         )
     return found
@@ -149,30 +212,46 @@ def check_cors(origins: list[str], credentials: bool) -> list[Problem]:
     found = []
     if "*" in origins:
         found.append(
-            Problem(
+            _found(
                 "cors.wildcard",
                 "CORS_ORIGINS",
                 'CORS_ORIGINS contains "*": every website can call the API from its pages and '
                 "read the answers.",
                 "Fine for a public API without cookies; otherwise list the exact origins of "
                 'your front ends, e.g. CORS_ORIGINS = ["https://app.example.com"].',
-                level="warning",
             )
         )
     plain = [o for o in origins if o.lower().startswith("http://")]
     if plain:
         found.append(
-            Problem(
+            _found(
                 "cors.http_origin",
                 "CORS_ORIGINS",
                 f"CORS_ORIGINS allows unencrypted origins: {', '.join(plain)}. Anyone on the "
                 "network path can inject script into such a page and use the API"
                 + (" with the user's cookies." if credentials else "."),
                 "Serve the front end over HTTPS and list its https:// origin.",
-                level="error" if credentials else "warning",
+                level="error" if credentials else None,
             )
         )
     return found
+
+
+def check_readable(files: list[tuple[str, int]]) -> list[Problem]:
+    """Secret files (name, permission bits) that other users of the machine may open."""
+    return [
+        _found(
+            "secrets.readable",
+            name,
+            f"{name} has mode {mode:04o}: "
+            + ("every user" if mode & 0o006 else "its group")
+            + " of this machine can "
+            + ("read" if mode & 0o044 else "change")
+            + " the secrets in it.",
+            f"chmod 600 {name} (only its owner reads and writes it).",
+        )
+        for name, mode in files
+    ]
 
 
 def check_tracked(paths: list[str]) -> list[Problem]:
@@ -181,7 +260,7 @@ def check_tracked(paths: list[str]) -> list[Problem]:
         return []
     names = ", ".join(paths)
     return [
-        Problem(
+        _found(
             "secrets.tracked",
             ".secrets.toml",
             f"{names} {'is' if len(paths) == 1 else 'are'} tracked by git: every clone of the "
@@ -195,13 +274,12 @@ def check_tracked(paths: list[str]) -> list[Problem]:
 def check_versions(packages: list[Package]) -> list[Problem]:
     """Installed bundled packages outside the ranges flask_complete is tested with."""
     return [
-        Problem(
+        _found(
             "versions.outside",
             p.name,
             f"{p.name} {p.installed} is outside the tested range {p.tested}.",
             f'Install a tested version: pip install "{p.name}{p.tested}" (see `flask complete '
             "versions`).",
-            level="warning",
         )
         for p in packages
         if p.inside is False
@@ -271,17 +349,69 @@ def _migration_findings(app: Flask) -> list[Problem]:
     return [] if found is None else check_migrations(*found)
 
 
-def configured_debug(state: CompleteState) -> bool:
-    """Debug as the app would run it: ``FLASK_DEBUG``, or ``DEBUG`` from code or the settings.
+def debug_source(state: CompleteState) -> DebugSource | None:
+    """Where debug mode is on for this app as it will run, or ``None``.
 
-    Not ``app.debug``: the ``flask`` command resets it from ``FLASK_DEBUG`` when it loads the
-    app, which a WSGI server does not.
+    ``--debug`` (before or after ``run``) sets ``FLASK_DEBUG`` before the app is loaded, so it
+    is seen here; ``app.debug`` is not read: the ``flask`` command resets it from
+    ``FLASK_DEBUG`` after the factory returns, which a WSGI server does not.
     """
+    from flask.cli import run_command
     from flask.helpers import get_debug_flag
 
+    contexts = []
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        contexts.append(ctx)
+        ctx = ctx.parent
+    if get_debug_flag():
+        if any(c.get_parameter_source("debug") is ParameterSource.COMMANDLINE for c in contexts):
+            return DebugSource(
+                "the --debug option of the flask command",
+                "Start production without --debug, under a WSGI server (gunicorn, waitress): "
+                "`flask run` is the development server.",
+            )
+        return DebugSource(
+            f"FLASK_DEBUG={os.environ.get('FLASK_DEBUG', '')} in the environment",
+            "Unset FLASK_DEBUG for production (the flask command also reads it from .env and "
+            ".flaskenv files).",
+        )
     settings = state.settings
-    value = settings.code["DEBUG"] if "DEBUG" in settings.code else settings.values.get("DEBUG")
-    return get_debug_flag() or bool(value)
+    if settings.code.get("DEBUG"):
+        return DebugSource(
+            "DEBUG = True, set in code",
+            "Do not set DEBUG or app.debug in code that runs in production; set DEBUG = true "
+            "in settings.toml [development] instead.",
+        )
+    if settings.values.get("DEBUG"):
+        where = settings.sources.get("DEBUG", "the settings")
+        return DebugSource(
+            f"DEBUG = {settings.values['DEBUG']!r} from {where}",
+            f"Remove DEBUG from {where}; set it in settings.toml [development] if you want it "
+            "there.",
+        )
+    if any(c.command is run_command and c.params.get("debugger") for c in contexts):
+        return DebugSource(
+            "the --debugger option of flask run",
+            "Drop --debugger: Werkzeug's debugger runs any code a visitor sends it.",
+        )
+    return None
+
+
+def readable_secret_files(root: Path) -> list[tuple[str, int]]:
+    """``.secrets.toml`` and ``.env`` under ``root`` that others may read or change, with their
+    permission bits (none on Windows, which has no such bits)."""
+    if os.name == "nt":
+        return []
+    found = []
+    for name in (_config.SECRETS_FILE, _config.DOTENV_FILE):
+        try:
+            mode = stat.S_IMODE((root / name).stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o066:
+            found.append((name, mode))
+    return found
 
 
 def tracked_secret_files(root: Path) -> list[str]:
@@ -299,6 +429,82 @@ def tracked_secret_files(root: Path) -> list[str]:
     return result.stdout.split() if result.returncode == 0 else []
 
 
+def _has_login(app: Flask, state: CompleteState) -> bool:
+    # Before the pieces are wired, the bundle's login is foreseen from the user model.
+    if hasattr(app, "login_manager"):
+        return True
+    return state.user_model is not None and app.config.get("COMPLETE_AUTH", True) is True
+
+
+def production_findings(app: Flask, state: CompleteState) -> list[Problem]:
+    """The one gate of production: every check of :data:`CHECKS` that needs only the settings
+    and files, judged as production. Start-up refuses its errors and logs its warnings;
+    ``flask complete check`` reports both. Cheap: no connection, no subprocess."""
+    config = app.config
+    settings = state.settings
+    # A key generated for development is no key for production.
+    secret = None if settings.secret_generated else config.get("SECRET_KEY")
+    found = check_secret(secret, settings.sources.get("SECRET_KEY", "code"))
+    found += check_debug(debug_source(state))
+    found += check_sqlite(config.get("SQLALCHEMY_DATABASE_URI"))
+    found += check_cookies(config, _has_login(app, state))
+    if config.get("COMPLETE_CORS", True):
+        from .cors import parse_origins
+
+        origins, _ = parse_origins(config.get("CORS_ORIGINS"))
+        found += check_cors(origins, config.get("CORS_SUPPORTS_CREDENTIALS") is True)
+    found += check_readable(readable_secret_files(state.root))
+    return found
+
+
+def start_up(app: Flask, state: CompleteState, *, quiet: bool = False) -> list[Problem]:
+    """Production start-up: the errors of :func:`production_findings`, which init refuses; each
+    warning is logged on the ``flask_complete`` logger, one line each (not when ``quiet``)."""
+    found = production_findings(app, state)
+    if not quiet:
+        for warning in (f for f in found if f.level != "error"):
+            log.warning("[%s] %s %s", warning.id, warning.message, warning.fix)
+    return [f for f in found if f.level == "error"]
+
+
+#: Set in the WSGI environment by Werkzeug's debugger when it can run code (``evalex``).
+_DEBUGGER_KEY = "werkzeug.debug.preserve_context"
+
+
+def guard_debug(app: Flask) -> None:
+    """Refuse every request once debug mode or Werkzeug's debugger is on in production.
+
+    The second line behind :func:`start_up`, for what start-up cannot see: ``app.debug = True``
+    or ``app.run(debug=True)`` after ``Complete(app)``. The debugger answers its own
+    ``/console`` before the app sees a request, so only start-up keeps that closed.
+    """
+    config = app.config
+    logged = False
+
+    def refuse_debug() -> Response | None:
+        if not config["DEBUG"] and _DEBUGGER_KEY not in request.environ:
+            return None
+        nonlocal logged
+        if not logged:
+            logged = True
+            if config["DEBUG"]:
+                how = "DEBUG was switched on after Complete(app), e.g. by app.run(debug=True)"
+            else:
+                how = "Werkzeug's debugger wraps the app (e.g. app.run(use_debugger=True))"
+            log.error(
+                "[debug.on] %s in production: every request is refused. Run production "
+                "without debug, under a WSGI server (gunicorn, waitress).",
+                how,
+            )
+        return app.response_class(
+            "Server misconfigured: debug mode is on in production; see the server log.\n",
+            status=500,
+            mimetype="text/plain",
+        )
+
+    app.before_request(refuse_debug)
+
+
 def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
     """Every finding for ``app``: the refusals init collected, then each check.
 
@@ -311,17 +517,7 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
     config = app.config
     findings = list(state.problems)
     if deploy or state.env == "production":
-        # A key generated for development is no key for production.
-        secret = None if state.settings.secret_generated else config.get("SECRET_KEY")
-        findings += check_secret(secret, state.settings.sources.get("SECRET_KEY", "code"))
-        findings += check_debug(configured_debug(state))
-        findings += check_sqlite(config.get("SQLALCHEMY_DATABASE_URI"))
-        findings += check_cookies(config, hasattr(app, "login_manager"))
-        if config.get("COMPLETE_CORS", True):
-            from .cors import parse_origins
-
-            origins, _ = parse_origins(config.get("CORS_ORIGINS"))
-            findings += check_cors(origins, config.get("CORS_SUPPORTS_CREDENTIALS") is True)
+        findings += production_findings(app, state)
     database_known = not any(p.id in _NO_DATABASE for p in findings)
     if state.db is not None and "sqlalchemy" in app.extensions and database_known:
         error = database_error(app, state)

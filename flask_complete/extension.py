@@ -101,9 +101,11 @@ class Complete:
         )
         app.extensions[EXTENSION_KEY] = state
         state.migrations_dir = root / str(app.config.get("MIGRATIONS_DIR", "migrations"))
-        state.problems += _config.check_secret(
-            app.config.get("SECRET_KEY"), env, settings.sources.get("SECRET_KEY", "code")
-        )
+        if env == "production":
+            from . import checks
+
+            # The same gate as `flask complete check`: errors refused, warnings logged.
+            state.problems += checks.start_up(app, state, quiet=collect)
         if bound:
             state.notes.append(
                 "The SQLAlchemy instance was bound to the app before Complete: its URL and pool "
@@ -126,6 +128,10 @@ class Complete:
         state.init_values = {
             k: copy.deepcopy(v) for k, v in app.config.items() if _config.is_init_time_key(k)
         }
+        if env == "production":
+            # Flask's CLI sets app.debug after the factory returns, and app.run(debug=True)
+            # comes later still: a request hook refuses what start-up could not see.
+            checks.guard_debug(app)
 
     def _find_db(self, app: Flask) -> tuple[SQLAlchemy | None, bool]:
         if not app.config.get("COMPLETE_DATABASE", True):

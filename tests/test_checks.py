@@ -54,10 +54,12 @@ class TestPureChecks:
         assert all("token_urlsafe" in f.fix for f in found)
 
     def test_debug(self) -> None:
-        assert c.check_debug(False) == []
-        (finding,) = c.check_debug(True)
+        assert c.check_debug(None) == []
+        source = c.DebugSource("FLASK_DEBUG=1 in the environment", "Unset FLASK_DEBUG.")
+        (finding,) = c.check_debug(source)
         assert (finding.id, finding.level) == ("debug.on", "error")
-        assert "FLASK_DEBUG" in finding.fix
+        assert "(FLASK_DEBUG=1 in the environment)" in finding.message
+        assert finding.fix == "Unset FLASK_DEBUG."
 
     def test_sqlite_is_a_warning(self) -> None:
         (finding,) = c.check_sqlite("sqlite:////srv/app.sqlite3")
