@@ -84,11 +84,15 @@ CHECKS: tuple[Check, ...] = (
     Check("cors.wildcard", "warning", '"*" in CORS_ORIGINS'),
     Check("cors.http_origin", "warning", "an http:// CORS origin (an error with credentials)"),
     Check("secrets.readable", "warning", ".secrets.toml or .env open to other users"),
-    Check("database.unreachable", "error", "connecting fails", needs="a database connection"),
-    Check("migrations.not_head", "error", "the database is behind", needs="the database"),
-    Check("migrations.unreadable", "error", "the migrations fail", needs="the database"),
-    Check("secrets.tracked", "error", ".secrets.toml or .env tracked by git", needs="git"),
-    Check("versions.outside", "warning", "outside the tested ranges", needs="package metadata"),
+    Check("database.unreachable", "error", "connecting and SELECT 1 fail", "the database"),
+    Check("migrations.not_head", "error", "the database is behind the migrations", "the database"),
+    Check("migrations.unreadable", "error", "the migrations cannot be compared", "the database"),
+    Check("database.unstamped", "warning", "the database records no environment", "the database"),
+    Check(
+        "database.env_mismatch", "error", "the database is another environment's", "the database"
+    ),
+    Check("secrets.tracked", "error", ".secrets.toml or .env tracked by git", "git"),
+    Check("versions.outside", "warning", "a package outside its tested range", "package metadata"),
 )
 _BY_ID = {c.id: c for c in CHECKS}
 
