@@ -6,7 +6,6 @@ import os
 import sqlite3
 import typing as t
 import weakref
-from pathlib import Path
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
@@ -104,23 +103,22 @@ def default_url(app: Flask, env: str) -> str | None:
     return f"sqlite:///{name}-dev.sqlite3"
 
 
-def derive_test_url(url: str) -> str:
-    """The testing database derived from ``url``: ``test_<name>``, or a ``test_<file>`` beside a
-    SQLite file. A name already starting with ``test_`` is kept."""
+def absolute_sqlite(url: str, instance_path: str) -> str:
+    """``url`` with a relative SQLite path resolved against ``instance_path``, exactly as
+    Flask-SQLAlchemy resolves it for the engine, so that whatever reads ``app.config`` (an old
+    ``migrations/env.py``, a script) opens the same file from any working directory."""
     parsed = make_url(url)
-    database = parsed.database
-    if not database or database == ":memory:" or database.startswith("file:"):
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
         return url
-    if parsed.get_backend_name() == "sqlite":
-        path = Path(database)
-        if path.name.startswith("test_"):
-            return url
-        new = str(path.with_name(f"test_{path.name}"))
-    else:
-        if database.startswith("test_"):
-            return url
-        new = f"test_{database}"
-    return parsed.set(database=new).render_as_string(hide_password=False)
+    database = parsed.database or ""
+    uri = bool(parsed.query.get("uri"))
+    path = database[5:] if uri and database.startswith("file:") else database
+    if not path or path == ":memory:" or os.path.isabs(path):
+        return url
+    path = os.path.join(instance_path, path)
+    return parsed.set(database=f"file:{path}" if uri else path).render_as_string(
+        hide_password=False
+    )
 
 
 def engine_options(
@@ -201,7 +199,6 @@ def _register_for_fork(engine: Engine) -> None:
 def configure(app: Flask, state: CompleteState) -> None:
     """Choose the URL and engine options in ``app.config`` before Flask-SQLAlchemy reads them."""
     config = app.config
-    code = state.settings.code
     problems = state.problems
     url = config.get("SQLALCHEMY_DATABASE_URI")
     if url is None and not config.get("SQLALCHEMY_BINDS"):
@@ -218,19 +215,14 @@ def configure(app: Flask, state: CompleteState) -> None:
             )
             return
         state.settings.sources["SQLALCHEMY_DATABASE_URI"] = f"flask_complete default ({state.env})"
+    urls: dict[str | None, str] = {}
     if url is not None:
         try:
-            url = normalize_url(url)
+            urls[None] = absolute_sqlite(normalize_url(url), app.instance_path)
         except ConfigError as e:
             problems.extend(e.problems)
             return
-        if state.env == "testing" and "SQLALCHEMY_DATABASE_URI" not in code:
-            url = derive_test_url(url)
-        config["SQLALCHEMY_DATABASE_URI"] = url
-        config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
-            url, config, config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
-        )
-    binds = {}
+    bind_options: dict[str, dict[str, t.Any]] = {}
     for key, value in (config.get("SQLALCHEMY_BINDS") or {}).items():
         options = dict(value) if isinstance(value, t.Mapping) else {"url": value}
         try:
@@ -248,11 +240,50 @@ def configure(app: Flask, state: CompleteState) -> None:
                     )
                 )
             continue
-        if state.env == "testing" and "SQLALCHEMY_BINDS" not in code:
-            bind_url = derive_test_url(bind_url)
-        binds[key] = {"url": bind_url, **engine_options(bind_url, config, options)}
+        urls[key] = absolute_sqlite(bind_url, app.instance_path)
+        bind_options[key] = options
+    if state.env == "testing":
+        from . import testguard
+
+        urls = testguard.testing_urls(app, state, urls)
+    if None in urls:
+        config["SQLALCHEMY_DATABASE_URI"] = urls[None]
+        config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
+            urls[None], config, config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
+        )
+    binds = {
+        key: {"url": urls[key], **engine_options(urls[key], config, options)}
+        for key, options in bind_options.items()
+    }
     if binds:
         config["SQLALCHEMY_BINDS"] = binds
+
+
+def _bound_urls(app: Flask, sqla: SQLAlchemy) -> dict[str | None, str]:
+    """The URLs of an app that bound its own ``SQLAlchemy`` before the call."""
+    with app.app_context():
+        return {
+            key: engine.url.render_as_string(hide_password=False)
+            for key, engine in sqla.engines.items()
+        }
+
+
+def repoint(app: Flask, sqla: SQLAlchemy, urls: dict[str | None, str]) -> None:
+    """Point the engines of ``app`` at ``urls`` (bind key -> URL), keeping their options:
+    Flask-SQLAlchemy builds engines in ``init_app`` only, so it is registered afresh."""
+    config = app.config
+    if None in urls:
+        config["SQLALCHEMY_DATABASE_URI"] = urls[None]
+    binds = config.get("SQLALCHEMY_BINDS") or {}
+    for key, value in list(binds.items()):
+        if key in urls:
+            options = dict(value) if isinstance(value, t.Mapping) else {}
+            binds[key] = {**options, "url": urls[key]}
+    with app.app_context():
+        for engine in sqla.engines.values():
+            engine.dispose()
+    del app.extensions["sqlalchemy"]
+    sqla.init_app(app)
 
 
 def init_app(app: Flask, state: CompleteState) -> None:
@@ -272,6 +303,19 @@ def init_app(app: Flask, state: CompleteState) -> None:
             url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
             state.problems.append(Problem("database.driver", "DATABASE_URL", str(explain(e, url))))
             return
+    else:
+        bound = _bound_urls(app, sqla)
+        urls = {key: absolute_sqlite(url, app.instance_path) for key, url in bound.items()}
+        if state.env == "testing":
+            # The one exception to adopting the app's own URL: tests never get the
+            # development or production database.
+            from . import testguard
+
+            urls = testguard.testing_urls(app, state, urls)
+        if urls != bound:
+            repoint(app, sqla, urls)
+        elif app.config.get("SQLALCHEMY_DATABASE_URI") is not None and None in urls:
+            app.config["SQLALCHEMY_DATABASE_URI"] = urls[None]
     busy_timeout = int(app.config.get("SQLITE_BUSY_TIMEOUT", 5000))
     with app.app_context():
         engines = dict(sqla.engines)

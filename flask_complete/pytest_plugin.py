@@ -28,7 +28,7 @@ if t.TYPE_CHECKING:
     from flask.testing import FlaskClient, FlaskCliRunner
     from flask_sqlalchemy import SQLAlchemy
 
-    from .testdb import TestDatabase
+    from .testdb import TestDatabases
     from .testing import LiveServer, SettingsOverride
 
 BUNDLED = (
@@ -50,9 +50,10 @@ class _Run:
 
     spec: str | None = None
     source: str = ""
+    import_name: str = ""
+    app_name: str | None = None
     app: Flask | None = None
     error: str | None = None
-    database: TestDatabase | None = None
     previous_env: str | None = None
     finder: _OnImport | None = None
     pinned: bool = False
@@ -171,6 +172,12 @@ def pytest_configure(config: pytest.Config) -> None:
         run.spec, run.source = os.environ["FLASK_APP"], "FLASK_APP"
     elif config.getini("flask_app"):
         run.spec, run.source = str(config.getini("flask_app")), "ini flask_app"
+    if run.spec is not None:
+        # As `flask --app` does: the app's folder on sys.path, so that conftest files and test
+        # modules can import it too. Relative to the working directory, as for `flask`; the
+        # ini key is relative to the root folder.
+        base = Path(config.rootpath) if run.source == "ini flask_app" else Path.cwd()
+        run.import_name, run.app_name = _prepare_import(run.spec, base)
 
     def pin_testing(module: ModuleType) -> None:
         # The whole run is in testing: no app built here resolves a development or production
@@ -190,6 +197,28 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         run.finder = _OnImport("flask_complete.extension", pin_testing)
         sys.meta_path.insert(0, run.finder)
+
+
+def _prepare_import(spec: str, base: Path) -> tuple[str, str | None]:
+    """The module and app names of ``spec`` (``module:create_app()``), with the module's folder
+    put on ``sys.path`` as ``flask.cli.prepare_import`` does; nothing is imported."""
+    drive = re.match(r"^[A-Za-z]:[\\/]", spec)
+    path, _, name = (spec, "", "") if drive else spec.partition(":")
+    full = os.path.realpath(base / path)
+    stem, ext = os.path.splitext(full)
+    if ext == ".py":
+        full = stem
+    if os.path.basename(full) == "__init__":
+        full = os.path.dirname(full)
+    parts = []
+    while True:
+        full, part = os.path.split(full)
+        parts.append(part)
+        if not os.path.exists(os.path.join(full, "__init__.py")):
+            break
+    if full not in sys.path:
+        sys.path.insert(0, full)
+    return ".".join(reversed(parts)), name or None
 
 
 def _guard(app: Flask, **extra: t.Any) -> None:
@@ -228,14 +257,11 @@ def _app(config: pytest.Config) -> Flask:
             "or define your own `app` fixture in conftest.py.",
             pytrace=False,
         )
-    from .testdb import block, engines_of, rebind
+    from .testdb import block, engines_of
     from .testing import load_app
 
     try:
-        app = load_app(run.spec, Path(config.rootpath))
-        worker = os.environ.get("PYTEST_XDIST_WORKER")
-        if worker and hasattr(config, "workerinput") and "complete" in app.extensions:
-            rebind(app, worker)
+        app = load_app(run.import_name, run.app_name)
         if "sqlalchemy" in app.extensions:
             for engine in engines_of(app).values():
                 block(engine)
@@ -263,17 +289,25 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     else:
         from . import config as settings
         from .testdb import engines_of, sqla_of
+        from .testguard import origins
 
         with contextlib.suppress(Exception):
             sqla_of(app)
-            urls = [str(settings.redact_url(e.url)) for e in engines_of(app).values()]
             workers = (
                 " (one per xdist worker: _gw0, _gw1, ...)"
                 if config.pluginmanager.hasplugin("xdist")
                 and getattr(config.option, "numprocesses", None)
                 else ""
             )
-            lines.append(f"flask_complete: test database {', '.join(urls)}{workers}")
+            found_origins = origins(app)
+            for bind, engine in engines_of(app).items():
+                name = "" if bind is None else f" (bind {bind!r})"
+                origin = found_origins.get(bind)
+                lines.append(
+                    f"flask_complete: test database{name} {settings.redact_url(engine.url)}"
+                    + (f", {origin}" if origin else "")
+                    + workers
+                )
     found = []
     for name in ("flask-complete", *BUNDLED):
         with contextlib.suppress(PackageNotFoundError):
@@ -292,8 +326,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         package = run.spec.partition(":")[0].removesuffix(".py").replace("/", ".").split(".")[0]
         # A broken app module is reported by the fixtures that need the app, not here.
         with contextlib.suppress(Exception):
-            if str(session.config.rootpath) not in sys.path:
-                sys.path.insert(0, str(session.config.rootpath))
             if importlib.util.find_spec(f"{package}.factories") is not None:
                 modules = [f"{package}.factories"]
     if modules:
@@ -391,34 +423,42 @@ def _clean_failures() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def _flask_complete_database(request: pytest.FixtureRequest) -> Iterator[TestDatabase | None]:
-    """The session's test database: created (or reused), schema built, dropped at the end."""
-    config = request.config
-    run = config.stash[_RUN]
-    if run.spec is None:
-        yield None
-        return
-    from .testdb import TestDatabase, check_migrations
+def _flask_complete_databases(request: pytest.FixtureRequest) -> Iterator[TestDatabases]:
+    """The run's test databases, created (or reused) for whichever app asks first, schema
+    built, dropped at the end."""
+    from .testdb import TestDatabases
 
-    app = _app(config)
-    with _clean_failures():
-        database = TestDatabase(
-            app,
-            reuse=_flag(config, "flask_reuse_db"),
-            recreate=_flag(config, "flask_create_db"),
-            migrations=_flag(config, "flask_migrations"),
-            cache=config.cache if hasattr(config, "cache") else None,
-        )
-        database.setup()
-    run.database = database
+    config = request.config
+    databases = TestDatabases(
+        reuse=_flag(config, "flask_reuse_db"),
+        recreate=_flag(config, "flask_create_db"),
+        migrations=_flag(config, "flask_migrations"),
+        cache=config.cache if hasattr(config, "cache") else None,
+    )
     try:
-        if _flag(config, "flask_check_migrations"):
-            problem = check_migrations(app)
-            if problem:
-                pytest.exit(problem, returncode=1)
-        yield database
+        yield databases
     finally:
-        database.teardown()
+        with _clean_failures():
+            databases.teardown()
+
+
+_checked_migrations = pytest.StashKey[bool]()
+
+
+def _prepare(request: pytest.FixtureRequest, app: Flask, databases: TestDatabases) -> SQLAlchemy:
+    """The gate, then the test database of ``app`` (built once), then ``--check-migrations``."""
+    from .testdb import check_migrations, sqla_of
+
+    with _clean_failures():
+        sqla = sqla_of(app)
+        databases.prepare(app)
+    config = request.config
+    if _flag(config, "flask_check_migrations") and not config.stash.get(_checked_migrations, False):
+        config.stash[_checked_migrations] = True
+        problem = check_migrations(app)
+        if problem:
+            pytest.exit(problem, returncode=1)
+    return sqla
 
 
 @pytest.fixture
@@ -431,7 +471,20 @@ def app(request: pytest.FixtureRequest) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
+def _flask_complete_context(app: Flask) -> Iterator[None]:
+    """``app``'s context for the whole test, also when a conftest's own ``app`` fixture (any
+    scope) pushed none: ``db.session`` then works in the test body and in factories."""
+    from flask import current_app, has_app_context
+
+    if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+        yield
+        return
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def client(app: Flask, _flask_complete_context: None) -> FlaskClient:
     """A test client for ``app``; each request gets its own app context, as in production."""
     from .testing import test_client
 
@@ -439,45 +492,49 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def runner(app: Flask) -> FlaskCliRunner:
+def runner(app: Flask, _flask_complete_context: None) -> FlaskCliRunner:
     """A CLI runner for ``app``'s commands: ``runner.invoke(args=["db", "upgrade"])``."""
     return app.test_cli_runner()
 
 
 @pytest.fixture
-def db(app: Flask, _flask_complete_database: TestDatabase | None) -> Iterator[SQLAlchemy]:
+def db(
+    request: pytest.FixtureRequest,
+    app: Flask,
+    _flask_complete_context: None,
+    _flask_complete_databases: TestDatabases,
+) -> Iterator[SQLAlchemy]:
     """The database, isolated for this test: everything it (or a request it makes) writes is
     rolled back after it, commits included. Yields the ``SQLAlchemy`` instance."""
-    from .testdb import sqla_of
     from .testing import isolated
 
-    with _clean_failures():
-        sqla = sqla_of(app)
-    with isolated(app):
+    sqla = _prepare(request, app, _flask_complete_databases)
+    with _clean_failures(), isolated(app):
         yield sqla
 
 
 @pytest.fixture
 def transactional_db(
-    app: Flask, _flask_complete_database: TestDatabase | None, request: pytest.FixtureRequest
+    request: pytest.FixtureRequest,
+    app: Flask,
+    _flask_complete_context: None,
+    _flask_complete_databases: TestDatabases,
 ) -> Iterator[SQLAlchemy]:
     """The database with real commits (for several connections or threads); every table is
     emptied after the test. Slower than ``db``: use it only when ``db`` cannot work."""
-    from .testdb import sqla_of
     from .testing import emptied_after
 
     if "db" in request.fixturenames:
         pytest.fail(
             "Use either the `db` or the `transactional_db` fixture, not both.", pytrace=False
         )
-    with _clean_failures():
-        sqla = sqla_of(app)
-    with emptied_after(app):
+    sqla = _prepare(request, app, _flask_complete_databases)
+    with _clean_failures(), emptied_after(app):
         yield sqla
 
 
 @pytest.fixture
-def settings(app: Flask) -> Iterator[SettingsOverride]:
+def settings(app: Flask, _flask_complete_context: None) -> Iterator[SettingsOverride]:
     """Override ``app.config`` keys for one test (``settings["KEY"] = value``); restored after.
     Keys read only when the app is built, such as the database URL, are refused."""
     from .testing import SettingsOverride
@@ -490,7 +547,7 @@ def settings(app: Flask) -> Iterator[SettingsOverride]:
 
 
 @pytest.fixture
-def assert_num_queries(app: Flask) -> t.Callable[[int], t.Any]:
+def assert_num_queries(app: Flask, _flask_complete_context: None) -> t.Callable[[int], t.Any]:
     """``with assert_num_queries(3): ...`` fails unless exactly 3 SQL statements run."""
     from .testing import query_assertion
 
@@ -498,33 +555,24 @@ def assert_num_queries(app: Flask) -> t.Callable[[int], t.Any]:
 
 
 @pytest.fixture
-def assert_max_queries(app: Flask) -> t.Callable[[int], t.Any]:
+def assert_max_queries(app: Flask, _flask_complete_context: None) -> t.Callable[[int], t.Any]:
     """``with assert_max_queries(3): ...`` fails when more than 3 SQL statements run (N+1)."""
     from .testing import query_assertion
 
     return lambda n: query_assertion(app, lambda count: count <= n, f"at most {n}")
 
 
-@pytest.fixture(scope="session")
-def _flask_complete_live_server(
-    request: pytest.FixtureRequest, _flask_complete_database: TestDatabase | None
-) -> Iterator[LiveServer]:
+@pytest.fixture
+def live_server(app: Flask, transactional_db: SQLAlchemy) -> Iterator[LiveServer]:
+    """The app served over HTTP on a free loopback port (``live_server.url``), with the test
+    database; rows are committed for real and emptied after the test."""
     from .testing import LiveServer
 
-    server = LiveServer(_app(request.config))
+    server = LiveServer(app)
     try:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def live_server(
-    transactional_db: SQLAlchemy, _flask_complete_live_server: LiveServer
-) -> LiveServer:
-    """The app served over HTTP on a free loopback port (``live_server.url``), with the test
-    database; rows are committed for real and emptied after the test."""
-    return _flask_complete_live_server
 
 
 def _auth_testing(app: Flask) -> t.Any:

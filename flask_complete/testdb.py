@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import typing as t
+import warnings
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,17 +15,20 @@ from pathlib import Path
 import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine
 
 from . import config as _config
-from .extension import EXTENSION_KEY, get_state
+from .extension import EXTENSION_KEY
+from .testguard import (
+    DatabaseRefused,
+    identity,
+    refusal,
+    require_test_databases,
+    require_test_url,
+)
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
-
-
-class DatabaseRefused(Exception):
-    """The plugin will not use, create or drop this database; the message says why and how."""
 
 
 class DatabaseBlocked(RuntimeError):
@@ -35,11 +38,12 @@ class DatabaseBlocked(RuntimeError):
 def sqla_of(app: Flask) -> SQLAlchemy:
     """The ``SQLAlchemy`` instance ``app`` uses; a clear error when it has none."""
     state = app.extensions.get(EXTENSION_KEY)
-    sqla = state.db if state is not None else app.extensions.get("sqlalchemy")
+    sqla = state.db if state is not None else None
     if sqla is None or "sqlalchemy" not in app.extensions:
         raise DatabaseRefused(
-            f"The app {app.name!r} has no database: the db fixtures need Flask-SQLAlchemy on it. "
-            "Call Complete(app) (with COMPLETE_DATABASE on) in the app factory."
+            f"The app {app.name!r} has no flask_complete database: the db fixtures need "
+            "Complete(app) (with COMPLETE_DATABASE on) and Flask-SQLAlchemy on it. Add "
+            "Complete(app, db=db) to the app factory, after the app's own settings."
         )
     return t.cast("SQLAlchemy", sqla)
 
@@ -53,79 +57,15 @@ def engines_of(app: Flask) -> dict[str | None, t.Any]:
 
 # -- never the development or production database -------------------------------------------------
 
-
-def url_key(url: str | URL, instance_path: str) -> tuple[str, ...] | None:
-    """What identifies a database: the resolved file for SQLite, else server and name."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    database = parsed.database or ""
-    if backend == "sqlite":
-        if not database or database == ":memory:" or database.startswith("file:"):
-            return None
-        return ("sqlite", os.path.realpath(os.path.join(instance_path, database)))
-    host = parsed.host or "localhost"
-    if host in ("127.0.0.1", "::1"):
-        host = "localhost"
-    return (backend, host, str(parsed.port or ""), database)
-
-
-def protected_urls(app: Flask) -> dict[tuple[str, ...], str]:
-    """The development and production databases ``app`` would use, keyed by :func:`url_key`,
-    with a description of where each comes from."""
-    from . import database
-
-    state = get_state(app)
-    found: dict[tuple[str, ...], str] = {}
-    for env in ("development", "production"):
-        try:
-            settings = _config.load(app, env=env, root=state.root)
-        except _config.ConfigError:
-            continue
-        urls: dict[str, t.Any] = {"": settings.values.get("DATABASE_URL")}
-        if urls[""] is None:
-            urls[""] = database.default_url(app, env)
-        for key, value in (settings.values.get("SQLALCHEMY_BINDS") or {}).items():
-            urls[key] = value.get("url") if isinstance(value, dict) else value
-        for key, url in urls.items():
-            if not isinstance(url, str):
-                continue
-            try:
-                ident = url_key(database.normalize_url(url), app.instance_path)
-            except (_config.ConfigError, sa.exc.ArgumentError):
-                continue
-            if ident is not None:
-                where = _config.redact_url(url) + (f" (bind {key!r})" if key else "")
-                found.setdefault(ident, f"the {env} database {where}")
-    return found
-
-
-def refusal(app: Flask) -> str | None:
-    """Why ``app``, in testing, must not touch its database; ``None`` when it may."""
-    hits = []
-    protected = protected_urls(app)
-    for key, engine in engines_of(app).items():
-        url = engine.url if isinstance(engine, Engine) else engine.engine.url
-        ident = url_key(url, app.instance_path)
-        if ident in protected:
-            bind = f" (bind {key!r})" if key else ""
-            hits.append(f"{_config.redact_url(url)}{bind} is {protected[ident]}")
-    if not hits:
-        return None
-    return (
-        "flask_complete refuses to run tests against a development or production database: "
-        + "; ".join(hits)
-        + ". Tests get their own database: leave DATABASE_URL out of [testing] in settings.toml "
-        "(the plugin derives test_<name> from the development URL) or point it at a "
-        "database whose name starts with test_."
-    )
-
+__all__ = ["DatabaseBlocked", "DatabaseRefused", "TestDatabase", "TestDatabases"]
 
 _checked: weakref.WeakSet[Flask] = weakref.WeakSet()
 
 
 def guard_app(app: Flask) -> None:
-    """Make every engine of a testing ``app`` that points at a protected database refuse to
-    connect. Runs on each app context push; after the first it costs a set lookup."""
+    """Make every engine of a testing ``app`` that is not a test database refuse to connect
+    (:func:`flask_complete.testguard.refusal`), also for apps a suite builds and uses without
+    the fixtures. Runs on each app context push; after the first it costs a set lookup."""
     if app in _checked:
         return
     _checked.add(app)
@@ -198,34 +138,26 @@ def _sqlite_savepoints(engine: Engine) -> None:
 
 
 def _in_memory(url: URL) -> bool:
-    return url.get_backend_name() == "sqlite" and url_key(url, "") is None
+    from .testguard import identity
+
+    return url.get_backend_name() == "sqlite" and identity(url, "") is None
 
 
-def _require_test_name(url: URL, action: str) -> None:
-    name = Path(url.database or "").name
-    if not name.startswith("test_"):
-        raise DatabaseRefused(
-            f"flask_complete will not {action} the database {_config.redact_url(url)}: only "
-            "databases whose name starts with test_ are created and dropped by the test run. "
-            "Leave the test URL to the plugin (it derives test_<name>) or name it test_..."
-        )
-
-
-def create_database(url: URL) -> None:
-    """Create the (``test_``-named) database of ``url``."""
+def create_database(url: URL, app: Flask | None = None) -> None:
+    """Create the test database of ``url`` (refused unless it is one)."""
     from . import dbcli
 
     if not _in_memory(url):
-        _require_test_name(url, "create")
+        require_test_url(url, app, "create")
         dbcli.create_database(url)
 
 
-def drop_database(url: URL) -> None:
-    """Drop the (``test_``-named) database of ``url`` if it exists."""
+def drop_database(url: URL, app: Flask | None = None) -> None:
+    """Drop the test database of ``url`` if it exists (refused unless it is one)."""
     from . import dbcli
 
     if not _in_memory(url):
-        _require_test_name(url, "drop")
+        require_test_url(url, app, "drop")
         dbcli.drop_database(url)
 
 
@@ -236,51 +168,13 @@ def database_exists(url: URL) -> bool:
     return dbcli.database_exists(url)
 
 
-def worker_url(url: URL, worker: str) -> URL:
-    """``url`` for one pytest-xdist worker: ``test_notes`` -> ``test_notes_gw0``."""
-    if _in_memory(url):
-        return url
-    database = url.database or ""
-    if url.get_backend_name() == "sqlite":
-        path = Path(database)
-        return url.set(database=str(path.with_name(f"{path.stem}_{worker}{path.suffix}")))
-    return url.set(database=f"{database}_{worker}")
-
-
-def rebind(app: Flask, worker: str) -> None:
-    """Point every engine of the plugin-built ``app`` at its per-worker database."""
-    from . import database
-
-    state = get_state(app)
-    sqla = sqla_of(app)
-    config = app.config
-    uri = config.get("SQLALCHEMY_DATABASE_URI")
-    if uri is not None:
-        config["SQLALCHEMY_DATABASE_URI"] = _render(worker_url(make_url(uri), worker))
-    binds = config.get("SQLALCHEMY_BINDS") or {}
-    for key, value in binds.items():
-        options = dict(value) if isinstance(value, dict) else {"url": value}
-        options["url"] = _render(worker_url(make_url(options["url"]), worker))
-        binds[key] = options
-    # Flask-SQLAlchemy builds engines in init_app only: register it afresh on the new URLs.
-    for engine in engines_of(app).values():
-        engine.dispose()
-    del app.extensions["sqlalchemy"]
-    sqla.init_app(app)
-    bound, state.db_bound_before = state.db_bound_before, True
-    try:
-        database.init_app(app, state)  # the per-connection SQLite pragmas, the fork hook
-    finally:
-        state.db_bound_before = bound
-
-
 def _render(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
 class TestDatabase:
-    """The session's test database for the plugin-built app: created (or reused), schema built,
-    dropped at the end."""
+    """One test database (a URL per bind): created (or reused), schema built from the
+    migrations, dropped at the end. Every app built on the same URLs shares it."""
 
     __test__ = False
 
@@ -301,11 +195,14 @@ class TestDatabase:
         self.reused = False
         self.sqla = sqla_of(app)
         self.urls = {key: _url(e) for key, e in engines_of(app).items()}
+        self.apps: weakref.WeakSet[Flask] = weakref.WeakSet([app])
 
     @property
     def migrations_dir(self) -> Path | None:
         """The migrations folder the schema is built from, or ``None`` for ``create_all``."""
-        folder = get_state(self.app).migrations_dir
+        from .migrations import migrations_dir
+
+        folder = migrations_dir(self.app)
         if self.use_migrations and folder is not None and (folder / "env.py").is_file():
             return folder
         return None
@@ -333,16 +230,9 @@ class TestDatabase:
         return "flask_complete/db/" + hashlib.sha1(names.encode()).hexdigest()
 
     def setup(self) -> None:
-        """Refuse a protected database, then create the test database and build its schema."""
-        message = refusal(self.app)
-        if message is not None:
-            raise DatabaseRefused(message)
-        for url in self.urls.values():
-            if not _in_memory(url):
-                _require_test_name(url, "create")
-        for engine in engines_of(self.app).values():
-            if engine.dialect.name == "sqlite":
-                _sqlite_savepoints(engine)
+        """Refuse anything but a test database, then create it and build its schema."""
+        require_test_databases(self.app)
+        attach(self.app)
         with database_access():
             fingerprint = self.fingerprint()
             if (
@@ -356,8 +246,8 @@ class TestDatabase:
                 return
             self._dispose()
             for url in self.urls.values():
-                drop_database(url)
-                create_database(url)
+                drop_database(url, self.app)
+                create_database(url, self.app)
             self.build_schema()
             if self.cache is not None:
                 self.cache.set(self._cache_key(), fingerprint if self.reuse else None)
@@ -365,8 +255,14 @@ class TestDatabase:
     def build_schema(self) -> None:
         """Run the migrations to head, or ``create_all`` when there are none."""
         folder = self.migrations_dir
-        with self.app.app_context():
+        with self.app.app_context(), warnings.catch_warnings():
+            # Flask-Migrate's stock env.py calls the deprecated db.get_engine(): an app's own
+            # migrations folder must build the test schema under filterwarnings = error too.
+            warnings.filterwarnings("ignore", "'get_engine' is deprecated", DeprecationWarning)
             if folder is None:
+                from .migrations import import_models
+
+                import_models(self.app)
                 self.sqla.create_all()
                 return
             from . import migrations
@@ -375,16 +271,87 @@ class TestDatabase:
 
     def teardown(self) -> None:
         """Drop the test database unless it is kept for ``--reuse-db``."""
-        self._dispose()
+        for app in list(self.apps):
+            _dispose(app)
         if self.reuse:
             return
         for url in self.urls.values():
-            drop_database(url)
+            drop_database(url, self.app)
 
     def _dispose(self) -> None:
-        for engine in engines_of(self.app).values():
-            if isinstance(engine, Engine):
-                engine.dispose()
+        _dispose(self.app)
+
+
+def _dispose(app: Flask) -> None:
+    for engine in engines_of(app).values():
+        if isinstance(engine, Engine):
+            engine.dispose()
+
+
+_attached: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def attach(app: Flask) -> None:
+    """Ready ``app``'s engines for per-test isolation (SQLite's SAVEPOINT fix), once each, and
+    close their connections when the app goes away (apps a conftest builds per test)."""
+    engines = [e for e in engines_of(app).values() if isinstance(e, Engine)]
+    new = [e for e in engines if e not in _attached]
+    for engine in new:
+        _attached.add(engine)
+        if engine.dialect.name == "sqlite":
+            _sqlite_savepoints(engine)
+    if new:
+        weakref.finalize(app, _dispose_engines, new)
+
+
+def _dispose_engines(engines: list[Engine]) -> None:
+    for engine in engines:
+        engine.dispose()
+
+
+class TestDatabases:
+    """The test run's databases: one :class:`TestDatabase` per set of URLs, whichever app
+    (the plugin's or a conftest's, built once or per test) asks for it first."""
+
+    __test__ = False
+
+    def __init__(self, **options: t.Any) -> None:
+        self.options = options
+        self.by_urls: dict[tuple[str, ...], TestDatabase] = {}
+        #: In-memory SQLite: a database per engine, built for each app.
+        self.in_memory: weakref.WeakKeyDictionary[Engine, TestDatabase] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def prepare(self, app: Flask) -> TestDatabase:
+        """The test database of ``app``, created and migrated on first use."""
+        require_test_databases(app)
+        engines = {k: e for k, e in engines_of(app).items() if isinstance(e, Engine)}
+        memory = [e for e in engines.values() if _in_memory(e.url)]
+        if memory:
+            found = self.in_memory.get(memory[0])
+            if found is None:
+                found = TestDatabase(app, **{**self.options, "reuse": False})
+                found.setup()
+                for engine in memory:
+                    self.in_memory[engine] = found
+            return found
+        # By what the URLs address: two spellings of one database are one test database.
+        key = tuple(sorted(f"{k}={identity(e.url, app.instance_path)}" for k, e in engines.items()))
+        found = self.by_urls.get(key)
+        if found is None:
+            found = self.by_urls[key] = TestDatabase(app, **self.options)
+            found.setup()
+        elif app not in found.apps:
+            found.apps.add(app)
+            attach(app)
+        return found
+
+    def teardown(self) -> None:
+        """Drop every database of the run (kept with ``--reuse-db``)."""
+        for database in self.by_urls.values():
+            database.teardown()
+        self.by_urls.clear()
 
 
 def _url(engine: t.Any) -> URL:
@@ -422,6 +389,7 @@ def walk_migrations(app: Flask) -> list[str]:
 
     from . import migrations
 
+    require_test_databases(app)
     with database_access(), app.app_context():
         sqla_of(app).session.remove()
         script = ScriptDirectory.from_config(migrations.alembic_config(app))

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import re
 import secrets
-import sys
 import threading
 import typing as t
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Flask
@@ -27,12 +24,14 @@ from .testdb import (
     DatabaseBlocked,
     DatabaseRefused,
     TestDatabase,
+    TestDatabases,
     check_migrations,
     database_access,
     engines_of,
     sqla_of,
     walk_migrations,
 )
+from .testguard import require_test_databases
 
 if t.TYPE_CHECKING:
     from flask.testing import FlaskClient
@@ -44,6 +43,7 @@ __all__ = [
     "LiveServer",
     "SettingsOverride",
     "TestDatabase",
+    "TestDatabases",
     "check_migrations",
     "count_queries",
     "emptied_after",
@@ -56,21 +56,12 @@ __all__ = [
 # -- finding the app ------------------------------------------------------------------------------
 
 
-def load_app(spec: str, rootdir: Path) -> Flask:
-    """Import the app the way ``flask --app`` does: ``module``, ``module:app`` or
-    ``module:create_app()``, with ``rootdir`` on ``sys.path``."""
-    from flask.cli import locate_app, prepare_import
+def load_app(import_name: str, app_name: str | None) -> Flask:
+    """Import the app the way ``flask --app`` does (``module``, ``module:app`` or
+    ``module:create_app()``), its folder already on ``sys.path``."""
+    from flask.cli import locate_app
 
-    path, _, name = (
-        spec.partition(":") if not re.match(r"^[A-Za-z]:[\\/]", spec) else (spec, "", "")
-    )
-    if path.endswith(".py") or "/" in path or os.sep in path:
-        import_name = prepare_import(str(rootdir / path))
-    else:
-        if str(rootdir) not in sys.path:
-            sys.path.insert(0, str(rootdir))
-        import_name = path
-    app: Flask = locate_app(import_name, name or None)
+    app: Flask = locate_app(import_name, app_name)
     # The app this plugin builds is the one in testing mode; apps a suite builds keep their own.
     app.testing = True
     if not app.secret_key:
@@ -125,6 +116,7 @@ def isolated(app: Flask) -> Iterator[None]:
     """Run the block in one outer transaction per bind, rolled back after; the session joins it
     with SAVEPOINTs, so the code under test may ``commit()`` and ``rollback()`` freely."""
     sqla = sqla_of(app)
+    require_test_databases(app)
     engines = engines_of(app)
     saved = dict(engines)
     factory = sqla.session.session_factory
@@ -159,6 +151,7 @@ def isolated(app: Flask) -> Iterator[None]:
 def emptied_after(app: Flask) -> Iterator[None]:
     """Let the block commit for real; delete every row of the models' tables after it."""
     sqla = sqla_of(app)
+    require_test_databases(app)
     with database_access():
         try:
             yield

@@ -15,7 +15,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
 
 from flask_complete import Complete, ConfigError
-from flask_complete.database import derive_test_url, engine_options, normalize_url
+from flask_complete.database import absolute_sqlite, engine_options, normalize_url
+from flask_complete.testguard import derive_test_url
 
 
 class Base(DeclarativeBase):
@@ -75,6 +76,24 @@ def test_bad_url_says_the_form() -> None:
 )
 def test_test_url(given: str, expected: str) -> None:
     assert derive_test_url(given) == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///app.db", "sqlite:////srv/instance/app.db"),
+        ("sqlite:///data/app.db", "sqlite:////srv/instance/data/app.db"),
+        ("sqlite:////var/app.db", "sqlite:////var/app.db"),
+        ("sqlite://", "sqlite://"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("sqlite:///file:app.db?uri=true", "sqlite:///file:/srv/instance/app.db?uri=true"),
+        ("postgresql+psycopg://h/app.db", "postgresql+psycopg://h/app.db"),
+    ],
+)
+def test_relative_sqlite_paths_resolve_against_the_instance_folder(
+    given: str, expected: str
+) -> None:
+    assert absolute_sqlite(given, "/srv/instance") == expected
 
 
 def test_pool_options_dropped_where_rejected() -> None:

@@ -92,12 +92,30 @@ class Project:
             self.test_name = f"test_{self.name}"
         self.cleanup: list[str] = [self.name, self.test_name]
 
-    def write(self, *, extra: str = "", code: str = "", testing_url: str | None = None) -> None:
+    def write(
+        self,
+        *,
+        extra: str = "",
+        code: str = "",
+        testing_url: str | None = None,
+        where: str = "default",
+    ) -> None:
+        """The app and its settings, the development URL given in ``where``: ``default`` or
+        ``development`` (a settings.toml section), ``dotenv`` (.env), ``environ`` (the
+        DATABASE_URL variable) or ``code`` (app.config before the call)."""
+        if where == "code":
+            code = f'app.config["SQLALCHEMY_DATABASE_URI"] = "{self.dev_url}"\n    ' + code
         self.pytester.makepyfile(notes=APP.format(extra=extra, code=code))
-        lines = ["[default]", f'DATABASE_URL = "{self.dev_url}"']
+        lines = []
+        if where in ("default", "development"):
+            lines = [f"[{where}]", f'DATABASE_URL = "{self.dev_url}"']
         if testing_url:
             lines += ["[testing]", f'DATABASE_URL = "{testing_url}"']
         (self.pytester.path / "settings.toml").write_text("\n".join(lines) + "\n")
+        if where == "dotenv":
+            (self.pytester.path / ".env").write_text(f"DATABASE_URL={self.dev_url}\n")
+        if where == "environ":
+            self.pytester._monkeypatch.setenv("DATABASE_URL", self.dev_url)
         self.pytester.makeini("[pytest]\nflask_app = notes:create_app\nfilterwarnings = error\n")
 
     def create_dev(self, rows: int = 2) -> None:
@@ -200,6 +218,45 @@ def test_each_test_is_rolled_back_and_dev_database_untouched(project: Project) -
     assert not project.exists(project.test_name), "the test database is dropped after the run"
 
 
+def _literal(text: str) -> str:
+    """``text`` as an fnmatch pattern matching itself (brackets are character classes)."""
+    return "".join(f"[{c}]" if c in "[]*?" else c for c in text)
+
+
+SOURCES = {
+    "default": "settings.toml [default]",
+    "development": "settings.toml [development]",
+    "dotenv": ".env",
+    "environ": "env DATABASE_URL",
+    "code": "code",
+}
+
+
+@pytest.mark.parametrize(
+    ("project", "where"),
+    [("sqlite", where) for where in SOURCES]
+    + [(kind, where) for kind in ("postgres", "mysql") for where in ("development", "code")],
+    indirect=["project"],
+)
+def test_test_database_is_derived_from_the_development_url(project: Project, where: str) -> None:
+    """Wherever the development URL comes from, the tests run on test_<name> beside it, and the
+    report header says what it was derived from."""
+    project.write(where=where)
+    project.create_dev()
+    before = project.dev_snapshot()
+    project.pytester.makepyfile(test_isolation=ISOLATION_TESTS)
+    result = project.run()
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        [
+            f"flask_complete: test database *test_{project.name}*, derived from "
+            f"*{project.name}* ({_literal(SOURCES[where])})"
+        ]
+    )
+    assert project.dev_snapshot() == before
+    assert not project.exists(project.test_name)
+
+
 @pytest.mark.parametrize("project", ["sqlite", "postgres"], indirect=True)
 def test_testing_pointed_at_dev_is_redirected_to_a_test_copy(project: Project) -> None:
     project.write(testing_url=project.dev_url)
@@ -213,21 +270,27 @@ def test_testing_pointed_at_dev_is_redirected_to_a_test_copy(project: Project) -
 
 
 @pytest.mark.parametrize("project", ["sqlite", "mysql"], indirect=True)
-def test_app_set_to_the_dev_url_in_code_is_refused(project: Project) -> None:
+def test_app_set_to_the_dev_url_in_code_gets_a_test_copy(project: Project) -> None:
+    """A URL in code (a Config class) is where the test database is derived from, as
+    pytest-django derives test_<name> from the configured database."""
     project.write(code=f'app.config["SQLALCHEMY_DATABASE_URI"] = "{project.dev_url}"')
     project.create_dev()
     before = project.dev_snapshot()
     project.pytester.makepyfile(test_isolation=ISOLATION_TESTS)
     result = project.run()
-    result.assert_outcomes(errors=3)
+    result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
-        ["*refuses to run tests against a development or production database*"]
+        [
+            f"flask_complete: test database *test_{project.name}*, derived from *{project.name}* "
+            "(code)"
+        ]
     )
     assert project.dev_snapshot() == before
 
 
-def test_apps_a_suite_builds_are_refused_on_the_dev_database(project: Project) -> None:
-    """An app built by the suite itself (no plugin fixture) still cannot reach the dev file."""
+def test_apps_a_suite_builds_never_reach_the_dev_database(project: Project) -> None:
+    """An app built by the suite itself (no plugin fixture) gets a test copy, never the dev
+    file, also when it bound its own SQLAlchemy first."""
     project.write()
     project.create_dev()
     before = project.dev_snapshot()
@@ -244,8 +307,19 @@ def test_apps_a_suite_builds_are_refused_on_the_dev_database(project: Project) -
             app.config["SQLALCHEMY_DATABASE_URI"] = "{project.dev_url}"
             db = SQLAlchemy()
             Complete(app, db=db)
-            with app.app_context(), pytest.raises(DatabaseRefused, match="development"):
-                db.session.execute(db.text("DELETE FROM item"))
+            with app.app_context():
+                assert db.engine.url.database.endswith("test_{project.name}.sqlite3")
+                with pytest.raises(Exception, match="no such table: item"):
+                    db.session.execute(db.text("DELETE FROM item"))
+
+        def test_own_bound_app_on_dev_url(tmp_path):
+            # Bound to its SQLAlchemy before the call: the URL is its own, but not in tests.
+            app = Flask("notes")
+            app.config["SQLALCHEMY_DATABASE_URI"] = "{project.dev_url}"
+            db = SQLAlchemy(app)
+            Complete(app, db=db)
+            with app.app_context():
+                assert db.engine.url.database.endswith("test_{project.name}.sqlite3")
 
         def test_own_app_on_its_own_url(tmp_path):
             app = Flask("notes")
@@ -256,7 +330,7 @@ def test_apps_a_suite_builds_are_refused_on_the_dev_database(project: Project) -
                 assert db.session.execute(db.text("SELECT 1")).scalar() == 1
         '''
     )
-    project.run().assert_outcomes(passed=2)
+    project.run().assert_outcomes(passed=3)
     assert project.dev_snapshot() == before
 
 
@@ -597,3 +671,89 @@ def test_every_bind_is_isolated(project: Project) -> None:
     project.run().assert_outcomes(passed=2)
     assert not reports.exists()
     assert not (reports.parent / "test_reports.sqlite3").exists()
+
+
+def _spellings(kind: str, name: str, connectable: bool) -> list[str]:
+    """Other ways of writing the URL of the database ``name`` on the ``kind`` server (the
+    servers here listen on 127.0.0.1 only: ``::1`` spellings only where nothing connects)."""
+    if kind == "postgres":
+        found = [
+            f"postgresql://postgres@localhost/{name}",
+            f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}?application_name=x",
+            f"postgres://postgres@[::1]:5432/{name}",
+        ]
+    else:
+        found = [
+            f"mysql://root@localhost/{name}",
+            f"mariadb+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4",
+            f"mysql+pymysql://root@[::1]/{name}",
+        ]
+    return found[:2] if connectable else found
+
+
+SENTINEL_CONFTEST = """
+import pytest
+from flask import Flask
+from notes import db, create_app
+from flask_complete import Complete
+
+SPELLINGS = {spellings!r}
+
+
+@pytest.fixture(params=SPELLINGS)
+def app(request):
+    app = Flask("notes")
+    app.config["SQLALCHEMY_DATABASE_URI"] = request.param
+    Complete(app, db=db{pin})
+    return app
+"""
+
+SENTINEL_TESTS = """
+from sqlalchemy import delete
+from notes import Item
+
+
+def test_empties_every_table(transactional_db):
+    transactional_db.session.execute(delete(Item))
+    transactional_db.session.commit()
+
+
+def test_rolled_back_delete(db):
+    db.session.execute(delete(Item))
+    db.session.commit()
+"""
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+@pytest.mark.parametrize("dev_prefix", ["", "test_"])
+@pytest.mark.parametrize("pin", ["", ', env="development"'])
+def test_development_database_survives_every_spelling(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, kind: str, dev_prefix: str, pin: str
+) -> None:
+    """A conftest app on the development database, however its URL is spelled: the tests either
+    get a test copy or are refused before any statement runs; the sentinel rows survive. A
+    development database named test_... is recognised by what the URLs address."""
+    project = Project(pytester, kind)
+    project.name = dev_prefix + project.name
+    project.dev_url = f"{SERVERS[kind]}/{project.name}"
+    project.cleanup = [project.name, f"test_{project.name}"]
+    try:
+        project.write(where="environ")
+        project.create_dev()
+        before = project.dev_snapshot()
+        refused = bool(pin or dev_prefix)
+        spellings = [*_spellings(kind, project.name, not refused), project.dev_url]
+        if pin:  # neither development nor production, nor a test database
+            spellings.append(f"{SERVERS[kind]}/fc_other_{project.name}")
+        pytester.makeconftest(SENTINEL_CONFTEST.format(spellings=spellings, pin=pin))
+        pytester.makepyfile(test_sentinel=SENTINEL_TESTS)
+        result = project.run("-p", "no:cacheprovider")
+        if refused:
+            # Pinned to development, or a development database that looks like a test one.
+            result.assert_outcomes(errors=2 * len(spellings))
+            result.stdout.fnmatch_lines(["*refuses to let tests touch a database*"])
+        else:
+            result.assert_outcomes(passed=2 * len(spellings))
+        assert project.dev_snapshot() == before
+    finally:
+        project.drop_all()
