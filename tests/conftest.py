@@ -99,8 +99,9 @@ def drop_database(kind: str, name: str) -> None:
         engine.dispose()
 
 
-def unique_name(prefix: str = "fc") -> str:
-    """A database name no other test or run uses."""
+def unique_name(prefix: str = "test_fc") -> str:
+    """A database name no other test or run uses; ``test_``-named by default, so an app built
+    on it in the testing environment uses it as it is (other names get a test_ copy)."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 

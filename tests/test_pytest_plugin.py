@@ -82,7 +82,7 @@ class Project:
     def __init__(self, pytester: pytest.Pytester, kind: str) -> None:
         self.pytester = pytester
         self.kind = kind
-        self.name = unique_name()
+        self.name = unique_name("fc")
         if kind == "sqlite":
             self.dev_url = f"sqlite:///{pytester.path / 'instance' / (self.name + '.sqlite3')}"
             self.test_name = f"test_{self.name}.sqlite3"
