@@ -1,7 +1,9 @@
-"""The lifecycle commands of ``flask db``: create, drop, seed, reset, prepare, check and init.
+"""The lifecycle commands of ``flask db``: create, drop, seed, reset, prepare, check, init and
+environment.
 
 They act on the current environment's database (the default bind) and say what they did, where
-(the URL with its password hidden) and in which environment.
+(the URL with its password hidden) and in which environment. Every one that writes goes through
+:func:`flask_complete.dbenv.guard` first.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from flask.cli import with_appcontext
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
-from . import migrations
-from .config import redact_url
+from . import dbenv, migrations
+from .config import ENVIRONMENTS, redact_url
 from .database import bundled_extra
 from .extension import get_state
 
@@ -244,13 +246,11 @@ def _say(url: URL, what: str) -> None:
 def _destroy(
     action: str, yes: bool, i_know: bool
 ) -> tuple[Flask, SQLAlchemy, URL, dict[str, t.Any]]:
-    """Refuse in production without both flags, ask unless ``yes``, close the pool, drop."""
+    """Pass the gate (a production database needs both flags: no prompt there), ask unless
+    ``yes``, close the pool, drop."""
     app, sqla, url, connect_args = _target()
-    if get_state().env == "production" and not (yes and i_know):
-        raise click.UsageError(
-            f"Refusing to {action} the production database {redact_url(url)}. If you really "
-            f"mean it, run `flask db {action} --yes --i-know-this-is-production`."
-        )
+    with database_errors(url):
+        dbenv.guard(app, action, i_know=yes and i_know, command=f"flask db {action} --yes")
     if not yes:
         click.confirm(f"{action.capitalize()} {redact_url(url)}? All its data is lost.", abort=True)
     # Pooled connections would keep the database in use (PostgreSQL refuses to drop it).
@@ -290,7 +290,7 @@ def _build_schema(app: Flask, sqla: SQLAlchemy, url: URL) -> None:
                 "first migration, mark it applied once with `flask db stamp <revision>` (or "
                 "`flask db stamp head` if they match the models), then run this again."
             )
-        migrations.upgrade(app)
+        migrations.upgrade(app)  # stamps the environment
         after = migrations.current_revisions(app)
         if before == after:
             _say(url, f"already at head {', '.join(sorted(after)) or '(no revisions)'}")
@@ -298,6 +298,7 @@ def _build_schema(app: Flask, sqla: SQLAlchemy, url: URL) -> None:
             shown = ", ".join(sorted(before)) or "an empty schema"
             _say(url, f"upgraded from {shown} to {', '.join(sorted(after))}")
     else:
+        dbenv.guard(app, "upgrade", record=True)
         migrations.import_models(app)
         sqla.create_all()
         _say(url, "created the tables with create_all (no migrations folder)")
@@ -323,16 +324,25 @@ _i_know = click.option(
     "--i-know-this-is-production",
     "i_know",
     is_flag=True,
-    help="Allow this in production (with --yes).",
+    help="Allow this on a production database (drop and reset: with --yes).",
 )
+
+
+def _create(app: Flask, url: URL, connect_args: dict[str, t.Any]) -> bool:
+    """Create the database; stamp a new one with the environment."""
+    created = create_database(url, connect_args)
+    if created:
+        with database_errors(url):
+            dbenv.set_stamp(app, get_state(app).env)
+    return created
 
 
 @click.command("create")
 @with_appcontext
 def create_command() -> None:
     """Create the database of this environment."""
-    _, _, url, connect_args = _target()
-    created = create_database(url, connect_args)
+    app, _, url, connect_args = _target()
+    created = _create(app, url, connect_args)
     _say(url, "created database" if created else "database exists already")
 
 
@@ -346,11 +356,13 @@ def drop_command(yes: bool, i_know: bool) -> None:
 
 
 @click.command("seed")
+@_i_know
 @with_appcontext
-def seed_command() -> None:
+def seed_command(i_know: bool) -> None:
     """Run the SEEDS of this environment in one transaction."""
     app, _, url, _ = _target()
     with database_errors(url):
+        dbenv.guard(app, "seed", i_know=i_know)
         _seed(app, url)
 
 
@@ -361,7 +373,7 @@ def seed_command() -> None:
 def reset_command(yes: bool, i_know: bool) -> None:
     """Drop and recreate the database, upgrade it to head and seed it."""
     app, sqla, url, connect_args = _destroy("reset", yes, i_know)
-    create_database(url, connect_args)
+    _create(app, url, connect_args)
     _say(url, "created database")
     with database_errors(url):
         _build_schema(app, sqla, url)
@@ -373,9 +385,10 @@ def reset_command(yes: bool, i_know: bool) -> None:
 def prepare_command() -> None:
     """Create the database if missing, upgrade it to head, seed it if it was empty."""
     app, sqla, url, connect_args = _target()
-    created = create_database(url, connect_args)
+    created = _create(app, url, connect_args)
     _say(url, "created database" if created else "database exists")
     with database_errors(url):
+        dbenv.guard(app, "prepare")
         had_rows = not created and _tables_with_rows(sqla) > 0
         _build_schema(app, sqla, url)
         if had_rows:
@@ -405,6 +418,41 @@ def check_command(directory: str | None) -> None:
     app, _, url, _ = _target()
     with database_errors(url):
         problem = migrations.check(app, directory or g.get("directory"))
-    if problem:
-        raise click.ClickException(f"{redact_url(url)} ({get_state().env}): {problem}")
+    stamp = dbenv.check(app)
+    errors = [f"{p.message} {p.fix}" for p in stamp if p.level == "error"]
+    if problem or errors:
+        raise click.ClickException(
+            f"{redact_url(url)} ({get_state().env}): " + "\n".join(filter(None, [problem, *errors]))
+        )
+    for finding in stamp:
+        click.echo(f"warning: {finding.message} {finding.fix}", err=True)
     _say(url, "database matches the models and the migrations")
+
+
+@click.command("environment")
+@click.argument("env", required=False, type=click.Choice(ENVIRONMENTS))
+@_i_know
+@with_appcontext
+def environment_command(env: str | None, i_know: bool) -> None:
+    """Show the environment the database is stamped with, or stamp it with ENV."""
+    app, _, url, connect_args = _target()
+    with database_errors(url):
+        if not database_exists(url, connect_args):
+            raise click.ClickException(
+                f"The database {redact_url(url)} does not exist: create it with `flask db create`"
+                " (which stamps it)."
+            )
+        found = dbenv.current(app)
+        if env is None:
+            hint = f"not stamped (stamp it with `flask db environment {get_state().env}`)"
+            _say(url, f"stamped {found}" if found else hint)
+            return
+        if found == env:
+            _say(url, f"stamped {env} already")
+            return
+        if env != dbenv.PRODUCTION:
+            # Stamping production only protects more; anything else may lift a protection.
+            command = f"flask db environment {env}"
+            dbenv.guard(app, "environment", i_know=i_know, command=command)
+        dbenv.set_stamp(app, env)
+    _say(url, f"stamped {env}" + (f" (was {found})" if found else ""))

@@ -14,6 +14,8 @@ from alembic.autogenerate import renderers
 from alembic.operations import ops
 from sqlalchemy.sql.schema import DEFAULT_NAMING_CONVENTION
 
+from . import dbenv
+
 # Kept for env.py files that call it from here.
 from .migrations import import_models as import_models
 
@@ -32,7 +34,8 @@ def configure_options(context: t.Any, app: Flask, metadata: sa.MetaData) -> dict
     set."""
     options = dict(app.extensions["migrate"].configure_args)
     allow = context.get_x_argument(as_dictionary=True).get("allow_drop", "")
-    options["include_object"] = drop_guard(allow, options.get("include_object"))
+    # Our environment table is hidden before the drop guard: allow_drop=* never drops it.
+    options["include_object"] = dbenv.hide_table(drop_guard(allow, options.get("include_object")))
     if options.get("compare_type", True) is not False:
         options["compare_type"] = enum_values_differ(options.get("compare_type"))
     options["process_revision_directives"] = revision_directives(
@@ -47,7 +50,7 @@ def configure_options(context: t.Any, app: Flask, metadata: sa.MetaData) -> dict
     return options
 
 
-IncludeObject = t.Callable[[t.Any, str | None, str, bool, t.Any], bool]
+IncludeObject = dbenv.IncludeObject
 
 
 def drop_guard(allow: str, then: IncludeObject | None = None) -> IncludeObject:

@@ -37,9 +37,20 @@ if t.TYPE_CHECKING:
     from .extension import CompleteState
 
 #: Our commands, beside Flask-Migrate's; ``init`` and ``check`` replace Flask-Migrate's own.
-OWN_COMMANDS = ("check", "create", "drop", "init", "prepare", "reset", "seed")
+OWN_COMMANDS = ("check", "create", "drop", "environment", "init", "prepare", "reset", "seed")
 #: Commands that work without a migrations folder.
-NO_FOLDER_NEEDED = ("create", "drop", "init", "list-templates", "prepare", "reset", "seed")
+NO_FOLDER_NEEDED = (
+    "create",
+    "drop",
+    "environment",
+    "init",
+    "list-templates",
+    "prepare",
+    "reset",
+    "seed",
+)
+#: Flask-Migrate's commands that write to the database: each passes the gate first.
+GATED = ("downgrade", "migrate", "stamp", "upgrade")
 TEMPLATE = "migration_template"
 
 
@@ -65,18 +76,39 @@ class DbGroup(AppGroup):
         command: click.Command | None = migrate_group.get_command(ctx, cmd_name)
         if command is None or command.callback is None:
             return command
-        # A copy, so the shared group keeps its own callback.
+        # A copy, so the shared group keeps its own callback and options.
         wrapped = copy.copy(command)
-        wrapped.callback = _with_clear_errors(command.callback)
+        wrapped.callback = _gated(cmd_name, command.callback)
+        if cmd_name in ("downgrade", "stamp"):
+            wrapped.params = [*command.params, _i_know_option()]
         return wrapped
 
 
-def _with_clear_errors(callback: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+def _i_know_option() -> click.Option:
+    return click.Option(
+        ["--i-know-this-is-production", "i_know"],
+        is_flag=True,
+        help="Allow this on a production database.",
+    )
+
+
+def _gated(name: str, callback: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+    """``callback`` with clear errors and, for the commands in :data:`GATED`, the gate before
+    it (``upgrade`` also stamps the environment)."""
+
     @functools.wraps(callback)
     def run(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        from . import dbenv
         from .dbcli import database_errors
 
+        i_know = kwargs.pop("i_know", False)
         with database_errors():
+            # --sql writes SQL to standard output and never connects.
+            if name in GATED and not kwargs.get("sql"):
+                app = current_app._get_current_object()  # type: ignore[attr-defined]
+                revision = kwargs.get("revision")
+                command = f"flask db {name}" + (f" {revision}" if revision else "")
+                dbenv.guard(app, name, i_know=i_know, command=command, record=name == "upgrade")
             return callback(*args, **kwargs)
 
     return run
@@ -164,28 +196,34 @@ def migrations_dir(app: Flask | None = None) -> Path:
 
 
 def ensure_migrate(app: Flask) -> Migrate:
-    """The app's ``Migrate``: the one it registered, else ours, created now."""
-    found = app.extensions.get("migrate")
-    if found is not None:
-        return t.cast("Migrate", found.migrate)
-    from flask_migrate import Migrate
+    """The app's ``Migrate``: the one it registered, else ours, created now. Either way
+    autogenerate ignores our environment table, even with an ``env.py`` of Flask-Migrate's."""
+    from . import dbenv
 
-    state = get_state(app)
-    migrate = Migrate(
-        db=state.db,
-        directory=str(migrations_dir(app)),
-        compare_type=True,
-        render_as_batch=True,
-        compare_server_default=compare_server_default,
-    )
-    # Migrate.init_app registers Flask-Migrate's shared group: put back what was there.
-    before = app.cli.commands.get("db")
-    migrate.init_app(app)
-    if before is not None:
-        app.cli.commands["db"] = before
-    else:
-        app.cli.commands.pop("db", None)
-    return migrate
+    found = app.extensions.get("migrate")
+    if found is None:
+        from flask_migrate import Migrate
+
+        state = get_state(app)
+        migrate = Migrate(
+            db=state.db,
+            directory=str(migrations_dir(app)),
+            compare_type=True,
+            render_as_batch=True,
+            compare_server_default=compare_server_default,
+        )
+        # Migrate.init_app registers Flask-Migrate's shared group: put back what was there.
+        before = app.cli.commands.get("db")
+        migrate.init_app(app)
+        if before is not None:
+            app.cli.commands["db"] = before
+        else:
+            app.cli.commands.pop("db", None)
+        found = app.extensions["migrate"]
+    # configure_args is what every env.py, Flask-Migrate's too, passes to context.configure.
+    args = found.configure_args
+    args["include_object"] = dbenv.hide_table(args.get("include_object"))
+    return t.cast("Migrate", found.migrate)
 
 
 def has_migrations(app: Flask) -> bool:
@@ -206,19 +244,29 @@ def alembic_config(app: Flask) -> Config:
 
 
 def upgrade(app: Flask, revision: str = "head") -> None:
-    """Upgrade the app's database to ``revision``."""
+    """Upgrade the app's database to ``revision`` and stamp it with the app's environment;
+    refused on a database stamped with another one."""
     from alembic import command
 
+    from . import dbenv
+
     with app.app_context():
-        command.upgrade(alembic_config(app), revision)
+        config = alembic_config(app)
+        dbenv.guard(app, "upgrade", command=f"flask db upgrade {revision}", record=True)
+        command.upgrade(config, revision)
 
 
-def downgrade(app: Flask, revision: str = "-1") -> None:
-    """Downgrade the app's database to ``revision``."""
+def downgrade(app: Flask, revision: str = "-1", *, i_know: bool = False) -> None:
+    """Downgrade the app's database to ``revision``; a production database needs ``i_know``
+    (``--i-know-this-is-production``)."""
     from alembic import command
 
+    from . import dbenv
+
     with app.app_context():
-        command.downgrade(alembic_config(app), revision)
+        config = alembic_config(app)
+        dbenv.guard(app, "downgrade", i_know=i_know, command=f"flask db downgrade {revision}")
+        command.downgrade(config, revision)
 
 
 def head_revisions(app: Flask) -> set[str]:

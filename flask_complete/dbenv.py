@@ -1,0 +1,353 @@
+"""Which environment a database belongs to, and the one gate that decides what may touch it.
+
+``flask db create | prepare | upgrade`` stamp the database with the environment they ran in, in a
+one-row table of ours beside ``alembic_version`` (Rails keeps ``ar_internal_metadata`` for the
+same purpose). No model's metadata holds that table, and autogenerate is told to ignore it.
+
+:func:`authorize` is the gate. Every command that writes to a database calls it, the pytest
+plugin too before it creates or drops a test database:
+
+* a database stamped with another environment is refused to every writing command, naming
+  both, whatever ``FLASK_ENV`` says;
+* destructive actions on a database stamped ``production`` (or on an unstamped one when the
+  command runs in production) need ``--i-know-this-is-production``.
+
+Importing this module costs nothing beyond SQLAlchemy and Click; :func:`authorize` needs no app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import typing as t
+
+import click
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DBAPIError
+
+from .config import Problem, redact_url
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from flask import Flask
+
+#: The table of ours, beside ``alembic_version``; key/value rows, ``environment`` among them.
+TABLE_NAME = "flask_complete_metadata"
+ENV_KEY = "environment"
+PRODUCTION = "production"
+#: Actions that destroy or rewrite data: a production database needs the flag for them.
+#: ``create`` is the pytest plugin's, which drops an existing test database first.
+DESTRUCTIVE = frozenset({"create", "downgrade", "drop", "environment", "reset", "seed", "stamp"})
+#: Actions refused on a database stamped with another environment (``environment`` is how a
+#: database changes hands, so it is not among them).
+WRITING = (DESTRUCTIVE - {"environment"}) | {"migrate", "prepare", "upgrade"}
+FLAG = "--i-know-this-is-production"
+
+_metadata = sa.MetaData()
+table = sa.Table(
+    TABLE_NAME,
+    _metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+
+
+class EnvironmentRefused(click.UsageError):
+    """The gate refused an action on a database; the message names the database, both
+    environments and the command that goes ahead."""
+
+
+# -- the stamp ------------------------------------------------------------------------------------
+
+#: What :func:`_lookup` returns for a database that does not exist.
+_MISSING = object()
+
+
+def _missing_database(error: DBAPIError) -> bool:
+    """Whether connecting failed because the server has no such database."""
+    orig = error.orig
+    code = orig.args[0] if orig is not None and orig.args else None
+    text = str(orig).lower()
+    return code == 1049 or ("database" in text and "does not exist" in text)
+
+
+def _sqlite_file(url: URL) -> str | None:
+    """The file of a SQLite URL; ``None`` for an in-memory or URI database."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if database.startswith("file:") else database
+
+
+def _read(connection: Connection) -> str | None:
+    began = not connection.in_transaction()
+    try:
+        # Look before reading: a failed SELECT would abort the caller's transaction on
+        # PostgreSQL.
+        if not sa.inspect(connection).has_table(TABLE_NAME):
+            return None
+        query = sa.select(table.c.value).where(table.c.key == ENV_KEY)
+        value = connection.execute(query).scalar_one_or_none()
+        return None if value is None else str(value)
+    finally:
+        if began:
+            # Leave the connection as it was: no transaction begun by the read.
+            connection.rollback()
+
+
+def _lookup(bind: Connection | URL | str, connect_args: dict[str, t.Any] | None) -> t.Any:
+    """The stamp of ``bind``, ``None`` when unstamped, :data:`_MISSING` without a database."""
+    if isinstance(bind, Connection):
+        return _read(bind)
+    url = make_url(bind)
+    path = _sqlite_file(url)
+    if path is not None and not os.path.exists(path):
+        return _MISSING  # connecting would create the file
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args or {})
+    try:
+        with engine.connect() as connection:
+            return _read(connection)
+    except DBAPIError as e:
+        if _missing_database(e):
+            return _MISSING
+        raise
+    finally:
+        engine.dispose()
+
+
+def read_stamp(
+    bind: Connection | URL | str, connect_args: dict[str, t.Any] | None = None
+) -> str | None:
+    """The environment ``bind`` (a connection, or a URL opened on its own unpooled connection)
+    is stamped with; ``None`` when unstamped or when the database, file or table is missing."""
+    found = _lookup(bind, connect_args)
+    return None if found is _MISSING else t.cast("str | None", found)
+
+
+def stamp(connection: Connection, env: str) -> None:
+    """Record ``env`` as the environment of ``connection``'s database, creating our table if
+    needed; committed unless the caller holds a transaction."""
+    with contextlib.nullcontext() if connection.in_transaction() else connection.begin():
+        table.create(connection, checkfirst=True)
+        connection.execute(table.delete().where(table.c.key == ENV_KEY))
+        connection.execute(table.insert().values(key=ENV_KEY, value=env))
+
+
+# -- the gate -------------------------------------------------------------------------------------
+
+_VERB = {"environment": "re-stamp", "create": "recreate"}
+
+
+def refusal(
+    stamped: str | None, *, env: str, action: str, i_know: bool, shown: str, command: str
+) -> str | None:
+    """Why ``action`` in ``env`` may not touch the database ``shown`` stamped ``stamped``
+    (``None`` when it may). ``command`` is what the user ran, for the fix."""
+    verb = _VERB.get(action, action)
+    if stamped is not None and stamped != env and action in WRITING:
+        # Changing a production stamp needs the flag, as does what destroys data there.
+        restamp = f" {FLAG}" if stamped == PRODUCTION else ""
+        rerun = restamp if action in DESTRUCTIVE else ""
+        return (
+            f"Refusing to {verb} {shown}: the database is stamped {stamped}, and this command "
+            f"runs in {env}. If you meant the {stamped} database, run the command there: "
+            f"`FLASK_ENV={stamped} {command}{rerun}`. If the database now belongs to {env}, "
+            f"re-stamp it first: `flask db environment {env}{restamp}`."
+        )
+    protected = stamped == PRODUCTION or (stamped is None and env == PRODUCTION)
+    if protected and action in DESTRUCTIVE and not i_know:
+        why = "stamped production" if stamped else "this command runs in production"
+        return (
+            f"Refusing to {verb} the production database {shown} ({why}). If you really mean "
+            f"it, run `{command} {FLAG}`."
+        )
+    return None
+
+
+def authorize(
+    bind: Connection | URL | str,
+    *,
+    env: str,
+    action: str,
+    i_know: bool = False,
+    connect_args: dict[str, t.Any] | None = None,
+    command: str | None = None,
+) -> str | None:
+    """The gate: raise :class:`EnvironmentRefused` unless ``action`` run in ``env`` may touch
+    the database of ``bind``; return its stamp.
+
+    :param bind: A connection, or a URL (read on its own unpooled connection; a missing
+        database, file or table has no stamp). Needs no app context.
+    :param action: ``create``, ``drop``, ``reset``, ``seed``, ``downgrade``, ``stamp``,
+        ``environment`` (destructive); ``upgrade``, ``prepare``, ``migrate`` (writing).
+    :param i_know: ``--i-know-this-is-production`` was given.
+    :param command: The command as the user would retype it, for the message (default
+        ``flask db <action>``).
+    """
+    stamped = read_stamp(bind, connect_args)
+    url = bind.engine.url if isinstance(bind, Connection) else make_url(bind)
+    message = refusal(
+        stamped,
+        env=env,
+        action=action,
+        i_know=i_know,
+        shown=redact_url(url),
+        command=command or f"flask db {action}",
+    )
+    if message is not None:
+        raise EnvironmentRefused(message)
+    return stamped
+
+
+# -- an app's database ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _connection(app: Flask) -> Iterator[tuple[Connection | URL, bool]]:
+    """What to read the app's default bind through: the connection standing in for the engine
+    under the pytest plugin's isolation (``True``), an in-memory database's own engine, else its
+    URL (so a missing server database reads as unstamped)."""
+    from . import migrations
+    from .extension import get_state
+
+    sqla = get_state(app).db
+    if sqla is None:
+        raise click.ClickException("This app has no database (COMPLETE_DATABASE = false).")
+    with app.app_context():
+        bind = sqla.engine
+        if isinstance(bind, Connection):
+            yield bind, True
+            return
+        url = bind.url
+        if url.get_backend_name() == "sqlite" and _sqlite_file(url) is None:
+            # Another connection would open another in-memory database.
+            with migrations.connect(sqla) as connection:
+                yield connection, False
+            return
+        yield url, False
+
+
+def _connect_args(app: Flask) -> dict[str, t.Any]:
+    options = app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
+    return dict(options.get("connect_args") or {})
+
+
+def guard(
+    app: Flask,
+    action: str,
+    *,
+    i_know: bool = False,
+    command: str | None = None,
+    record: bool = False,
+) -> str | None:
+    """:func:`authorize` ``action`` on ``app``'s default bind in the app's environment; with
+    ``record``, stamp an unstamped database with that environment. Returns the stamp found."""
+    from . import migrations
+    from .extension import get_state
+
+    env = get_state(app).env
+    with _connection(app) as (bind, isolated):
+        found = authorize(
+            bind,
+            env=env,
+            action=action,
+            i_know=i_know,
+            connect_args=_connect_args(app),
+            command=command,
+        )
+    if record and found is None and not isolated:
+        # Under the plugin's isolation the test database is the plugin's: it stamped it when
+        # it built the schema, and DDL there would end the test's transaction on MySQL.
+        sqla = get_state(app).db
+        assert sqla is not None
+        with app.app_context(), migrations.connect(sqla) as connection:
+            stamp(connection, env)
+    return found
+
+
+def set_stamp(app: Flask, env: str) -> None:
+    """Stamp ``app``'s database with ``env`` (the ``flask db environment`` command, after the
+    gate)."""
+    from . import migrations
+    from .extension import get_state
+
+    sqla = get_state(app).db
+    assert sqla is not None
+    with app.app_context(), migrations.connect(sqla) as connection:
+        stamp(connection, env)
+
+
+def current(app: Flask) -> str | None:
+    """The stamp of ``app``'s database (``None``: unstamped or missing)."""
+    with _connection(app) as (bind, _):
+        return read_stamp(bind, _connect_args(app))
+
+
+def check(app: Flask) -> list[Problem]:
+    """Findings for ``flask complete check``: ``database.unstamped`` (warning) when the database
+    records no environment, ``database.env_mismatch`` (error) when it records another one. No
+    finding when the database is missing or unreachable: other checks report that."""
+    from .extension import get_state
+
+    env = get_state(app).env
+    try:
+        with _connection(app) as (bind, _):
+            found = _lookup(bind, _connect_args(app))
+            url = bind.engine.url if isinstance(bind, Connection) else make_url(bind)
+    except (sa.exc.SQLAlchemyError, ModuleNotFoundError, click.ClickException):
+        return []
+    shown = redact_url(url)
+    if found is _MISSING:
+        return []
+    if found is None:
+        return [
+            Problem(
+                "database.unstamped",
+                "DATABASE_URL",
+                f"The database {shown} records no environment, so nothing tells a command "
+                "run in another environment (or with FLASK_ENV unset) that it is not theirs.",
+                f"Stamp it: `flask db environment {env}` (`flask db prepare` and `flask db "
+                "upgrade` stamp a database too).",
+                level="warning",
+            )
+        ]
+    if found != env:
+        flag = f" {FLAG}" if found == PRODUCTION else ""
+        return [
+            Problem(
+                "database.env_mismatch",
+                "DATABASE_URL",
+                f"The database {shown} is stamped {found}, but the app runs in {env}: "
+                f"commands that write to it are refused.",
+                f"Run in {found} (FLASK_ENV={found}), or point DATABASE_URL at the {env} "
+                f"database; if this database now belongs to {env}, re-stamp it with "
+                f"`flask db environment {env}{flag}`.",
+            )
+        ]
+    return []
+
+
+# -- autogenerate ---------------------------------------------------------------------------------
+
+IncludeObject = t.Callable[[t.Any, str | None, str, bool, t.Any], bool]
+
+
+def hide_table(then: IncludeObject | None = None) -> IncludeObject:
+    """An Alembic ``include_object`` hook that hides our table from autogenerate, then asks
+    ``then`` (the app's own hook) about everything else."""
+    if getattr(then, "hides_flask_complete_table", False):
+        return t.cast(IncludeObject, then)
+
+    def include_object(
+        obj: t.Any, name: str | None, type_: str, reflected: bool, compare_to: t.Any
+    ) -> bool:
+        if name == TABLE_NAME and type_ == "table":
+            return False
+        if type_ != "table" and getattr(getattr(obj, "table", None), "name", None) == TABLE_NAME:
+            return False
+        return then(obj, name, type_, reflected, compare_to) if then else True
+
+    include_object.hides_flask_complete_table = True  # type: ignore[attr-defined]
+    return include_object
