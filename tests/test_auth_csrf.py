@@ -8,13 +8,14 @@ from pathlib import Path
 import flask_login
 import pytest
 import sqlalchemy as sa
-from flask import Flask, redirect, render_template_string, request, url_for
+from conftest import track
+from flask import Flask, redirect, render_template_string, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Mapped, mapped_column
 from test_auth_support import PASSWORD, STRONG, add_user, dispose, make_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from flask_complete import Complete
+from flask_complete import Complete, ConfigError
 from flask_complete.auth import admin_required, csrf_exempt, login_required
 
 pytest_plugins = ["test_auth_support"]
@@ -150,8 +151,10 @@ def tutorial_app(tmp_path: Path, **config: t.Any) -> tuple[Flask, SQLAlchemy, ty
             return check_password_hash(self.password_hash, password)
 
     app = Flask("tutorial")
+    # Already a test database's name: the testing environment would derive test_<name> from
+    # another, and the tables made here, before Complete, would not be in it.
     app.config.update(
-        SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'tut.sqlite3'}"
+        SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'test_tut.sqlite3'}"
     )
     app.config.update(config)
     db.init_app(app)
@@ -252,3 +255,109 @@ def test_csrf_is_opt_in_for_an_existing_app(tmp_path: Path) -> None:
     finally:
         with app.app_context():
             db.engine.dispose()
+
+
+# An app shaped like the Flask tutorial's (flaskr): its own login view keeps the user in
+# session["user_id"]; no Flask-Login, no user model given to Complete.
+FLASKR_FORM = '<form method=post><input name=csrf_token value="{{ csrf_token() }}"></form>'
+
+
+def flaskr_app(tmp_path: Path, **config: t.Any) -> Flask:
+    app = Flask("flaskr", root_path=str(tmp_path), instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'flaskr.sqlite3'}"
+    )
+    app.config.update(config)
+    hashed = generate_password_hash(PASSWORD, "pbkdf2:sha256:1000")
+
+    @app.route("/auth/login", methods=["GET", "POST"])
+    def login() -> t.Any:
+        if request.method == "POST":
+            if not check_password_hash(hashed, request.form.get("password", "")):
+                return "Incorrect password.", 401
+            session.clear()
+            session["user_id"] = 1
+            return redirect(url_for("create"))
+        return render_template_string(FLASKR_FORM)
+
+    @app.route("/create", methods=["GET", "POST"])
+    def create() -> t.Any:
+        if request.method == "POST":
+            return f"created by {session.get('user_id', 'anonymous')}"
+        return render_template_string(FLASKR_FORM)
+
+    Complete(app, env="testing", root=tmp_path)
+    track(app)
+    return app
+
+
+def test_csrf_true_protects_an_app_with_its_own_session_login(tmp_path: Path) -> None:
+    app = flaskr_app(tmp_path, CSRF_PROTECT=True)
+    # Anonymous, no cookie: nothing to forge.
+    assert app.test_client().post("/create").data == b"created by anonymous"
+
+    client = app.test_client()
+    form = client.get("/auth/login").get_data(as_text=True)
+    token = form.split('value="')[1].split('"')[0]
+    # The visitor has a session cookie now: its login form carries the token, and works.
+    response = client.post("/auth/login", data={"password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 302, response.data
+    assert client.get_cookie(app.config["SESSION_COOKIE_NAME"]) is not None
+
+    page = client.get("/create").get_data(as_text=True)
+    token = page.split('value="')[1].split('"')[0]
+    forged = client.post(
+        "/create", data={"csrf_token": token}, headers={"Origin": "https://evil.test"}
+    )
+    assert forged.status_code == 403 and b"Cross-site request refused" in forged.data
+    missing = client.post("/create")
+    assert missing.status_code == 403 and b"CSRF token missing" in missing.data
+    same = client.post(
+        "/create", data={"csrf_token": token}, headers={"Origin": "http://localhost"}
+    )
+    assert (same.status_code, same.data) == (200, b"created by 1")
+
+
+def test_csrf_auto_leaves_an_app_with_its_own_login_alone(tmp_path: Path) -> None:
+    app = flaskr_app(tmp_path)
+    client = app.test_client()
+    assert client.post("/auth/login", data={"password": PASSWORD}).status_code == 302
+    response = client.post("/create", headers={"Origin": "https://evil.test"})
+    assert response.data == b"created by 1"  # opt-in, as documented
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "on", "enabled", None, ["true"]])
+@pytest.mark.parametrize("with_model", [False, True], ids=["own login", "bundle login"])
+def test_an_invalid_csrf_protect_is_an_error_never_off(
+    tmp_path: Path, value: t.Any, with_model: bool
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        if with_model:
+            make_app("sqlite://", tmp_path, CSRF_PROTECT=value)
+        else:
+            flaskr_app(tmp_path, CSRF_PROTECT=value)
+    (problem,) = [p for p in caught.value.problems if p.key == "CSRF_PROTECT"]
+    assert problem.level == "error"
+    assert f"CSRF_PROTECT = {value!r}" in problem.message
+    assert 'true, false or "auto"' in problem.fix
+
+
+@pytest.mark.parametrize(
+    ("files", "env"),
+    [
+        ({"settings.toml": 'CSRF_PROTECT = "yes"\n'}, {}),
+        ({}, {"FLASK_CSRF_PROTECT": "1"}),
+        ({}, {"FLASK_CSRF_PROTECT": "on"}),
+    ],
+    ids=["settings.toml", "FLASK_ env 1", "FLASK_ env on"],
+)
+def test_an_invalid_csrf_protect_from_the_settings_is_an_error(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, files: dict[str, str], env: dict[str, str]
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    for name, raw in env.items():
+        clean_env.setenv(name, raw)
+    with pytest.raises(ConfigError) as caught:
+        flaskr_app(tmp_path)
+    assert any(p.key == "CSRF_PROTECT" for p in caught.value.problems)

@@ -11,6 +11,7 @@ import typing as t
 if t.TYPE_CHECKING:
     from flask import Flask
 
+    from ..config import Problem
     from ..extension import CompleteState
     from .core import AuthState
     from .csrf import exempt as csrf_exempt
@@ -55,10 +56,14 @@ def init_app(app: Flask, state: CompleteState) -> None:
     """Wire auth into ``app`` when a user model is given; otherwise only the opt-in CSRF check
     (``CSRF_PROTECT = true``) for an app with its own login."""
     if state.user_model is None:
-        if _flag(app.config.get("CSRF_PROTECT", "auto")) is True:
+        # Read from app.config, so that a value set in code is judged too.
+        flag = _flag(app.config.get("CSRF_PROTECT", "auto"))
+        if flag == "invalid":
+            state.problems.append(_invalid_flag(app, state))
+        elif flag is True:
             from . import csrf
 
-            csrf.install(app, everywhere=True)
+            csrf.install(app, everywhere=True, session_login=True)
         return
     from . import core
 
@@ -74,8 +79,24 @@ def state_or_none(app: Flask | None = None) -> AuthState | None:
     return app.extensions.get(STATE_KEY)
 
 
+def _invalid_flag(app: Flask, state: CompleteState) -> Problem:
+    from ..config import Problem
+
+    value = app.config.get("CSRF_PROTECT")
+    source = state.settings.sources.get("CSRF_PROTECT", "code")
+    return Problem(
+        "auth.setting",
+        "CSRF_PROTECT",
+        f"CSRF_PROTECT = {value!r} (from {source}) is not valid, and a security switch is "
+        "never guessed: it would leave cross-site requests unchecked.",
+        'Write CSRF_PROTECT = true, false or "auto" (TOML booleans take no quotes; in the '
+        "environment FLASK_CSRF_PROTECT=true).",
+    )
+
+
 def _flag(value: t.Any) -> bool | str:
-    """``CSRF_PROTECT``: true, false or ``"auto"``."""
+    """``CSRF_PROTECT``: true, false or ``"auto"``; ``"invalid"`` for anything else, which
+    callers refuse (never read as off)."""
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "auto"):
         text = value.strip().lower()
         return text if text == "auto" else text == "true"

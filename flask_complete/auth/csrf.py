@@ -3,7 +3,9 @@
 The token is handed out by ``POST /auth/login`` and ``GET /auth/me`` (JSON field ``csrf_token``
 and an ``XSRF-TOKEN`` cookie) and by the ``csrf_token()`` template global; it comes back in the
 ``X-CSRF-Token`` header or a ``csrf_token`` form field. Requests authenticated by a bearer token
-carry no ambient credentials and are exempt, as are anonymous requests and safe methods.
+carry no ambient credentials and are exempt, as are anonymous requests and safe methods. For an
+app with its own login, whose session keys are unknown, any request carrying the app's session
+cookie counts as cookie-authenticated.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 import typing as t
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, request, session
@@ -70,9 +73,24 @@ def exempt(view: F) -> F:
     return view
 
 
-def install(app: Flask, *, everywhere: bool, blueprint: t.Any = None) -> None:
-    """Check unsafe requests on every endpoint (``everywhere``) or on ``blueprint``'s only."""
-    app.extensions[_STATE_KEY] = _trusted_origins(app)
+@dataclass(frozen=True)
+class _Policy:
+    """Per-app CSRF settings, at ``app.extensions["complete.csrf"]``."""
+
+    trusted: list[re.Pattern[str]]
+    #: The app has its own login (no user model): a request carrying its session cookie is
+    #: cookie-authenticated, whatever the login keeps in the session (``session["user_id"]``).
+    session_login: bool
+
+
+def install(
+    app: Flask, *, everywhere: bool, blueprint: t.Any = None, session_login: bool = False
+) -> None:
+    """Check unsafe requests on every endpoint (``everywhere``) or on ``blueprint``'s only.
+
+    :param session_login: The app has its own login: its session cookie authenticates.
+    """
+    app.extensions[_STATE_KEY] = _Policy(_trusted_origins(app), session_login)
     if everywhere:
         app.before_request(protect)
     elif blueprint is not None:
@@ -104,15 +122,17 @@ def protect() -> None:
         abort(
             403,
             description=(
-                f"CSRF token missing: send the csrf_token from the login or /auth/me response in "
-                f"the {HEADER_NAME} header or a {FIELD_NAME} form field."
+                "CSRF token missing: send the session's token (csrf_token() in a template, or "
+                f"csrf_token from /auth/login or /auth/me) in the {HEADER_NAME} header or a "
+                f"{FIELD_NAME} form field."
             ),
         )
     if not isinstance(expected, str) or not constant_equal(sent, expected):
         abort(
             403,
             description=(
-                "CSRF token invalid or from another session: fetch a fresh one from /auth/me."
+                "CSRF token invalid or from another session: reload the page (or fetch "
+                "/auth/me) for a fresh one."
             ),
         )
 
@@ -131,8 +151,8 @@ def check_origin() -> None:
         host = urlsplit(origin).netloc.lower()
         if host and host == request.host.lower():
             return
-        trusted = current_app.extensions.get(_STATE_KEY)
-        if trusted is not None and any(p.fullmatch(origin) for p in trusted):
+        policy = current_app.extensions.get(_STATE_KEY)
+        if policy is not None and any(p.fullmatch(origin) for p in policy.trusted):
             return
     abort(
         403,
@@ -144,14 +164,23 @@ def check_origin() -> None:
 
 
 def cookie_authenticated() -> bool:
-    """Whether the request is authenticated by cookies (a session login or a remember cookie)."""
+    """Whether the request is authenticated by cookies: a Flask-Login session or remember
+    cookie, or, for an app with its own login, the app's session cookie."""
     from . import state_or_none
 
     auth = state_or_none()
     if auth is not None and auth.bearer_first and _has_bearer():
         # The bundle's loader ignores the session when a bearer token is sent.
         return False
-    cookie = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token")
+    config = current_app.config
+    policy = current_app.extensions.get(_STATE_KEY)
+    if (
+        policy is not None
+        and policy.session_login
+        and config["SESSION_COOKIE_NAME"] in request.cookies
+    ):
+        return True
+    cookie = config.get("REMEMBER_COOKIE_NAME", "remember_token")
     return "_user_id" in session or cookie in request.cookies
 
 
