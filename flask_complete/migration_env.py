@@ -1,17 +1,21 @@
 """Helpers for the ``env.py`` of a flask_complete migrations folder; imported only by Alembic.
 
 They keep the template short and let fixes reach projects that generated ``env.py`` long ago:
-importing the ``MODELS`` modules, the drop guard, and dropping enum types on downgrade.
+importing the ``MODELS`` modules, the drop guard, dropping enum types on downgrade, and running
+SQLite migrations in one transaction with foreign keys off and checked before the commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import typing as t
 
+import click
 import sqlalchemy as sa
 from alembic.autogenerate import renderers
 from alembic.operations import ops
+from sqlalchemy import event
 from sqlalchemy.sql.schema import DEFAULT_NAMING_CONVENTION
 
 from . import dbenv
@@ -20,10 +24,13 @@ from . import dbenv
 from .migrations import import_models as import_models
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from alembic.autogenerate.api import AutogenContext
     from alembic.config import Config
     from alembic.migration import MigrationContext
     from flask import Flask
+    from sqlalchemy.engine import Connection
 
 log = logging.getLogger("alembic.env")
 
@@ -266,3 +273,88 @@ def _render_add_enum_values(context: AutogenContext, op: AddEnumValuesOp) -> lis
             f"    op.execute(\"ALTER TYPE {op.name} ADD VALUE IF NOT EXISTS '{literal}'\")"
         )
     return lines
+
+
+# -- SQLite: one transaction, foreign keys off, checked before the commit -------------------------
+
+#: ``Connection.info`` key: foreign keys were turned off for this run, check them before commit.
+_CHECK_FOREIGN_KEYS = "flask_complete.check_foreign_keys"
+
+
+def _pragma(dbapi_connection: t.Any, statement: str) -> t.Any:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(statement)
+        row = cursor.fetchone()
+        return row[0] if row else None
+    finally:
+        cursor.close()
+
+
+def _begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+@contextlib.contextmanager
+def sqlite_safety(connection: Connection) -> Iterator[dict[str, t.Any]]:
+    """Prepare ``connection`` for the migrations; yields extra ``context.configure`` options.
+
+    On SQLite, batch mode rebuilds a table by copying it and dropping the old one, which fails
+    when other tables' rows reference it with foreign keys on. So, as Alembic's batch docs
+    advise, foreign keys are off for the run (and checked by :func:`check_foreign_keys` before
+    the commit), and the whole run, DDL included, is one transaction: a failure leaves no
+    half-done schema and no ``_alembic_tmp_*`` table. Other databases, and a connection already
+    in a transaction (the pytest plugin's isolation), are left alone.
+    """
+    if connection.dialect.name != "sqlite" or connection.in_transaction():
+        yield {}
+        return
+    raw: t.Any = connection.connection.dbapi_connection
+    # PRAGMA foreign_keys does nothing inside a transaction: set it before the first BEGIN.
+    keys_before = _pragma(raw, "PRAGMA foreign_keys")
+    level_before = getattr(raw, "isolation_level", None)
+    # pysqlite starts no transaction for DDL: emit BEGIN ourselves when SQLAlchemy begins,
+    # unless the engine already does (the pytest plugin's test engines).
+    emit_begin = level_before is not None or not connection.dispatch.begin
+    _pragma(raw, "PRAGMA foreign_keys=OFF")
+    raw.isolation_level = None
+    if emit_begin:
+        event.listen(connection, "begin", _begin)
+    connection.info[_CHECK_FOREIGN_KEYS] = bool(keys_before)
+    try:
+        yield {"transactional_ddl": True}
+    finally:
+        connection.info.pop(_CHECK_FOREIGN_KEYS, None)
+        if emit_begin:
+            event.remove(connection, "begin", _begin)
+        if connection.in_transaction():
+            connection.rollback()
+        raw.isolation_level = level_before
+        _pragma(raw, f"PRAGMA foreign_keys={'ON' if keys_before else 'OFF'}")
+        if bool(_pragma(raw, "PRAGMA foreign_keys")) != bool(keys_before):
+            # The pool must not hand out a connection without its foreign keys.
+            connection.invalidate()
+
+
+def check_foreign_keys(connection: Connection, shown: int = 10) -> None:
+    """Fail the migration, before its commit, when it left rows whose foreign key points at no
+    row (SQLite, when :func:`sqlite_safety` turned foreign keys off for it)."""
+    if not connection.info.get(_CHECK_FOREIGN_KEYS):
+        return
+    found = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if not found:
+        return
+    lines = [
+        f"  - {table} row {rowid}: no matching row in {parent}"
+        for table, rowid, parent, _ in found[:shown]
+    ]
+    more = f"  ... and {len(found) - shown} more\n" if len(found) > shown else ""
+    raise click.ClickException(
+        f"The migration leaves {len(found)} row(s) whose foreign key points at no row:\n"
+        + "\n".join(lines)
+        + "\n"
+        + more
+        + "Nothing was applied (the migration runs in one transaction). Make the migration "
+        "update or delete those rows (op.execute(...)) before it changes the tables, then run "
+        "`flask db upgrade` again."
+    )

@@ -3,9 +3,11 @@ server-default comparator on three databases, the drop guard, enum downgrades an
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import typing as t
 import uuid
 from pathlib import Path
 
@@ -425,3 +427,149 @@ def test_rename_looking_change_warns(
     renamed = apps.make(url, Models(db), SEEDS=[])
     migrate(renamed, "rename")
     assert "Table account loses status and gains state. If that is a rename" in caplog.text
+
+
+# -- SQLite: one transaction, foreign keys off and checked ---------------------------------------
+
+
+def write_revision(app: Flask, name: str, upgrade: str, downgrade: str = "pass") -> str:
+    """A hand-written revision after the current head; its id."""
+    (head,) = m.head_revisions(app)
+    revision = uuid.uuid4().hex[:12]
+
+    def indented(code: str) -> str:
+        return textwrap.indent(textwrap.dedent(code).strip(), "    ")
+
+    body = (
+        "import sqlalchemy as sa\nfrom alembic import op\n\n"
+        f"revision = {revision!r}\ndown_revision = {head!r}\n"
+        "branch_labels = None\ndepends_on = None\n\n\n"
+        f"def upgrade():\n{indented(upgrade)}\n\n\ndef downgrade():\n{indented(downgrade)}\n"
+    )
+    folder = app.extensions["complete"].migrations_dir / "versions"
+    (folder / f"{revision}_{name}.py").write_text(body)
+    return revision
+
+
+def sqlite_tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        found = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {name for (name,) in found}
+
+
+def version(path: Path) -> str:
+    with sqlite3.connect(path) as conn:
+        return str(conn.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+
+
+@pytest.fixture
+def seeded(apps: Apps, tmp_path: Path) -> Flask:
+    """A SQLite file at head with two teams and three members referencing them."""
+    app = apps.make(sqlite_url(tmp_path))
+    run(app, "db", "init")
+    migrate(app, "first")
+    assert run(app, "db", "prepare").exit_code == 0
+    return app
+
+
+def test_sqlite_alters_a_referenced_table_with_rows(seeded: Flask, tmp_path: Path) -> None:
+    write_revision(
+        seeded,
+        "wider_team_name",
+        """
+        with op.batch_alter_table("team", recreate="always") as batch_op:
+            batch_op.alter_column("name", type_=sa.String(80))
+        """,
+        """
+        with op.batch_alter_table("team", recreate="always") as batch_op:
+            batch_op.alter_column("name", type_=sa.String(50))
+        """,
+    )
+    result = run(seeded, "db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert columns(seeded, "team")["name"] == "VARCHAR(80)"
+    assert (rows(seeded, "team"), rows(seeded, "member")) == (2, 3)
+    assert run(seeded, "db", "downgrade").exit_code == 0
+    assert columns(seeded, "team")["name"] == "VARCHAR(50)"
+    assert not any(
+        name.startswith("_alembic_tmp") for name in sqlite_tables(tmp_path / "app.sqlite3")
+    )
+    # The app's connections still enforce foreign keys.
+    with seeded.app_context(), seeded.extensions["complete"].db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        with pytest.raises(sa.exc.IntegrityError, match="FOREIGN KEY"):
+            conn.exec_driver_sql("INSERT INTO member (team_id, email, note) VALUES (99, 'x', '')")
+
+
+def test_sqlite_failed_migration_leaves_no_temporary_table(seeded: Flask, tmp_path: Path) -> None:
+    path = tmp_path / "app.sqlite3"
+    before = version(path)
+    write_revision(
+        seeded,
+        "one_member_per_team",
+        """
+        op.create_table("audit", sa.Column("id", sa.Integer, primary_key=True))
+        with op.batch_alter_table("member", recreate="always") as batch_op:
+            batch_op.create_unique_constraint("uq_member_team_id", ["team_id"])
+        """,
+    )
+    for _ in range(2):  # the retry fails for the same reason, not "already exists"
+        result = run(seeded, "db", "upgrade")
+        assert result.exit_code == 1
+        assert "UNIQUE constraint failed: _alembic_tmp_member.team_id" in str(result.exception)
+        assert sqlite_tables(path) == {
+            "alembic_version",
+            "flask_complete_metadata",
+            "team",
+            "member",
+        }
+        assert version(path) == before
+        assert rows(seeded, "member") == 3
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM member WHERE email = 'b@x.test'")
+    result = run(seeded, "db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert "audit" in sqlite_tables(path)
+
+
+def test_sqlite_foreign_keys_are_checked_before_the_commit(seeded: Flask, tmp_path: Path) -> None:
+    path = tmp_path / "app.sqlite3"
+    before = version(path)
+    write_revision(seeded, "lose_a_team", """op.execute("DELETE FROM team WHERE name = 'red'")""")
+    result = run(seeded, "db", "upgrade")
+    assert result.exit_code == 1
+    assert "The migration leaves 2 row(s) whose foreign key points at no row:" in result.output
+    assert "  - member row 1: no matching row in team" in result.output
+    assert "Nothing was applied" in result.output
+    assert (rows(seeded, "team"), version(path)) == (2, before)
+
+
+def test_sqlite_migration_on_an_engine_that_emits_begin(seeded: Flask, tmp_path: Path) -> None:
+    """The pytest plugin's test engines already BEGIN themselves: no second BEGIN."""
+    with seeded.app_context():
+        engine = seeded.extensions["complete"].db.engine
+
+        @sa.event.listens_for(engine, "connect")
+        def _autocommit(dbapi_connection: t.Any, record: t.Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+        engine.dispose()
+    write_revision(
+        seeded,
+        "one_member_per_team",
+        """
+        with op.batch_alter_table("member", recreate="always") as batch_op:
+            batch_op.create_unique_constraint("uq_member_team_id", ["team_id"])
+        """,
+    )
+    with pytest.raises(sa.exc.IntegrityError, match="UNIQUE constraint failed"):
+        m.upgrade(seeded)
+    assert "_alembic_tmp_member" not in sqlite_tables(tmp_path / "app.sqlite3")
+    with sqlite3.connect(tmp_path / "app.sqlite3") as conn:
+        conn.execute("DELETE FROM member WHERE email = 'b@x.test'")
+    m.upgrade(seeded)
+    assert m.current_revisions(seeded) == m.head_revisions(seeded)

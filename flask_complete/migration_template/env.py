@@ -1,4 +1,4 @@
-"""How `flask db ...` runs Alembic for a flask_complete app (template version 1).
+"""How `flask db ...` runs Alembic for a flask_complete app (template version 2).
 
 Everything comes from the Flask app: the engine (``db.engines[None]``), the models' metadata (after
 importing the modules listed in the ``MODELS`` setting) and the comparison options. The helpers
@@ -42,10 +42,13 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     """Run the migrations on the app's database."""
     # db.engines[None], or the connection standing in for it in an isolated test.
-    with migrations.connect(db) as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, **options)
+    with migrations.connect(db) as connection, migration_env.sqlite_safety(connection) as extra:
+        context.configure(
+            connection=connection, target_metadata=target_metadata, **(options | extra)
+        )
         with context.begin_transaction():
             context.run_migrations()
+            migration_env.check_foreign_keys(connection)
 
 
 if context.is_offline_mode():
