@@ -130,7 +130,9 @@ def _db_callback(directory: str | None, x_arg: tuple[str, ...]) -> None:
     ensure_migrate(app)
     if name in NO_FOLDER_NEEDED:
         return
-    folder = Path(directory) if directory else migrations_dir()
+    folder = Path(directory) if directory else migrations_dir(app)
+    # Flask-Migrate's commands would resolve a relative folder against the working directory.
+    g.directory = str(folder)
     if not (folder / "env.py").is_file():
         raise click.ClickException(
             f"No migrations folder at {folder}. Create it with `flask complete init` (or "
@@ -171,28 +173,62 @@ def make_group() -> DbGroup:
     )
 
 
+def _is_migrate_group(command: click.Command | None) -> bool:
+    """Whether ``command`` is Flask-Migrate's shared ``db`` group (never imported for this)."""
+    migrate_cli = sys.modules.get("flask_migrate.cli")
+    return command is not None and command is getattr(migrate_cli, "db", None)
+
+
 def init_app(app: Flask, state: CompleteState) -> None:
     """Register the per-app ``flask db`` group; keep an app's own ``db`` command."""
     existing = app.cli.commands.get("db")
-    migrate_cli = sys.modules.get("flask_migrate.cli")
-    if existing is not None and not (migrate_cli and existing is getattr(migrate_cli, "db", None)):
+    if existing is not None and not _is_migrate_group(existing):
         state.notes.append(
             "The app has its own `db` command: flask_complete's database commands "
             "(create, drop, seed, reset, prepare) are not registered."
         )
         return
-    found = app.extensions.get("migrate")
-    if found is not None:
-        # The app ran Migrate(app, db) itself: keep its folder and options.
-        folder = Path(found.directory)
-        state.migrations_dir = folder if folder.is_absolute() else Path.cwd() / folder
-    app.cli.add_command(make_group(), "db")
+    if "migrate" in app.extensions:
+        # The app ran Migrate(app, db) itself: its folder (see migrations_dir) and options.
+        state.migrations_dir = migrations_dir(app)
+    group = make_group()
+    app.cli.add_command(group, "db")
+    _prefer_group(app, group)
+
+
+def _prefer_group(app: Flask, group: DbGroup) -> None:
+    """Make ``app.cli`` resolve Flask-Migrate's shared group to ``group``.
+
+    ``Migrate(app, db)`` after ``Complete`` registers the shared group again (under its
+    ``command`` name): the app's commands would lose ``create``, ``prepare`` and the gate.
+    Only this app's ``cli`` is touched; the shared group stays as it is.
+    """
+    resolve = app.cli.get_command
+
+    def get_command(ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = resolve(ctx, cmd_name)
+        return group if _is_migrate_group(command) else command
+
+    app.cli.get_command = get_command  # type: ignore[method-assign]
 
 
 def migrations_dir(app: Flask | None = None) -> Path:
-    """The migrations folder of ``app`` (default: the current app)."""
+    """The migrations folder of ``app`` (default: the current app): the one of the app's own
+    ``Migrate`` whenever it was registered, else ``MIGRATIONS_DIR`` under the project root.
+
+    A relative ``Migrate`` directory is found under the project root when it exists there, else
+    under the working directory (where Flask-Migrate looks), so commands work from anywhere.
+    """
+    app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
     state = get_state(app)
-    return state.migrations_dir or state.root / "migrations"
+    found = app.extensions.get("migrate")
+    if found is None:
+        return state.migrations_dir or state.root / "migrations"
+    folder = Path(found.directory)
+    if folder.is_absolute():
+        return folder
+    rooted = state.root / folder
+    return rooted if rooted.is_dir() else Path.cwd() / folder
 
 
 def ensure_migrate(app: Flask) -> Migrate:

@@ -3,6 +3,7 @@ server-default comparator on three databases, the drop guard, enum downgrades an
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import click
 import flask_migrate.cli
 import pytest
 import sqlalchemy as sa
-from dbapps import Apps, Models, apps, build_models, fresh_db, rows, run
+from conftest import track
+from dbapps import Apps, Models, apps, build_models, fresh_db, rows, run, seed_for
 from flask import Flask
 from flask_migrate import Migrate
 from sqlalchemy import Boolean, DateTime, Integer, Numeric, String, func, text, true
@@ -94,6 +96,106 @@ def test_app_that_ran_migrate_gets_our_group(tmp_path: Path) -> None:
     assert (tmp_path / "mine" / "env.py").is_file()
     with app.app_context():
         models.db.engine.dispose()
+
+
+def _migrate_before(app: Flask, models: Models, directory: str) -> Migrate:
+    return Migrate(app, models.db, directory=directory)
+
+
+def _init_app_before(app: Flask, models: Models, directory: str) -> Migrate:
+    migrate = Migrate()
+    migrate.init_app(app, models.db, directory=directory)
+    return migrate
+
+
+@pytest.mark.parametrize(
+    "order", ["Migrate(app, db) after", "Migrate(app, db) before", "init_app before"]
+)
+def test_app_migrate_before_or_after_complete(order: str, tmp_path: Path) -> None:
+    """Either way the app's `flask db` has our commands, on the app's database and its folder."""
+    models = build_models()
+    app = track(Flask("retrofit", instance_path=str(tmp_path / "instance")))
+    app.config.update(SQLALCHEMY_DATABASE_URI=sqlite_url(tmp_path), SEEDS=seed_for(models))
+    folder = str(tmp_path / "mine")
+    if order == "Migrate(app, db) before":
+        migrate = _migrate_before(app, models, folder)
+    elif order == "init_app before":
+        migrate = _init_app_before(app, models, folder)
+    Complete(app, db=models.db, env="development", root=tmp_path)
+    if order == "Migrate(app, db) after":
+        migrate = Migrate(app, models.db, directory=folder)
+        assert app.cli.commands["db"] is flask_migrate.cli.db  # Flask-Migrate registered it
+    assert m.ensure_migrate(app) is migrate
+    result = run(app, "db", "create")
+    assert result.exit_code == 0, result.output
+    assert "created database" in result.output
+    assert f"wrote   {folder}" in run(app, "db", "init").output
+    result = run(app, "db", "migrate", "-m", "first")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "mine" / "versions").glob("*.py"))) == 1
+    result = run(app, "db", "prepare")
+    assert result.exit_code == 0, result.output
+    assert "seeded (team +2, member +3)" in result.output
+    assert run(app, "db", "check").exit_code == 0
+    assert run(app, "db", "seed").exit_code == 0
+    assert run(app, "db", "reset", "--yes").exit_code == 0
+    assert rows(app, "member") == 3
+    assert not (tmp_path / "migrations").exists()
+    # Flask-Migrate's shared group is left as it was.
+    assert "prepare" not in flask_migrate.cli.db.commands
+    assert flask_migrate.cli.db.get_command(click.Context(flask_migrate.cli.db), "create") is None
+
+
+@pytest.mark.parametrize("order", ["after", "before"])
+def test_app_migrate_from_another_working_directory(order: str, tmp_path: Path) -> None:
+    """The real `flask`, run outside the project: Migrate's relative folder is the project's."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "settings.toml").write_text("[default]\n")
+    before = "Migrate(app, db)" if order == "before" else ""
+    after = "Migrate(app, db)" if order == "after" else ""
+    (project / "retro.py").write_text(
+        textwrap.dedent(
+            f"""
+            from flask import Flask
+            from flask_migrate import Migrate
+            from sqlalchemy.orm import Mapped, mapped_column
+            from flask_complete import Complete, db
+
+            app = Flask(__name__)
+            {before}
+            Complete(app)
+            {after}
+
+            class Item(db.Model):
+                id: Mapped[int] = mapped_column(primary_key=True)
+            """
+        )
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("FLASK_") and k != "DATABASE_URL"
+    }
+    env.update(FLASK_APP="retro", PYTHONPATH=str(project))
+
+    def flask(cwd: Path, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", "db", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    flask(project, "init")
+    flask(elsewhere, "migrate", "-m", "items")
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 1
+    assert "upgraded from an empty schema" in flask(elsewhere, "prepare")
+    assert "matches the models" in flask(elsewhere, "check")
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_own_db_command_is_kept(tmp_path: Path) -> None:
