@@ -211,5 +211,7 @@ def test_docs_list_every_id_with_its_level() -> None:
     for check in c.CHECKS:
         when = "start" if check.at_start else "check"
         assert documented[check.id] == (check.level, when), check.id
+    # The init refusals: their module decides the level (some are warnings set in code).
     for problem_id in _ids_in_code() - {check.id for check in c.CHECKS}:
-        assert documented[problem_id] == ("error", "init"), problem_id
+        level, when = documented[problem_id]
+        assert when == "init" and level in ("error", "warning"), problem_id
