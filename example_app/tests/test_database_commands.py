@@ -1,11 +1,13 @@
 """The database commands inside a test, the way an app's own tests use them: the test database
-is at the migrations' head, and seeds run through `flask db seed` are rolled back after."""
+is at the migrations' head, seeds run through `flask db seed` are rolled back after, and every
+migration changes the schema and its downgrade undoes exactly that."""
 
 from __future__ import annotations
 
 import typing as t
 
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from flask import Flask
 from flask.testing import FlaskCliRunner
 
@@ -43,3 +45,52 @@ def test_factories_in_a_test(db: t.Any) -> None:
     notes = NoteFactory.create_batch(3, notebook__name="Work")
     assert {n.notebook.name for n in notes} == {"Work"}
     assert count(db, Notebook) == 1
+
+
+#: Bookkeeping tables no migration declares.
+OURS = {"alembic_version", "flask_complete_metadata"}
+
+
+def schema(db: t.Any) -> dict[str, tuple[set[str], set[str]]]:
+    """Each table of the test database with its column and index names."""
+    inspector = sa.inspect(db.engine)
+    return {
+        table: (
+            {c["name"] for c in inspector.get_columns(table)},
+            {str(i["name"]) for i in inspector.get_indexes(table)},
+        )
+        for table in inspector.get_table_names()
+        if table not in OURS
+    }
+
+
+def test_each_migration_and_its_downgrade(app: Flask, transactional_db: t.Any) -> None:
+    """Up one revision at a time from an empty schema, then down: every upgrade changes the
+    schema, every downgrade gives back exactly the schema before its upgrade."""
+    db = transactional_db
+    db.session.remove()
+    script = ScriptDirectory.from_config(migrations.alembic_config(app))
+    revisions = [r.revision for r in reversed(list(script.walk_revisions("base", "heads")))]
+    migrations.downgrade(app, "base")
+    at = {"base": schema(db)}
+    assert at["base"] == {}
+    steps = list(zip(["base", *revisions], revisions, strict=False))
+    for down, up in steps:
+        migrations.upgrade(app, up)
+        at[up] = schema(db)
+        assert at[up] != at[down], f"revision {up} changes nothing"
+    first, second = revisions
+    assert set(at[first]) == {"notebook", "note"}
+    assert at[first]["note"] == (
+        {"id", "notebook_id", "title", "body", "created_at"},
+        {"ix_note_notebook_id"},
+    )
+    assert set(at[second]) == {"notebook", "note", "user", "api_token", "auth_throttle"}
+    assert at[second]["api_token"][1] == {"ix_api_token_user_id"}
+    assert migrations.check(app) is None  # at head the schema is the models'
+    for down, up in reversed(steps):
+        migrations.downgrade(app, down)
+        assert schema(db) == at[down], f"the downgrade of {up} does not undo its upgrade"
+    for _, up in steps:
+        migrations.upgrade(app, up)
+        assert schema(db) == at[up], f"revision {up} upgrades differently the second time"
