@@ -24,7 +24,8 @@ from flask_complete.config import Problem
 from flask_complete.extension import get_state
 from flask_complete.versions import Package
 
-STRONG = "k3y-" * 12
+# Random: production refuses a key made of a repeated pattern as guessable.
+STRONG = "0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5"
 REPO = Path(__file__).resolve().parent.parent
 FLASK = str(Path(sys.executable).with_name("flask"))
 SAFE_COOKIES = {

@@ -23,7 +23,8 @@ from werkzeug.test import Client
 
 from flask_complete import Complete
 
-STRONG = "k3y-" * 12
+# Random: production refuses a key made of a repeated pattern as guessable.
+STRONG = "0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5"
 FLASK = str(Path(sys.executable).with_name("flask"))
 APP = """\
 from flask import Flask

@@ -19,7 +19,8 @@ from flask_complete import checks as c
 from flask_complete.extension import get_state
 from flask_complete.versions import Package
 
-STRONG = "k3y-" * 12
+# Random: production refuses a key made of a repeated pattern as guessable.
+STRONG = "0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5"
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "checks.rst"
 
@@ -108,7 +109,7 @@ sys.addaudithook(
 )
 app = Flask("started", root_path=sys.argv[1], instance_path=sys.argv[1] + "/instance")
 app.config.update(
-    SECRET_KEY="k3y-" * 12,
+    SECRET_KEY="0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5",
     SQLALCHEMY_DATABASE_URI="postgresql+psycopg://app@127.0.0.1:9/app",  # nothing listens
 )
 Complete(app, env="production", root=sys.argv[1])
