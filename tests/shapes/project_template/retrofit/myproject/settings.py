@@ -1,0 +1,7 @@
+"""Application configuration, read from the environment (a .env file in development)."""
+
+import os
+
+DEBUG = os.environ.get("FLASK_DEBUG") == "1"
+SEND_FILE_MAX_AGE_DEFAULT = int(os.environ.get("SEND_FILE_MAX_AGE_DEFAULT", "0"))
+SQLALCHEMY_TRACK_MODIFICATIONS = False
