@@ -246,6 +246,9 @@ def configure(app: Flask, state: CompleteState) -> None:
         from . import testguard
 
         urls = testguard.testing_urls(app, state, urls)
+    if any(_under(u, app.instance_path) for u in urls.values()):
+        # Flask-SQLAlchemy creates the instance folder for the relative paths it resolves.
+        os.makedirs(app.instance_path, exist_ok=True)
     if None in urls:
         config["SQLALCHEMY_DATABASE_URI"] = urls[None]
         config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
@@ -257,6 +260,12 @@ def configure(app: Flask, state: CompleteState) -> None:
     }
     if binds:
         config["SQLALCHEMY_BINDS"] = binds
+
+
+def _under(url: str, folder: str) -> bool:
+    parsed = make_url(url)
+    path = (parsed.database or "").removeprefix("file:")
+    return parsed.get_backend_name() == "sqlite" and path.startswith(os.path.join(folder, ""))
 
 
 def _bound_urls(app: Flask, sqla: SQLAlchemy) -> dict[str | None, str]:
