@@ -8,17 +8,17 @@ from pathlib import Path
 import flask_login
 import pytest
 import sqlalchemy as sa
+from authapps import PASSWORD, STRONG, add_user, dispose, make_app
 from conftest import track
 from flask import Flask, redirect, render_template_string, request, session, url_for
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Mapped, mapped_column
-from test_auth_support import PASSWORD, STRONG, add_user, dispose, make_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from flask_complete import Complete, ConfigError
 from flask_complete.auth import admin_required, csrf_exempt, login_required
 
-pytest_plugins = ["test_auth_support"]
+pytest_plugins = ["authapps"]
 
 
 @pytest.fixture

@@ -9,15 +9,15 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from authapps import STRONG
 from flask import Flask
-from test_auth_support import STRONG
 
 from example_app import create_app
 from example_app.models import ApiToken
 from flask_complete import db
 from flask_complete.auth.models import utcnow
 
-pytest_plugins = ["test_auth_support"]
+pytest_plugins = ["authapps"]
 PASSWORD = "a long enough password"
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from authapps import PASSWORD, STRONG, User, add_user, authdb, dispose, make_app
 from flask import Flask
 from flask_login import current_user
-from test_auth_support import PASSWORD, STRONG, User, add_user, authdb, dispose, make_app
 
 from flask_complete import Complete, ConfigError
 
-pytest_plugins = ["test_auth_support"]
+pytest_plugins = ["authapps"]
 
 
 def login(

@@ -7,16 +7,16 @@ import typing as t
 from collections.abc import Iterator
 
 import pytest
+from authapps import PASSWORD, User, add_user, authdb, dispose, make_app
 from flask import Flask
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
-from test_auth_support import PASSWORD, User, add_user, authdb, dispose, make_app
 
 from flask_complete.auth.models import normalise_email
 from flask_complete.auth.tokens import issue
 
-pytest_plugins = ["test_auth_support"]
+pytest_plugins = ["authapps"]
 
 EMAIL = "ann@example.test"
 FAST = settings(
@@ -57,7 +57,7 @@ def prop_app(
     else:
         from conftest import drop_database, new_database, unique_name
 
-        name = unique_name("fcprop")
+        name = unique_name("test_fcprop")
         url = new_database("postgres", name)
     # Limits out of reach: every example exercises the throttle's bookkeeping, none is locked.
     app = make_app(url, root, AUTH_THROTTLE_ACCOUNT_LIMIT=10**6, AUTH_THROTTLE_ADDRESS_LIMIT=10**6)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typing as t
 from pathlib import Path
 
+from authapps import authdb, dispose, make_app
 from flask import Flask
 from flask_login import current_user
-from test_auth_support import authdb, dispose, make_app
 
 from flask_complete.auth import login_required
 from flask_complete.auth.testing import (
@@ -19,7 +19,7 @@ from flask_complete.auth.testing import (
     logout_client,
 )
 
-pytest_plugins = ["test_auth_support"]
+pytest_plugins = ["authapps"]
 
 
 def test_login_client_without_the_kdf_and_with_the_csrf_header(tmp_path: Path) -> None:

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from authapps import PASSWORD, STRONG, User, add_user, authdb, dispose, make_app
 from flask import Flask
-from test_auth_support import PASSWORD, STRONG, User, add_user, authdb, dispose, make_app
 
 from flask_complete import Complete
 from flask_complete.auth.models import utcnow
 from flask_complete.auth.throttle import TABLE, DatabaseThrottle, Policy, RedisThrottle
 
-pytest_plugins = ["test_auth_support"]
+pytest_plugins = ["authapps"]
 REDIS = "redis://127.0.0.1:6379/0"
 
 
@@ -150,7 +150,7 @@ APP_MODULE = """
 import os, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-from test_auth_support import make_app
+from authapps import make_app
 
 app = make_app(os.environ["AUTH_TEST_URL"], Path(os.environ["AUTH_TEST_ROOT"]),
                AUTH_THROTTLE_STORAGE=os.environ["AUTH_TEST_STORAGE"],

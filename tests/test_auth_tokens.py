@@ -6,12 +6,12 @@ import typing as t
 from datetime import timedelta
 
 import sqlalchemy as sa
+from authapps import PASSWORD, ApiToken, User, add_user, authdb
 from flask import Flask
-from test_auth_support import PASSWORD, ApiToken, User, add_user, authdb
 
 from flask_complete.auth.models import utcnow
 
-pytest_plugins = ["test_auth_support"]
+pytest_plugins = ["authapps"]
 
 
 def session_client(

@@ -1,6 +1,6 @@
 """Shared pieces of the auth tests: a user and token model on their own SQLAlchemy instance, an
-app builder, and fixtures over SQLite and PostgreSQL. Test modules load it with
-``pytest_plugins``. (No tests in this module.)"""
+app builder, and fixtures over SQLite and PostgreSQL, loaded by the auth test modules with
+``pytest_plugins``."""
 
 from __future__ import annotations
 
