@@ -20,6 +20,9 @@ from flask import Flask
 
 from flask_complete.database import normalize_url
 
+# The auth test modules load it as a plugin after importing from it: rewrite its asserts.
+pytest.register_assert_rewrite("authapps")
+
 
 def _server_url(variable: str, default: str) -> str:
     """The server URL from ``variable`` (a driverless ``postgresql://`` gets the bundled driver)."""

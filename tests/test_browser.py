@@ -83,7 +83,7 @@ def api_app(root: Path, **cors: t.Any) -> Flask:
 
     app = create_app(
         {
-            "SECRET_KEY": "browser-test-" + "k" * 32,
+            "SECRET_KEY": "browser-7YqLq2Gv0bKcR9xW3nTf8ZpJ1sHdE5uA6mXoC4iV",
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{root / 'notes.sqlite3'}",
             **cors,
         }
