@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import logging
 import os
 import re
 import secrets
@@ -22,8 +23,16 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
 from dynaconf.utils.parse_conf import parse_conf_data
+
+from . import settings_schema as schema
+from .dotenv_loaded import dotenv_problem, flask_dotenv
+from .problems import ConfigError as ConfigError
+from .problems import Problem as Problem
+from .sensitive import MIN_SECRET_BYTES as MIN_SECRET_BYTES
+from .sensitive import PLACEHOLDER_SECRETS, weakness
+from .sensitive import redact as redact
+from .sensitive import redact_url as redact_url
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -33,6 +42,8 @@ DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 SETTINGS_FILE = "settings.toml"
 SECRETS_FILE = ".secrets.toml"
 DOTENV_FILE = ".env"
+
+logger = logging.getLogger("flask_complete")
 
 #: Keys read once by ``init_app``; changing them afterwards has no effect.
 INIT_TIME_KEYS = (
@@ -54,47 +65,15 @@ LIBRARY_DEFAULTS: dict[str, t.Any] = {
 }
 
 #: ``FLASK_*`` variables that belong to the ``flask`` command, not to the settings.
-_CLI_VARIABLES = {"APP", "ENV", "DEBUG", "SKIP_DOTENV", "COMPLETE_ENV"}
+_CLI_VARIABLES = {"APP", "ENV", "DEBUG", "SKIP_DOTENV", "ENV_FILE", "COMPLETE_ENV"}
 #: 12-factor names honoured without the ``FLASK_`` prefix (the prefixed name wins).
 _UNPREFIXED = ("DATABASE_URL", "SECRET_KEY", "REDIS_URL")
 #: Values never parsed as TOML from the environment: a numeric secret must stay a string.
 _STRING_KEYS = re.compile(
     r"^(SECRET_KEY|DATABASE_URL|SQLALCHEMY_DATABASE_URI|REDIS_URL|.*_PASSWORD)$"
 )
-_SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|KEY", re.IGNORECASE)
-#: The bundle's own settings whose names match ``_SECRET_NAME`` but hold no secret.
-_NOT_SECRET = frozenset(
-    ("AUTH_PASSWORD_METHOD", "AUTH_PASSWORD_MIN_LENGTH", "AUTH_TOKEN_DAYS", "AUTH_TOKEN_MAX_DAYS")
-)
-_PLACEHOLDER_SECRETS = re.compile(
-    r"^(dev|development|secret|changeme|change[-_ ]?me.*|.*not[-_ ]?secret.*|your[-_ ]?secret.*|"
-    r"replace[-_ ]?me.*|test|testing|password|xxx+)$",
-    re.IGNORECASE,
-)
-MIN_SECRET_BYTES = 32
 
 _forced_env: str | None = None
-
-
-class ConfigError(click.ClickException):
-    """The settings are invalid or unsafe; the message names each setting and the fix."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        lines = ["flask_complete cannot start with these settings:"]
-        lines += [f"  - [{p.id}] {p.message} {p.fix}".rstrip() for p in problems]
-        super().__init__("\n".join(lines))
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the settings: an id, what is wrong, how to fix it."""
-
-    id: str
-    key: str
-    message: str
-    fix: str = ""
-    level: str = "error"
 
 
 @dataclass
@@ -110,6 +89,8 @@ class Settings:
     problems: list[Problem] = field(default_factory=list)
     #: ``SECRET_KEY`` was generated (development, testing): no key for production.
     secret_generated: bool = False
+    #: Environment variables the ``flask`` command set from ``.flaskenv``/``.env``: name -> file.
+    flask_dotenv: dict[str, str] = field(default_factory=dict)
 
 
 def force_env(env: str | None) -> None:
@@ -190,12 +171,20 @@ def read_toml(path: Path) -> dict[str, t.Any]:
         ) from None
 
 
-def _sections(data: dict[str, t.Any], label: str) -> dict[str, dict[str, t.Any]]:
-    """Split a settings file into its environment sections; top-level keys are ``default``."""
+def _sections(
+    data: dict[str, t.Any], label: str, problems: list[Problem]
+) -> dict[str, dict[str, t.Any]]:
+    """Split a settings file into its environment sections; top-level keys are ``default``.
+
+    An UPPER_CASE top-level table is a table setting; a lower-case one, or one named nearly
+    like a section (``[developmnet]``, ``[PRODUCTON]``), is an unknown section, reported in
+    ``problems`` and left out.
+    """
     sections: dict[str, dict[str, t.Any]] = {"default": {}}
     for key, value in data.items():
         name = key.lower()
-        if name in ("default", *ENVIRONMENTS, "global"):
+        # ``TESTING = true`` is Flask's setting; ``[TESTING]`` and ``testing = ...`` are sections.
+        if name in schema.SECTIONS and (isinstance(value, dict) or key == name):
             if not isinstance(value, dict):
                 raise ConfigError(
                     [
@@ -208,28 +197,52 @@ def _sections(data: dict[str, t.Any], label: str) -> dict[str, dict[str, t.Any]]
                     ]
                 )
             sections.setdefault("default" if name == "global" else name, {}).update(value)
+        elif isinstance(value, dict) and (key != key.upper() or schema.misspelt_section(key)):
+            problems.append(_unknown_section(key, label))
         else:
             sections["default"][key] = value
     return {name: {k.upper(): v for k, v in sec.items()} for name, sec in sections.items()}
 
 
+def _unknown_section(key: str, label: str) -> Problem:
+    known = ", ".join(f"[{s}]" for s in schema.SECTIONS[:4])
+    guess = schema.misspelt_section(key)
+    if guess:
+        return Problem(
+            "config.section",
+            key,
+            f"{label}: [{key}] is not a section; did you mean [{guess}]?",
+            f"Rename it to [{guess}] (the sections are {known}); for a table setting of that "
+            f"name, write [default.{key.upper()}].",
+        )
+    return Problem(
+        "config.section",
+        key,
+        f"{label}: [{key}] is not a section (they are {known}).",
+        f"Settings are upper case: for a table setting write [{key.upper()}] (or "
+        f"[default.{key.upper()}]); for an environment use one of the sections.",
+    )
+
+
 @functools.cache
 def _bundle_sections() -> dict[str, dict[str, t.Any]]:
-    return _sections(read_toml(DEFAULTS_FILE), "flask_complete defaults")
+    return _sections(read_toml(DEFAULTS_FILE), "flask_complete defaults", [])
 
 
-def _file_layers(env: str, root: Path) -> list[tuple[str, dict[str, t.Any]]]:
+def _file_layers(
+    env: str, root: Path, problems: list[Problem]
+) -> list[tuple[str, dict[str, t.Any]]]:
     bundle = _bundle_sections()
     layers = [("flask_complete default", copy.deepcopy(bundle["default"]))]
     user: dict[str, dict[str, t.Any]] = {}
     if (root / SETTINGS_FILE).is_file():
-        user = _sections(read_toml(root / SETTINGS_FILE), SETTINGS_FILE)
+        user = _sections(read_toml(root / SETTINGS_FILE), SETTINGS_FILE, problems)
         layers.append(_typed_layer(f"{SETTINGS_FILE} [default]", user.get("default", {})))
     layers.append((f"flask_complete [{env}]", copy.deepcopy(bundle.get(env, {}))))
     if user:
         layers.append(_typed_layer(f"{SETTINGS_FILE} [{env}]", user.get(env, {})))
     if (root / SECRETS_FILE).is_file():
-        hidden = _sections(read_toml(root / SECRETS_FILE), SECRETS_FILE)
+        hidden = _sections(read_toml(root / SECRETS_FILE), SECRETS_FILE, problems)
         layers.append(_typed_layer(f"{SECRETS_FILE} [default]", hidden.get("default", {})))
         layers.append(_typed_layer(f"{SECRETS_FILE} [{env}]", hidden.get(env, {})))
     return layers
@@ -292,17 +305,27 @@ def _plain(key: str, value: t.Any, source: str) -> t.Any:
     return value
 
 
-def _variables(environ: t.Mapping[str, str]) -> dict[str, str]:
-    """Settings named by environment variables: ``FLASK_X`` -> ``X``, plus the 12-factor names."""
-    found = {name: environ[name] for name in _UNPREFIXED if environ.get(name)}
+def _variables(environ: t.Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Settings named by environment variables: ``FLASK_X`` -> ``X``, plus the 12-factor names;
+    each with the variable's name and raw value (the prefixed name wins)."""
+    found = {name: (name, environ[name]) for name in _UNPREFIXED if environ.get(name)}
     for name, raw in environ.items():
-        if not name.startswith("FLASK_"):
-            continue
-        key = name[6:]
-        if key in _CLI_VARIABLES or key.startswith("RUN_") or not key:
-            continue
-        found[key] = raw
+        key = _setting_of(name)
+        if key is not None and name != key:
+            found[key] = (name, raw)
     return found
+
+
+def _setting_of(name: str) -> str | None:
+    """The setting the environment variable ``name`` sets, or ``None``."""
+    if name in _UNPREFIXED:
+        return name
+    if not name.startswith("FLASK_"):
+        return None
+    key = name[6:]
+    if key in _CLI_VARIABLES or key.startswith("RUN_") or not key:
+        return None
+    return key
 
 
 def _dotenv_values(root: Path) -> dict[str, str]:
@@ -315,54 +338,58 @@ def _dotenv_values(root: Path) -> dict[str, str]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _is_int(minimum: int) -> t.Callable[[t.Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+# -- validation ----------------------------------------------------------------------------------
 
 
-#: Known settings: a test of the value and the expected form, quoted in the error.
-_CHECKS: dict[str, tuple[t.Callable[[t.Any], bool], str]] = {
-    "SECRET_KEY": (lambda v: isinstance(v, str | bytes), "a string"),
-    "DATABASE_URL": (lambda v: isinstance(v, str), "a database URL string"),
-    "DATABASE_POOL": (lambda v: v in ("queue", "null"), '"queue" or "null"'),
-    "DATABASE_POOL_SIZE": (_is_int(0), "a whole number >= 0"),
-    "DATABASE_MAX_OVERFLOW": (_is_int(0), "a whole number >= 0"),
-    "DATABASE_POOL_TIMEOUT": (_is_int(0), "a whole number of seconds >= 0"),
-    "DATABASE_POOL_RECYCLE": (_is_int(-1), "a whole number of seconds, -1 for never"),
-    "DATABASE_MYSQL_POOL_RECYCLE": (_is_int(-1), "a whole number of seconds, -1 for never"),
-    "DATABASE_POOL_PRE_PING": (lambda v: isinstance(v, bool), "true or false"),
-    "SQLITE_BUSY_TIMEOUT": (_is_int(0), "a whole number of milliseconds >= 0"),
-    "SQLALCHEMY_ENGINE_OPTIONS": (
-        lambda v: isinstance(v, dict),
-        "a table, e.g. {pool_size = 5}",
-    ),
-    "SQLALCHEMY_BINDS": (
-        lambda v: isinstance(v, dict),
-        'a table of URLs, e.g. {reports = "sqlite:///reports.db"}',
-    ),
-    "MIGRATIONS_DIR": (lambda v: isinstance(v, str), "a folder name, relative to the root"),
-}
-
-
-def _check_types(values: dict[str, t.Any], sources: dict[str, str]) -> list[Problem]:
+def _check_types(
+    values: dict[str, t.Any], sources: dict[str, str], code: dict[str, t.Any]
+) -> list[Problem]:
+    """Declared settings with a value of the wrong form. The bundle's own are errors wherever
+    they were set; Flask's and the libraries' are warnings when set in code."""
     problems = []
-    for key, value in values.items():
-        if key in _CHECKS:
-            valid, expected = _CHECKS[key]
-        elif key.startswith("COMPLETE_") and key != "COMPLETE_ENV":
-            valid, expected = (lambda v: isinstance(v, bool)), "true or false"
-        else:
+    for key in sorted({*values, *code}):
+        declared = schema.spec(key)
+        if declared is None:
             continue
-        if not valid(value):
-            shown = "***" if key == "SECRET_KEY" else repr(value)
-            problems.append(
-                Problem(
-                    "config.type",
-                    key,
-                    f"{key} = {shown} (from {sources.get(key, 'unknown')}) is not valid.",
-                    f"Expected {expected}.",
-                )
+        spec, own = declared
+        in_code = key in code
+        value = code[key] if in_code else values[key]
+        if spec.valid(value):
+            continue
+        fix = f"Expected {spec.expected}."
+        if isinstance(value, str) and spec.expected.startswith("true"):
+            fix += f' A quoted string is not a boolean: "{value}" would count as true.'
+        problems.append(
+            Problem(
+                "config.type",
+                key,
+                f"{key} = {redact(key, value)!r} {spec.problem} "
+                f"(from {'code' if in_code else sources.get(key, 'unknown')}).",
+                fix,
+                level="warning" if in_code and not own else "error",
             )
+        )
     return problems
+
+
+def _check_name(key: str, source: str, env: str, own: t.Container[str]) -> Problem | None:
+    """A setting name that looks misspelt: an error in production (from a file or the
+    environment), a warning elsewhere and for names set in code."""
+    guess = schema.misspelt(key.split("__")[0].upper(), own)
+    if guess is None:
+        return None
+    if guess:
+        message = f"{key} (from {source}) is not a known setting; did you mean {guess}?"
+        fix = (
+            f"Rename it to {guess}. If {key} is your app's own setting, add it to "
+            "COMPLETE_OWN_SETTINGS."
+        )
+    else:
+        switches = ", ".join(k for k in schema.BUNDLE if k.startswith("COMPLETE_"))
+        message = f"{key} (from {source}) is not a flask_complete setting."
+        fix = f"The COMPLETE_ settings are {switches}."
+    level = "error" if env == "production" and source != "code" else "warning"
+    return Problem("config.typo", key, message, fix, level=level)
 
 
 def _put(values: dict[str, t.Any], key: str, value: t.Any) -> str:
@@ -386,37 +413,66 @@ def _put(values: dict[str, t.Any], key: str, value: t.Any) -> str:
 def load(app: Flask, *, env: str, root: Path) -> Settings:
     """Load the layers for ``env`` from ``root`` and the environment, and validate them.
 
-    Does not touch ``app.config``; see :func:`apply`.
+    Does not touch ``app.config``; see :func:`apply`. Problems are in ``settings.problems``;
+    the warnings among them are logged (logger ``flask_complete``).
     """
     code = code_values(app)
     values: dict[str, t.Any] = {}
     sources: dict[str, str] = {}
+    problems: list[Problem] = []
+    named: list[tuple[str, str]] = []  # (key, source) of every name the user wrote
 
-    for source, layer in _file_layers(env, root):
+    for source, layer in _file_layers(env, root, problems):
         for key, value in layer.items():
             sources[_put(values, key, value)] = source
+            if not source.startswith("flask_complete"):
+                named.append((key, source))
 
-    variables = _variables(os.environ)
+    environ = dict(os.environ)
+    loaded = flask_dotenv(environ)
+    if env != "development":
+        # Outside development a line of .env is no setting, even once flask exported it.
+        for name, path in sorted(loaded.items()):
+            problem = dotenv_problem(name, environ.pop(name), path, env, _setting_of(name))
+            if problem:
+                problems.append(problem)
+    variables = _variables(environ)
     if env == "development":
-        for key, raw in _variables(_dotenv_values(root)).items():
+        for key, (_, raw) in _variables(_dotenv_values(root)).items():
             if key not in variables:
                 sources[_put(values, key, _typed(key, raw, DOTENV_FILE, tomlfy=True))] = DOTENV_FILE
-    dotenv_loaded = _dotenv_values(root) if os.environ.get("FLASK_RUN_FROM_CLI") else {}
-    # Unprefixed first, so that FLASK_X wins over X.
+                named.append((key, DOTENV_FILE))
+    # Unprefixed first, so that FLASK_SQLALCHEMY_DATABASE_URI wins over DATABASE_URL.
     for key in sorted(variables, key=lambda k: k not in _UNPREFIXED):
-        prefixed = f"FLASK_{key}"
-        name = prefixed if prefixed in os.environ else key
+        name, raw = variables[key]
         origin = f"env {name}"
-        if dotenv_loaded.get(name) == os.environ[name]:
-            origin += " (from .env, loaded by flask)"
-        sources[_put(values, key, _typed(key, variables[key], origin, tomlfy=True))] = origin
+        if name in loaded:
+            origin += f" (from {Path(loaded[name]).name}, loaded by flask)"
+        sources[_put(values, key, _typed(key, raw, origin, tomlfy=True))] = origin
+        named.append((key, origin))
 
     settings = Settings(env=env, root=root, values=values, sources=sources, code=code)
+    settings.flask_dotenv = loaded
     for key, value in code.items():
         file_key = "DATABASE_URL" if key == "SQLALCHEMY_DATABASE_URI" else key
         if file_key in values and values[file_key] != value:
             settings.shadowed[key] = sources[file_key]
-    settings.problems = _check_types(values, sources)
+    own = {
+        name.upper()
+        for listed in (values.get("COMPLETE_OWN_SETTINGS"), code.get("COMPLETE_OWN_SETTINGS"))
+        if isinstance(listed, list | tuple)
+        for name in listed
+        if isinstance(name, str)
+    }
+    named += [(key, "code") for key in code if key == key.upper()]
+    for key, source in dict(reversed(named)).items():  # each name once, where first written
+        if problem := _check_name(key, source, env, own):
+            problems.append(problem)
+    problems += _check_types(values, sources, code)
+    settings.problems = problems
+    for problem in problems:
+        if problem.level == "warning":
+            logger.warning("[%s] %s %s", problem.id, problem.message, problem.fix)
     return settings
 
 
@@ -481,7 +537,9 @@ def _dev_secret(path: Path) -> str:
 
 
 def check_secret(value: t.Any, env: str, source: str) -> list[Problem]:
-    """Refuse a missing or weak ``SECRET_KEY`` in production."""
+    """Refuse a missing or guessable ``SECRET_KEY`` in production: shorter than 32 bytes, a
+    known placeholder, or with little randomness (see :func:`flask_complete.sensitive.weakness`).
+    """
     if env != "production":
         return []
     where = (
@@ -489,56 +547,29 @@ def check_secret(value: t.Any, env: str, source: str) -> list[Problem]:
         "`flask complete init` writes a strong one, or use "
         "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
     )
-    if not value:
-        return [Problem("secret.missing", "SECRET_KEY", "SECRET_KEY is not set.", where)]
-    raw = value.encode() if isinstance(value, str) else bytes(value)
-    if isinstance(value, str) and _PLACEHOLDER_SECRETS.match(value.strip()):
+
+    def weak(id: str, why: str) -> list[Problem]:
+        return [Problem(id, "SECRET_KEY", f"SECRET_KEY (from {source}) {why}.", where)]
+
+    if value is None or value in ("", b""):
         return [
             Problem(
-                "secret.placeholder",
+                "secret.missing",
                 "SECRET_KEY",
-                f"SECRET_KEY (from {source}) is a known placeholder.",
+                "SECRET_KEY is missing: production signs sessions and cookies with it.",
                 where,
             )
         ]
-    if len(raw) < MIN_SECRET_BYTES:
-        return [
-            Problem(
-                "secret.weak",
-                "SECRET_KEY",
-                f"SECRET_KEY (from {source}) is {len(raw)} bytes; production needs at least "
-                f"{MIN_SECRET_BYTES}.",
-                where,
-            )
-        ]
+    if not isinstance(value, str | bytes):
+        return weak("secret.weak", f"is of type {type(value).__name__}, not a string")
+    if isinstance(value, str) and PLACEHOLDER_SECRETS.match(value.strip()):
+        return weak("secret.placeholder", "is a known placeholder")
+    size = len(value.encode() if isinstance(value, str) else value)
+    if size < MIN_SECRET_BYTES:
+        return weak("secret.weak", f"is {size} bytes; production needs at least {MIN_SECRET_BYTES}")
+    if why := weakness(value):
+        return weak("secret.weak", f"is guessable: it {why}")
     return []
-
-
-def redact(key: str, value: t.Any) -> t.Any:
-    """Hide secrets: values of keys naming a secret, and passwords inside database URLs."""
-    if isinstance(value, str) and "://" in value:
-        return redact_url(value)
-    if (
-        _SECRET_NAME.search(key)
-        and key.upper() not in _NOT_SECRET
-        and value not in (None, "", b"")
-        and not isinstance(value, bool)
-    ):
-        return "***"
-    if isinstance(value, dict):
-        return {k: redact(str(k), v) for k, v in value.items()}
-    return value
-
-
-def redact_url(url: t.Any) -> str:
-    """A database URL with its password replaced by ``***``."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))
 
 
 def is_init_time_key(key: str) -> bool:

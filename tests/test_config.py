@@ -287,8 +287,10 @@ class TestProductionRefusals:
         with pytest.raises(ConfigError) as e:
             make_app(tmp_path, env="production")
         message = e.value.format_message()
-        assert "SECRET_KEY is not set" in message
-        assert "DATABASE_URL" in message
+        # The first line is the first problem itself, for logs that show one line.
+        assert message.splitlines()[0].startswith("SECRET_KEY is missing: production signs")
+        assert message.splitlines()[0].endswith("[secret.missing]")
+        assert "DATABASE_URL" in message.splitlines()[1]
         assert "production" in message
 
     @pytest.mark.parametrize("secret", ["changeme", "dev-not-secret", "short-but-random-x7"])
