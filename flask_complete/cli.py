@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import secrets
 import typing as t
 from importlib import resources
+from pathlib import Path
 
 import click
 from flask import current_app
@@ -16,8 +18,6 @@ from . import config as _config
 from .extension import get_state
 
 if t.TYPE_CHECKING:
-    from pathlib import Path
-
     from flask import Flask
 
     from .extension import CompleteState
@@ -70,9 +70,37 @@ def _show(key: str, value: t.Any) -> str:
     return str(shown)
 
 
+def _source(key: str, state: CompleteState) -> str:
+    """Where the value of ``key`` came from, as far as flask_complete can tell."""
+    if key == "DEBUG":
+        from flask.cli import ScriptInfo
+        from flask.helpers import get_debug_flag
+
+        ctx = click.get_current_context(silent=True)
+        info = ctx.find_object(ScriptInfo) if ctx is not None else None
+        # Loading the app, the flask command sets DEBUG from FLASK_DEBUG (or --debug) over
+        # every settings layer.
+        if info is not None and info.set_debug_flag and current_app.debug == get_debug_flag():
+            if "FLASK_DEBUG" not in os.environ:
+                return "flask command (FLASK_DEBUG not set: off)"
+            loaded = state.settings.flask_dotenv.get("FLASK_DEBUG")
+            return "env FLASK_DEBUG" + (
+                f" (from {Path(loaded).name}, loaded by flask)" if loaded else ""
+            )
+    return state.settings.sources.get(key, "flask default")
+
+
 @complete_group.command("config")
 @click.argument("name", required=False)
-def config_command(name: str | None) -> None:
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="json: one object for tools, secrets hidden as in the table.",
+)
+def config_command(name: str | None, output: str) -> None:
     """Show every effective setting and where it came from."""
     app = current_app
     state = _state()
@@ -83,20 +111,38 @@ def config_command(name: str | None) -> None:
             raise click.UsageError(
                 f"No setting named {name!r}. Run `flask complete config` to list them."
             )
-        click.echo(_show(key, values[key]))
+        if output == "json":
+            one = {"key": key, "value": _config.redact(key, values[key])}
+            click.echo(json.dumps({**one, "source": _source(key, state)}, default=str))
+        else:
+            click.echo(_show(key, values[key]))
         return
-    sources = state.settings.sources
+    warnings = _warnings(state, values)
+    if output == "json":
+        settings = {
+            key: {"value": _config.redact(key, values[key]), "source": _source(key, state)}
+            for key in sorted(values)
+        }
+        document = {
+            "environment": state.env,
+            "root": str(state.root),
+            "settings": settings,
+            "warnings": warnings,
+        }
+        click.echo(json.dumps(document, indent=2, default=str))
+        return
     click.echo(f"environment: {state.env}   root: {state.root}")
     width = max(len(k) for k in values)
     for key in sorted(values):
-        source = sources.get(key, "flask default")
-        click.echo(f"{key:<{width}}  {_show(key, values[key])}  [{source}]")
-    for warning in _warnings(state, values):
+        click.echo(f"{key:<{width}}  {_show(key, values[key])}  [{_source(key, state)}]")
+    for warning in warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 def _warnings(state: CompleteState, values: t.Mapping[str, t.Any]) -> list[str]:
-    found = []
+    found = [
+        f"{p.message} {p.fix} [{p.id}]" for p in state.settings.problems if p.level == "warning"
+    ]
     for key, where in sorted(state.settings.shadowed.items()):
         found.append(
             f"{key} is set in code, which shadows {where}. Delete it from code to use the file."
@@ -126,6 +172,7 @@ def init_command() -> None:
         root / ".secrets.toml",
         "# Secrets: never commit this file (it is in .gitignore).\n"
         f'[default]\nSECRET_KEY = "{secret}"\n',
+        mode=0o600,
     )
     gitignore = root / ".gitignore"
     lines = gitignore.read_text().splitlines() if gitignore.exists() else []
@@ -146,9 +193,13 @@ def init_command() -> None:
         click.echo(f"wrote   {folder.name}/" if written else f"kept    {folder.name}/: it exists")
 
 
-def _write_once(path: Path, text: str) -> None:
-    if path.exists():
+def _write_once(path: Path, text: str, mode: int = 0o644) -> None:
+    # Created with its mode: a secrets file is never readable by others, not even for a moment.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
         click.echo(f"kept    {path.name}: it exists")
         return
-    path.write_text(text)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     click.echo(f"wrote   {path.name}")

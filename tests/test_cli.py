@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import subprocess
 import sys
 import tomllib
@@ -84,6 +86,107 @@ class TestConfigCommand:
         assert app.test_cli_runner().invoke(args=["complete"]).output == "the app's own\n"
 
 
+#: Settings holding secrets, and the secret part of each, which must never be printed.
+SECRETS = {
+    "SECRET_KEY": ("s3cr3t-" + "q" * 30, None),
+    "MAIL_PASSWORD": ("hunter2", None),
+    "LDAP_PASSWD": ("pa55wd-ldap", None),
+    "GITHUB_TOKEN": ("ghp_tok3n", None),
+    "GCP_CREDENTIALS": ("cred-json-blob", None),
+    "STRIPE_API_KEY": ("sk_live_k3y", None),
+    "JWT_PRIVATE": ("-----BEGIN PRIVATE", None),
+    "SENTRY_DSN": ("https://dsnk3y@o1.ingest.sentry.io/1", "dsnk3y"),
+    "PROXY_AUTH": ("basic-auth-v4lue", None),
+    "FERNET_KEY": ("fernet-k3y", None),
+    "REDIS_URL": ("redis://:r3dispw@cache:6379/0", "r3dispw"),
+    "WEBHOOK_URL": ("https://hookuser:h00kpw@hooks.example.com/x", "h00kpw"),
+    "SEARCH_URL": ("https://search.example.com/?api_key=qu3ryk3y&page=1", "qu3ryk3y"),
+}
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_config_output_is_free_of_every_secret(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    for key, (value, _) in SECRETS.items():
+        clean_env.setenv(key if key in ("SECRET_KEY", "REDIS_URL") else f"FLASK_{key}", value)
+    (tmp_path / "settings.toml").write_text(
+        "[development]\n"
+        'DATABASE_URL = "postgresql://app:dbpassw0rd@db.internal/app"\n'
+        'SQLALCHEMY_BINDS = {reports = "mysql+pymysql://rep:bindpassw0rd@h/rep"}\n'
+        'SQLALCHEMY_ENGINE_OPTIONS = {connect_args = {password = "optpassw0rd"}}\n'
+        'MIRRORS = ["https://mirroruser:mirrorpassw0rd@m.example.com/"]\n'
+        'SECRET_KEY_FALLBACKS = ["oldk3y-one"]\n'
+    )
+    runner = make_app(tmp_path).test_cli_runner()
+    table = runner.invoke(args=["complete", "config"])
+    document = runner.invoke(args=["complete", "config", "--format", "json"])
+    one = runner.invoke(args=["complete", "config", "SENTRY_DSN"])
+    assert table.exit_code == document.exit_code == one.exit_code == 0, table.output
+    hidden = [secret or value for value, secret in SECRETS.values()]
+    hidden += ["dbpassw0rd", "bindpassw0rd", "optpassw0rd", "mirrorpassw0rd", "oldk3y-one"]
+    for output in (table.output, document.output, one.output):
+        assert [s for s in hidden if s in output] == []
+    lines = {line.split()[0]: line for line in table.output.splitlines() if line.strip()}
+    # A database URL keeps its user; other URLs lose their whole user information.
+    assert "postgresql+psycopg://app:***@db.internal/app" in lines["SQLALCHEMY_DATABASE_URI"]
+    assert "redis://***@cache:6379/0" in lines["REDIS_URL"]
+    assert "https://***@hooks.example.com/x" in lines["WEBHOOK_URL"]
+    assert '"https://***@m.example.com/"' in lines["MIRRORS"]
+    assert '"rep:***@h/rep"' not in lines["SQLALCHEMY_BINDS"]
+    assert "mysql+pymysql://rep:***@h/rep" in lines["SQLALCHEMY_BINDS"]
+    # The bundle's own settings named like secrets stay readable.
+    assert lines["AUTH_URL_PREFIX"].split()[1] == "/auth"
+    assert lines["AUTH_TOKEN_DAYS"].split()[1] == "30"
+    assert lines["AUTH_PASSWORD_METHOD"].split()[1] == "scrypt"
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_config_as_json(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("FLASK_MAIL_PASSWORD", "hunter2")
+    runner = make_app(tmp_path, {"GREETING": "hi"}).test_cli_runner()
+    result = runner.invoke(args=["complete", "config", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["environment"] == "development"
+    assert document["root"] == str(tmp_path)
+    settings = document["settings"]
+    assert settings["GREETING"] == {"value": "hi", "source": "code"}
+    assert settings["MAIL_PASSWORD"] == {"value": "***", "source": "env FLASK_MAIL_PASSWORD"}
+    assert settings["DATABASE_POOL_SIZE"] == {"value": 5, "source": "flask_complete default"}
+    assert settings["CORS_RESOURCES"]["value"] == ["/api/*", "/auth/*"]
+    assert settings["PERMANENT_SESSION_LIFETIME"]["value"] == "31 days, 0:00:00"
+    assert document["warnings"] == []
+    one = runner.invoke(args=["complete", "config", "database_pool_size", "--format", "json"])
+    assert json.loads(one.output) == {
+        "key": "DATABASE_POOL_SIZE",
+        "value": 5,
+        "source": "flask_complete default",
+    }
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_debug_says_the_flask_command_set_it(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
+    runner = make_app(tmp_path).test_cli_runner()
+    line = runner.invoke(args=["complete", "config"]).output.split("\nDEBUG ")[1].splitlines()[0]
+    assert line.split() == ["false", "[flask", "command", "(FLASK_DEBUG", "not", "set:", "off)]"]
+    clean_env.setenv("FLASK_DEBUG", "1")
+    document = json.loads(runner.invoke(args=["complete", "config", "--format", "json"]).output)
+    assert document["settings"]["DEBUG"] == {"value": True, "source": "env FLASK_DEBUG"}
+
+
+def test_debug_from_dotenv_is_labelled_through_the_real_command(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(FIVE_LINES)
+    (tmp_path / ".env").write_text("FLASK_DEBUG=1\n")
+    result = _flask(tmp_path, "complete", "config", "DEBUG", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "key": "DEBUG",
+        "value": True,
+        "source": "env FLASK_DEBUG (from .env, loaded by flask)",
+    }
+
+
 @pytest.mark.usefixtures("clean_env")
 def test_init_writes_files_once(tmp_path: Path) -> None:
     (tmp_path / ".gitignore").write_text("*.pyc")
@@ -96,6 +199,7 @@ def test_init_writes_files_once(tmp_path: Path) -> None:
     assert "updated .gitignore" in result.output
     secret = tomllib.loads((tmp_path / ".secrets.toml").read_text())["default"]["SECRET_KEY"]
     assert len(secret) >= 48
+    assert (tmp_path / ".secrets.toml").stat().st_mode & 0o777 == 0o600
     for env in ("default", "development", "testing", "production"):
         assert env in tomllib.loads((tmp_path / "settings.toml").read_text())
     ignored = (tmp_path / ".gitignore").read_text().splitlines()
@@ -141,14 +245,20 @@ def test_production_without_secret_exits_naming_it(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text(FIVE_LINES)
     result = _flask(tmp_path, "run", "--port", "0", FLASK_ENV="production")
     assert result.returncode == 1
-    assert "Error: flask_complete cannot start" in result.stderr
-    assert "SECRET_KEY is not set" in result.stderr
+    # What a process manager shows: the first line names the problem and the fix.
+    first = next(line for line in result.stderr.splitlines() if line.startswith("Error: "))
+    assert first.startswith("Error: SECRET_KEY is missing: production signs sessions"), first
+    assert "Set it in the environment (SECRET_KEY=...)" in first
     assert "Traceback" not in result.stderr
 
 
 def test_production_starts_with_secret_and_database(tmp_path: Path, pg_url: str) -> None:
     (tmp_path / "app.py").write_text(FIVE_LINES)
-    env = {"FLASK_ENV": "production", "SECRET_KEY": "s" * 40, "DATABASE_URL": pg_url}
+    env = {
+        "FLASK_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "DATABASE_URL": pg_url,
+    }
     result = _flask(tmp_path, "complete", "config", "DATABASE_URL", **env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == pg_url
