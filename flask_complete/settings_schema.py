@@ -6,6 +6,7 @@ Pure data and functions of values: :mod:`flask_complete.config` turns the answer
 
 from __future__ import annotations
 
+import functools
 import typing as t
 from dataclasses import dataclass
 
@@ -308,10 +309,22 @@ def near(name: str, candidates: t.Iterable[str]) -> str | None:
     """The candidate ``name`` is most likely a misspelling of, or ``None``."""
     best: tuple[int, str] | None = None
     for candidate in candidates:
-        d = distance(name, candidate)
-        if 0 < d <= _allowed_edits(candidate) and (best is None or (d, candidate) < best):
+        allowed = _allowed_edits(candidate)
+        # Cheap tests first: an edit changes the length by one and the set of letters by two.
+        if abs(len(name) - len(candidate)) > allowed:
+            continue
+        if len(set(name) ^ set(candidate)) > 2 * allowed:
+            continue
+        d = distance(name, candidate, allowed)
+        if 0 < d <= allowed and (best is None or (d, candidate) < best):
             best = (d, candidate)
     return best[1] if best else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _closest_known(name: str) -> str | None:
+    # Cached: a test suite builds many apps with the same settings.
+    return near(name, KNOWN)
 
 
 def misspelt(key: str, own: t.Container[str] = ()) -> str | None:
@@ -320,7 +333,7 @@ def misspelt(key: str, own: t.Container[str] = ()) -> str | None:
     (known, listed in ``own``, or resembling nothing)."""
     if key in KNOWN or key in own:
         return None
-    found = near(key, KNOWN)
+    found = _closest_known(key)
     if found is None and key.startswith("COMPLETE_"):
         return ""
     return found
