@@ -410,11 +410,12 @@ def _put(values: dict[str, t.Any], key: str, value: t.Any) -> str:
     return top
 
 
-def load(app: Flask, *, env: str, root: Path) -> Settings:
+def load(app: Flask, *, env: str, root: Path, log: bool = True) -> Settings:
     """Load the layers for ``env`` from ``root`` and the environment, and validate them.
 
     Does not touch ``app.config``; see :func:`apply`. Problems are in ``settings.problems``;
-    the warnings among them are logged (logger ``flask_complete``).
+    the warnings among them are logged (logger ``flask_complete``) unless ``log`` is false (a
+    second look at the same settings, e.g. for another environment).
     """
     code = code_values(app)
     values: dict[str, t.Any] = {}
@@ -470,7 +471,7 @@ def load(app: Flask, *, env: str, root: Path) -> Settings:
             problems.append(problem)
     problems += _check_types(values, sources, code)
     settings.problems = problems
-    for problem in problems:
+    for problem in problems if log else ():
         if problem.level == "warning":
             logger.warning("[%s] %s %s", problem.id, problem.message, problem.fix)
     return settings

@@ -261,3 +261,11 @@ def test_a_top_level_flask_setting_named_like_a_section(tmp_path: Path) -> None:
     settings = load(tmp_path, "development", "TESTING = true\n[GLOBALS]\nA = 1\n")
     assert settings.values["TESTING"] is True and settings.values["GLOBALS"] == {"A": 1}
     assert settings.problems == []
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_second_look_need_not_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "settings.toml").write_text('DATABSE_URL = "sqlite://"\n')
+    with caplog.at_level(logging.WARNING, logger="flask_complete"):
+        settings = config.load(Flask("q"), env="development", root=tmp_path, log=False)
+    assert settings.problems and caplog.records == []
