@@ -148,17 +148,28 @@ def create_database(url: URL, app: Flask | None = None) -> None:
     from . import dbcli
 
     if not _in_memory(url):
-        require_test_url(url, app, "create")
+        _authorize(url, app, "create")
         dbcli.create_database(url)
 
 
 def drop_database(url: URL, app: Flask | None = None) -> None:
-    """Drop the test database of ``url`` if it exists (refused unless it is one)."""
+    """Drop the test database of ``url`` if it exists (refused unless it is one, and unless the
+    database itself records the testing environment or none)."""
     from . import dbcli
 
     if not _in_memory(url):
-        require_test_url(url, app, "drop")
+        _authorize(url, app, "drop")
         dbcli.drop_database(url)
+
+
+def _authorize(url: URL, app: Flask | None, action: str) -> None:
+    from . import dbenv
+
+    require_test_url(url, app, action)
+    try:
+        dbenv.authorize(url, env="testing", action=action, command="the test run")
+    except dbenv.EnvironmentRefused as e:
+        raise DatabaseRefused(e.format_message()) from None
 
 
 def database_exists(url: URL) -> bool:
@@ -260,10 +271,12 @@ class TestDatabase:
             # migrations folder must build the test schema under filterwarnings = error too.
             warnings.filterwarnings("ignore", "'get_engine' is deprecated", DeprecationWarning)
             if folder is None:
+                from . import dbenv
                 from .migrations import import_models
 
                 import_models(self.app)
                 self.sqla.create_all()
+                dbenv.set_stamp(self.app, "testing")
                 return
             from . import migrations
 
