@@ -164,14 +164,13 @@ def redact_url(url: t.Any) -> str:
     if match is None:
         return text
     scheme, rest = match["scheme"], match["rest"]
-    # The user information ends at the last "@" before the query: a password may hold "/".
-    at = re.split(r"[?#]", rest, maxsplit=1)[0].rfind("@")
+    database = bool(_DATABASE_SCHEMES.match(scheme))
+    # The user information ends at the last "@" (a password may hold "/"), before the query in
+    # other URLs (``?email=a@b``); database passwords are written unescaped, "?" included.
+    at = (rest if database else re.split(r"[?#]", rest, maxsplit=1)[0]).rfind("@")
     if at >= 0:
         user, colon, _ = rest[:at].partition(":")
-        if _DATABASE_SCHEMES.match(scheme):
-            userinfo = user + (f":{SHOWN}" if colon else "")
-        else:
-            userinfo = SHOWN
+        userinfo = user + (f":{SHOWN}" if colon else "") if database else SHOWN
         rest = userinfo + rest[at:]
     rest = _QUERY_PARAMETER.sub(
         lambda m: f"{m[1]}{m[2]}={SHOWN}" if secret_name(m[2]) else m[0], rest

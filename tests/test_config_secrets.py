@@ -139,6 +139,8 @@ def test_redact_by_name(key: str, value: t.Any, shown: t.Any) -> None:
     [
         ("postgresql+psycopg://u:pw@h/db", "postgresql+psycopg://u:***@h/db"),
         ("postgresql://u:p@ss/w@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("mysql://u:pa?ss#1@h/db", "mysql://u:***@h/db"),
+        ("https://h.test/?email=a@b.test", "https://h.test/?email=a@b.test"),
         ("mysql+pymysql://root@127.0.0.1/app", "mysql+pymysql://root@127.0.0.1/app"),
         ("postgresql://u@h/db?password=pw&sslmode=require", None),
         ("https://key@o1.ingest.sentry.io/1", "https://***@o1.ingest.sentry.io/1"),
