@@ -357,7 +357,7 @@ def _check_types(
         if spec.valid(value):
             continue
         fix = f"Expected {spec.expected}."
-        if isinstance(value, str) and spec.expected.startswith("true"):
+        if isinstance(value, str) and spec.expected == schema.BOOLEAN:
             fix += f' A quoted string is not a boolean: "{value}" would count as true.'
         problems.append(
             Problem(

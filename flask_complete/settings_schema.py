@@ -31,12 +31,15 @@ def _boolean(value: t.Any) -> bool:
     return isinstance(value, bool)
 
 
+BOOLEAN = "true or false (without quotes)"
+
+
 def boolean() -> Spec:
-    return Spec(_boolean, "true or false (without quotes)")
+    return Spec(_boolean, BOOLEAN)
 
 
 def optional_boolean() -> Spec:
-    return Spec(lambda v: v is None or isinstance(v, bool), "true or false (without quotes)")
+    return Spec(lambda v: v is None or isinstance(v, bool), BOOLEAN)
 
 
 def integer(minimum: int, unit: str = "", note: str = "") -> Spec:
