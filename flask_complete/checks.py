@@ -527,7 +527,10 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
         error = database_error(app, state)
         findings += check_database(config.get("SQLALCHEMY_DATABASE_URI"), error)
         if error is None:
+            from . import dbenv
+
             findings += _migration_findings(app)
+            findings += dbenv.check(app)
     findings += check_tracked(tracked_secret_files(state.root))
     # Not installed as a distribution: no ranges to compare against.
     with contextlib.suppress(LookupError):

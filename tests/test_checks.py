@@ -172,10 +172,29 @@ def test_run_checks_on_a_sound_production_app(pg_url: str, tmp_path: Path) -> No
         CORS_ORIGINS=["https://app.example.com"],
         **SAFE_COOKIES,
     )
+    (unstamped,) = c.run_checks(app)
+    assert unstamped.id == "database.unstamped"
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "environment", "production"]).exit_code == 0
     assert c.run_checks(app) == []
-    result = app.test_cli_runner().invoke(args=["complete", "check", "--deploy"])
+    result = runner.invoke(args=["complete", "check", "--deploy"])
     assert result.exit_code == 0, result.output
     assert "environment production: no problems found." in result.output
+
+
+def test_check_reports_a_database_of_another_environment(pg_url: str, tmp_path: Path) -> None:
+    development = make_app(tmp_path, env="development", SQLALCHEMY_DATABASE_URI=pg_url)
+    assert development.test_cli_runner().invoke(args=["db", "environment"]).exit_code == 0
+    stamped = development.test_cli_runner().invoke(args=["db", "environment", "development"])
+    assert stamped.exit_code == 0, stamped.output
+    production = make_app(
+        tmp_path / "p", SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=pg_url, **SAFE_COOKIES
+    )
+    result = production.test_cli_runner().invoke(args=["complete", "check", "--format", "json"])
+    assert result.exit_code == 1
+    (found,) = [f for f in json.loads(result.output)["findings"] if f["level"] == "error"]
+    assert found["id"] == "database.env_mismatch"
+    assert "development" in found["message"] and "production" in found["message"]
 
 
 def test_deploy_flag_runs_production_checks_in_development(tmp_path: Path) -> None:
