@@ -520,6 +520,7 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
     state = get_state(app)
     config = app.config
     findings = list(state.problems)
+    findings += [p for p in state.settings.problems if p.level != "error"]
     if deploy or state.env == "production":
         findings += production_findings(app, state)
     database_known = not any(p.id in _NO_DATABASE for p in findings)

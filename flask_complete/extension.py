@@ -97,7 +97,8 @@ class Complete:
             db=sqla,
             db_bound_before=bound,
             user_model=self.user_model,
-            problems=list(settings.problems),
+            # Refusals; the warnings among the settings' problems were logged by load().
+            problems=[p for p in settings.problems if p.level == "error"],
         )
         app.extensions[EXTENSION_KEY] = state
         state.migrations_dir = root / str(app.config.get("MIGRATIONS_DIR", "migrations"))

@@ -134,7 +134,7 @@ def _settings_urls(settings: _config.Settings) -> dict[str | None, tuple[t.Any, 
 
 def _load(app: Flask, root: t.Any, env: str) -> _config.Settings | None:
     try:
-        return _config.load(app, env=env, root=root)
+        return _config.load(app, env=env, root=root, log=False)
     except _config.ConfigError:
         return None
 

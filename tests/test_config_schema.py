@@ -126,6 +126,15 @@ class TestMisspeltNames:
         assert problems(settings) == {"DATABSE_URL": ("config.typo", "warning")}
         assert "[config.typo] DATABSE_URL (from settings.toml [default])" in caplog.text
 
+    def test_a_warning_does_not_stop_the_app(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level(logging.WARNING, logger="flask_complete"):
+            app = start(tmp_path, "development", 'DATABSE_URL = "sqlite://"\n')
+        assert "did you mean DATABASE_URL?" in caplog.text
+        result = app.test_cli_runner().invoke(args=["complete", "check"])
+        assert "config.typo" in result.output and result.exit_code == 0, result.output
+
     def test_from_the_environment(self, tmp_path: Path, clean_env: pytest.MonkeyPatch) -> None:
         clean_env.setenv("FLASK_DATABSE_URL", "sqlite://")
         (problem,) = load(tmp_path, "production").problems

@@ -16,7 +16,7 @@ from flask_complete import Complete, ConfigError
 from flask_complete.cors import OriginError, origin_pattern, path_pattern
 from flask_complete.extension import get_state
 
-STRONG = "k3y-" * 12
+STRONG = "0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5"
 PREFLIGHT = {
     "Access-Control-Request-Method": "POST",
     "Access-Control-Request-Headers": "content-type",

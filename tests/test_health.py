@@ -15,7 +15,7 @@ from flask_complete import Complete, ConfigError
 from flask_complete import migrations as fc_migrations
 from flask_complete.extension import get_state
 
-STRONG = "k3y-" * 12
+STRONG = "0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5"
 REPO = Path(__file__).resolve().parent.parent
 
 
