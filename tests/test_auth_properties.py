@@ -59,13 +59,19 @@ def prop_app(
 
         name = unique_name("test_fcprop")
         url = new_database("postgres", name)
-    # Limits out of reach: every example exercises the throttle's bookkeeping, none is locked.
-    app = make_app(url, root, AUTH_THROTTLE_ACCOUNT_LIMIT=10**6, AUTH_THROTTLE_ADDRESS_LIMIT=10**6)
-    add_user(app, EMAIL)
-    yield app
-    dispose(app)
-    if name is not None:
-        drop_database("postgres", name)
+    try:
+        # Limits out of reach: every example exercises the throttle's bookkeeping, none is locked.
+        app = make_app(
+            url, root, AUTH_THROTTLE_ACCOUNT_LIMIT=10**6, AUTH_THROTTLE_ADDRESS_LIMIT=10**6
+        )
+        try:
+            add_user(app, EMAIL)
+            yield app
+        finally:
+            dispose(app)
+    finally:
+        if name is not None:
+            drop_database("postgres", name)
 
 
 class Token(t.NamedTuple):
