@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from dbapps import Apps, apps, build_models, rows, run, seed_for
 
 from flask_complete import seeds
+from flask_complete.config import ConfigError
 
 __all__ = ["apps"]  # fixture
 
@@ -136,7 +137,6 @@ def test_seeds_per_environment_from_settings(apps: Apps, tmp_path: Path, seed_mo
     [
         ("json:nope", "module 'json' has no 'nope'"),
         ("json", "names a module without a run() function"),
-        (42, "is not a seed"),
     ],
 )
 def test_bad_seeds_setting(apps: Apps, tmp_path: Path, setting: object, message: str) -> None:
@@ -144,6 +144,11 @@ def test_bad_seeds_setting(apps: Apps, tmp_path: Path, setting: object, message:
     result = run(app, "db", "seed")
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_seeds_setting_of_the_wrong_type_is_refused_at_init(apps: Apps, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"SEEDS = 42 is not valid \(from code\)"):
+        apps.make(f"sqlite:///{tmp_path / 'x.sqlite3'}", SEEDS=42)
 
 
 def test_progress_bar_only_on_a_terminal() -> None:
