@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,14 +269,13 @@ def test_shape_retrofit(
     root = pytester.path
     for key, value in spec.env.items():
         clean_env.setenv(key, value)
-    test_database = None
-    if spec.test_server:
-        test_database = unique_name("test_fcshape")
-        url = new_database(spec.test_server, test_database)
-        clean_env.setenv("TEST_DATABASE_URL", url)
     copy_shape(spec.name, root)
     databases, after_dev = spec.dev(root)
+    test_database = unique_name("test_fcshape") if spec.test_server else None
     try:
+        if spec.test_server and test_database:
+            url = new_database(spec.test_server, test_database)
+            clean_env.setenv("TEST_DATABASE_URL", url)
         for database in databases:
             database.create()
             if database.env_var:
@@ -303,3 +306,445 @@ def test_shape_retrofit(
             database.drop()
         if spec.test_server and test_database:
             drop_database(spec.test_server, test_database)
+
+
+# -- reproductions: the suite's own `app` fixture is the app -------------------------------------
+
+NOTES_APP = """
+from flask import Flask, current_app, request
+from flask_login import current_user
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import ForeignKey, String, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from flask_complete import Complete
+from flask_complete.auth import UserMixin, login_required
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+class User(UserMixin, db.Model):
+    pass
+
+
+class Note(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(100))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    owner: Mapped[User | None] = relationship()
+
+
+def create_app():
+    app = Flask(__name__)
+    Complete(app, db=db, user_model=User)
+
+    @app.post("/notes")
+    def add():
+        db.session.add(Note(title=request.json["title"]))
+        db.session.commit()
+        return "", 201
+
+    @app.get("/notes")
+    def titles():
+        return db.session.scalars(select(Note.title).order_by(Note.id)).all()
+
+    @app.get("/mine")
+    @login_required
+    def mine():
+        return db.session.scalars(select(Note.title).filter_by(owner_id=current_user.id)).all()
+
+    @app.get("/greeting")
+    def greeting():
+        return current_app.config.get("GREETING", "")
+
+    @app.cli.command("count")
+    def count():
+        print(db.session.scalar(select(func.count()).select_from(Note)))
+
+    return app
+"""
+
+NOTES_FACTORIES = """
+import factory
+from factory.alchemy import SQLAlchemyModelFactory
+
+from flask_complete.factories import ModelFactory
+from notesapp import Note, User, db
+
+
+class NoteFactory(ModelFactory):
+    class Meta:
+        model = Note
+
+    title = factory.Sequence(lambda n: f"note {n}")
+
+
+class BoundNoteFactory(SQLAlchemyModelFactory):
+    # Bound at import, as many suites have it: db.session is the app's scoped session.
+    class Meta:
+        model = Note
+        sqlalchemy_session = db.session
+        sqlalchemy_session_persistence = "flush"
+
+    title = factory.Sequence(lambda n: f"bound {n}")
+
+
+class UserFactory(ModelFactory):
+    class Meta:
+        model = User
+
+    email = factory.Sequence(lambda n: f"user{n}@example.test")
+"""
+
+#: The ways a conftest has its own ``app``: built per session, per test, or imported.
+CONFTEST_APPS = {
+    "session-scoped": """
+        import pytest
+        from notesapp import create_app
+
+        @pytest.fixture(scope="session")
+        def app():
+            return create_app()
+        """,
+    "function-scoped": """
+        import pytest
+        from notesapp import create_app
+
+        @pytest.fixture
+        def app():
+            app = create_app()
+            app.config["NOTES_PER_PAGE"] = 10
+            yield app
+        """,
+    "module-app": """
+        import pytest
+        from notesapp.wsgi import app as application
+
+        @pytest.fixture
+        def app():
+            return application
+        """,
+}
+
+EVERY_FIXTURE = """
+import urllib.request
+
+import pytest
+import sqlalchemy as sa
+from flask import current_app
+
+from notesapp import Note, User
+from notesapp.factories import BoundNoteFactory
+
+
+def counts(db):
+    return [
+        db.session.scalar(sa.select(sa.func.count()).select_from(model)) for model in (Note, User)
+    ]
+
+
+def test_the_conftest_app_with_its_context_pushed(app, db):
+    assert current_app._get_current_object() is app
+    db.session.add(Note(title="in the body"))
+    db.session.commit()
+    assert counts(db) == [1, 0]
+
+
+def test_context_pushed_for_db_alone_and_the_commit_rolled_back(db):
+    assert current_app.name == "notesapp"
+    assert counts(db) == [0, 0]
+
+
+def test_client_views_and_factories(db, client, note_factory, bound_note_factory):
+    note_factory(title="a")
+    bound_note_factory(title="b")
+    BoundNoteFactory(title="c")
+    assert client.post("/notes", json={"title": "d"}).status_code == 201
+    assert client.get("/notes").json == ["a", "b", "c", "d"]
+    assert counts(db) == [4, 0]
+
+
+def test_runner(db, runner, note_factory):
+    note_factory.create_batch(3)
+    assert runner.invoke(args=["count"]).output.strip() == "3"
+
+
+def test_query_counting(db, assert_num_queries, assert_max_queries, note_factory):
+    note_factory.create_batch(2)
+    with assert_num_queries(1):
+        db.session.scalars(sa.select(Note)).all()
+    with pytest.raises(AssertionError, match="at most 1 SQL statements, 2 ran"):
+        with assert_max_queries(1):
+            counts(db)
+
+
+def test_auth_client(db, auth_client, auth_user, note_factory):
+    note_factory(title="mine", owner=auth_user)
+    note_factory(title="not mine")
+    assert auth_client.get("/auth/me").json["user"]["email"] == auth_user.email
+    assert auth_client.get("/mine").json == ["mine"]
+
+
+def test_login(db, login, client, user_factory, note_factory):
+    ann = user_factory()
+    note_factory(title="ann's", owner=ann)
+    assert client.get("/mine").status_code == 401
+    assert login(ann).get("/mine").json == ["ann's"]
+
+
+def test_settings(app, settings, client):
+    settings["GREETING"] = "hello"
+    assert app.config["GREETING"] == "hello"
+    assert client.get("/greeting").data == b"hello"
+
+
+def test_settings_restored(app):
+    assert "GREETING" not in app.config
+
+
+def test_transactional_db(transactional_db, client):
+    assert client.post("/notes", json={"title": "kept"}).status_code == 201
+    transactional_db.session.remove()
+    with transactional_db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT title FROM note")).scalars().all() == ["kept"]
+
+
+def test_live_server(live_server, settings):
+    settings["GREETING"] = "served"
+    with urllib.request.urlopen(live_server.url + "/greeting", timeout=5) as response:
+        assert response.read() == b"served"
+    request = urllib.request.Request(
+        live_server.url + "/notes", data=b'{"title": "http"}',
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    assert urllib.request.urlopen(request, timeout=5).status == 201
+
+
+def test_everything_rolled_back_or_emptied(db):
+    assert counts(db) == [0, 0]
+"""
+
+EVERY_FIXTURE_TESTS = 12
+
+
+class NotesProject:
+    """A project with the ``notesapp`` package, ``settings.toml`` and a development database
+    holding a sentinel note."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dev = DevDatabase(
+            f"sqlite:///{root / 'instance' / 'notes.sqlite3'}",
+            "note",
+            "id INTEGER PRIMARY KEY, title VARCHAR(100), owner_id INTEGER",
+            "1, 'sentinel', NULL",
+        )
+
+    def write(self, ini: str = "") -> None:
+        package = self.root / "notesapp"
+        package.mkdir()
+        (package / "__init__.py").write_text(NOTES_APP.lstrip())
+        (package / "factories.py").write_text(NOTES_FACTORIES.lstrip())
+        (package / "wsgi.py").write_text("from notesapp import create_app\n\napp = create_app()\n")
+        (self.root / "settings.toml").write_text(f'[default]\nDATABASE_URL = "{self.dev.url}"\n')
+        if ini:
+            (self.root / "pytest.ini").write_text(textwrap.dedent(ini).lstrip())
+        self.dev.create()
+
+    def stray_files(self) -> list[str]:
+        """SQLite files left behind by the run (the development one aside)."""
+        return [f for f in sqlite_files(self.root) if f != "instance/notes.sqlite3"]
+
+
+@pytest.mark.parametrize("conftest", list(CONFTEST_APPS))
+def test_every_fixture_uses_the_conftest_app(
+    conftest: str, pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    """With an ``app`` fixture of the suite's own, every fixture of ours uses that app: its
+    context pushed for the whole test, ``db.session`` in the body, in views and in factories
+    bound at import, everything rolled back, the development database untouched."""
+    project = NotesProject(pytester.path)
+    project.write("[pytest]\nflask_factories = notesapp.factories\n")
+    before = project.dev.snapshot()
+    tests = pytester.path / "tests"
+    tests.mkdir()
+    (tests / "conftest.py").write_text(textwrap.dedent(CONFTEST_APPS[conftest]).lstrip())
+    (tests / "test_fixtures.py").write_text(EVERY_FIXTURE.lstrip())
+    result = pytester.runpytest_subprocess(*QUIET, "-v")
+    assert _outcomes(result) == {"passed": EVERY_FIXTURE_TESTS}, result.stdout.str()
+    assert project.dev.snapshot() == before
+    assert project.stray_files() == [], "the test database is dropped after the run"
+
+
+# -- reproductions: FLASK_APP exported and a plain `pytest` ---------------------------------------
+
+FLASK_APP_CONFTEST = """
+import pytest
+
+from notesapp import Note
+
+
+@pytest.fixture
+def note(db):
+    found = Note(title="from a fixture")
+    db.session.add(found)
+    db.session.flush()
+    return found
+"""
+
+FLASK_APP_TESTS = """
+from sqlalchemy import func, select
+
+from notesapp import Note
+
+
+def test_model_imported_and_fixture(db, note, client):
+    assert client.get("/notes").json == ["from a fixture"]
+    assert db.session.scalar(select(func.count()).select_from(Note)) == 1
+
+
+def test_rolled_back(db):
+    assert db.session.scalar(select(func.count()).select_from(Note)) == 0
+"""
+
+
+def test_flask_app_exported_and_a_plain_pytest(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    """``FLASK_APP=notesapp pytest`` in the project: the app module is importable as
+    ``flask --app`` makes it (the project folder on ``sys.path``), for the conftest and for
+    test modules, with tests in ``tests/`` (no ``__init__.py``) and no ini ``pythonpath``."""
+    project = NotesProject(pytester.path)
+    project.write()
+    before = project.dev.snapshot()
+    tests = pytester.path / "tests"
+    tests.mkdir()
+    (tests / "conftest.py").write_text(FLASK_APP_CONFTEST.lstrip())
+    (tests / "test_notes.py").write_text(FLASK_APP_TESTS.lstrip())
+    # The console script, not `python -m pytest`, which puts the working directory on
+    # sys.path itself.
+    env = {**os.environ, "FLASK_APP": "notesapp"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "pytest"), *QUIET, "-v"],
+        cwd=pytester.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout, result.stdout
+    assert project.dev.snapshot() == before
+    assert project.stray_files() == []
+
+
+# -- reproductions: every SQLite URL in app.config is absolute ------------------------------------
+
+
+def old_env_project(root: Path, url_in_code: bool = False) -> Path:
+    """The ``factory_config`` shape, retrofitted, with the env.py of Flask-Migrate 2.x."""
+    copy_shape("factory_config", root)
+    retrofit("factory_config", root)
+    shutil.copyfile(SHAPES / "factory_config" / "old_env.py", root / "migrations" / "env.py")
+    if url_in_code:
+        config = root / "config.py"
+        config.write_text(
+            config.read_text().replace(
+                "    POSTS_PER_PAGE",
+                '    SQLALCHEMY_DATABASE_URI = "sqlite:///app.db"\n    POSTS_PER_PAGE',
+            )
+        )
+    return root
+
+
+def flask(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The ``flask`` console script, as a user runs it."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "flask"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+SERVE_A_PAGE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from app import create_app
+
+client = create_app().test_client()
+form = {"username": "ann", "email": "ann@example.com", "password": "pw"}
+print(client.post("/auth/register", data=form).status_code)
+response = client.get("/users")
+print(response.status_code, response.get_data(as_text=True))
+"""
+
+
+@pytest.mark.parametrize(
+    ("url_in_code", "database"),
+    [(False, "instance/app-dev.sqlite3"), (True, "instance/app.db")],
+    ids=["bundle-default", "relative-in-config"],
+)
+def test_old_env_py_migrates_the_file_the_app_opens(
+    url_in_code: bool, database: str, pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    """An old env.py reads app.config["SQLALCHEMY_DATABASE_URI"]: ``flask db upgrade`` run from
+    another directory migrates the file the app opens, and leaves none elsewhere."""
+    project = old_env_project(pytester.path / "microblog", url_in_code)
+    parent = pytester.path
+    upgrade = flask("--app", "microblog/app", "db", "upgrade", cwd=parent)
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    current = flask("--app", "microblog/app", "db", "current", cwd=parent)
+    assert "716caca77ded (head)" in current.stdout, current.stdout + current.stderr
+
+    served = subprocess.run(
+        [sys.executable, "-c", SERVE_A_PAGE, str(project)],
+        cwd=parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert served.stdout.splitlines()[-2:] == ["302", "200 ann"], served.stdout + served.stderr
+    assert sqlite_files(parent) == [f"microblog/{database}"]
+
+
+OLD_ENV_TESTS = """
+import sqlalchemy as sa
+
+from app.models import User
+
+
+def test_register_and_list(db, client):
+    form = {"username": "ann", "email": "ann@example.com", "password": "pw"}
+    assert client.post("/auth/register", data=form).status_code == 302
+    assert client.get("/users").data == b"ann"
+
+
+def test_rolled_back(db):
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+"""
+
+
+def test_plugin_builds_the_test_database_through_an_old_env_py(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    """The plugin's test database, built by running that old env.py, is the one the tests use;
+    no database file is left in the project root."""
+    project = old_env_project(pytester.path)
+    dev = _factory_config_dev(project)[1][0]
+    dev.create()
+    before = dev.snapshot()
+    (project / "plugin_tests").mkdir()
+    (project / "plugin_tests" / "test_old_env.py").write_text(OLD_ENV_TESTS.lstrip())
+    result = pytester.runpytest_subprocess(
+        *QUIET, "-v", "--flask-app", "app:create_app", "plugin_tests"
+    )
+    assert _outcomes(result) == {"passed": 2}, result.stdout.str()
+    assert dev.snapshot() == before
+    assert sqlite_files(project) == ["instance/app-dev.sqlite3"]
