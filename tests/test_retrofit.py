@@ -284,6 +284,7 @@ def test_shape_retrofit(
 
         result = pytester.runpytest_subprocess(*QUIET)
         assert _outcomes(result) == {"passed": spec.own_tests}, result.stdout.str()
+        assert "flask_complete:" not in result.stdout.str(), "the plugin stays out of the way"
 
         patch = retrofit(spec.name, root)
         print(patch)
@@ -301,6 +302,8 @@ def test_shape_retrofit(
         result = pytester.runpytest_subprocess(*QUIET, "-v", "tests/test_with_plugin.py")
         assert _outcomes(result) == {"passed": spec.plugin_tests}, result.stdout.str()
         assert [d.snapshot() for d in databases] == before, "a development database changed"
+        files = [d.url.removeprefix(f"sqlite:///{root}/") for d in databases if d.kind == "sqlite"]
+        assert sqlite_files(root) == sorted(files), "no test database is left behind"
     finally:
         for database in databases + after_dev:
             database.drop()
@@ -721,6 +724,7 @@ from app.models import User
 
 
 def test_register_and_list(db, client):
+    assert "alembic_version" in sa.inspect(db.session.connection()).get_table_names()
     form = {"username": "ann", "email": "ann@example.com", "password": "pw"}
     assert client.post("/auth/register", data=form).status_code == 302
     assert client.get("/users").data == b"ann"
