@@ -74,6 +74,8 @@ _STRING_KEYS = re.compile(
 )
 
 _forced_env: str | None = None
+#: The pytest-xdist worker of this process ("gw0"), when the pytest plugin pinned the run.
+_forced_worker = ""
 
 
 @dataclass
@@ -93,13 +95,14 @@ class Settings:
     flask_dotenv: dict[str, str] = field(default_factory=dict)
 
 
-def force_env(env: str | None) -> None:
+def force_env(env: str | None, worker: str = "") -> None:
     """Pin every app initialised from now on to ``env`` (``None`` lifts it). Used by the pytest
-    plugin so that a whole test run is in ``testing``."""
-    global _forced_env
+    plugin so that a whole test run is in ``testing``; ``worker`` names the pytest-xdist worker
+    (each gets its own test databases)."""
+    global _forced_env, _forced_worker
     if env is not None and env not in ENVIRONMENTS:
         raise ValueError(f"unknown environment {env!r}; use one of {', '.join(ENVIRONMENTS)}")
-    _forced_env = env
+    _forced_env, _forced_worker = env, worker
 
 
 def select_env(explicit: str | None = None) -> str:

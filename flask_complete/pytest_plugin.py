@@ -57,6 +57,9 @@ class _Run:
     previous_env: str | None = None
     finder: _OnImport | None = None
     pinned: bool = False
+    #: The pytest-xdist worker id ("gw0"), "" outside a worker.
+    worker: str = ""
+    databases: TestDatabases | None = None
     factories: dict[str, type[t.Any]] = field(default_factory=dict)
 
 
@@ -162,10 +165,31 @@ class _OnImport(importlib.abc.MetaPathFinder):
             sys.meta_path.remove(self)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # Before the first conftest.py is imported: one that builds its app at import (a module
+    # app, `from myapp import app`) must find the app's folder and be in testing too.
+    _start(early_config, getattr(early_config.known_args_namespace, "flask_app", None))
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    run = _Run()
+    run = config.stash.get(_RUN, None)
+    if run is None:  # loaded after the initial conftests (``-p flask_complete`` late)
+        run = _start(config, config.getoption("flask_app"))
+    if run.worker and not hasattr(config, "workerinput"):
+        # PYTEST_XDIST_WORKER inherited from a parent run: this process is no xdist worker.
+        run.worker = ""
+        if run.pinned:
+            from . import config as settings
+
+            settings.force_env("testing")
+
+
+def _start(config: pytest.Config, option: str | None) -> _Run:
+    """Name the app (``--flask-app`` > ``FLASK_APP`` > ini), put its folder on ``sys.path``,
+    and pin the run to the testing environment once flask_complete is imported."""
+    run = _Run(worker=os.environ.get("PYTEST_XDIST_WORKER", ""))
     config.stash[_RUN] = run
-    option = config.getoption("flask_app")
     if option:
         run.spec, run.source = option, "--flask-app"
     elif os.environ.get("FLASK_APP"):
@@ -187,7 +211,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from . import config as settings
 
         run.previous_env = settings._forced_env
-        settings.force_env("testing")
+        settings.force_env("testing", run.worker)
         appcontext_pushed.connect(_guard)
         run.pinned = True
 
@@ -197,6 +221,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         run.finder = _OnImport("flask_complete.extension", pin_testing)
         sys.meta_path.insert(0, run.finder)
+    return run
 
 
 def _prepare_import(spec: str, base: Path) -> tuple[str, str | None]:
@@ -365,13 +390,15 @@ def _factory_fixtures(config: pytest.Config, modules: list[str]) -> object:
             if not isinstance(node, ast.ClassDef) or not node.bases:
                 continue
             meta = _meta(node)
-            if "sqlalchemy_session" in meta:
+            # ``db.session`` (the scoped session) follows the test's isolation; a session made
+            # at import (``db.session()``, ``Session(...)``) does not.
+            if isinstance(meta.get("sqlalchemy_session"), ast.Call):
                 config.issue_config_time_warning(
                     pytest.PytestConfigWarning(
-                        f"{name}.{node.name} sets Meta.sqlalchemy_session: that session is "
-                        "fixed at import, so its rows land outside the test's isolated session. "
-                        "Derive it from flask_complete.factories.ModelFactory (or set "
-                        "sqlalchemy_session_factory) instead."
+                        f"{name}.{node.name} sets Meta.sqlalchemy_session to a session made at "
+                        "import, so its rows land outside the test's isolated session. Use "
+                        "db.session (the scoped session), or derive the factory from "
+                        "flask_complete.factories.ModelFactory."
                     ),
                     stacklevel=2,
                 )
@@ -381,7 +408,8 @@ def _factory_fixtures(config: pytest.Config, modules: list[str]) -> object:
 
 
 def _meta(node: t.Any) -> dict[str, t.Any]:
-    """The names assigned in a class's ``Meta`` (literal values, else ``None``)."""
+    """The names assigned in a class's ``Meta`` (literal values; other expressions as their
+    syntax tree)."""
     import ast
 
     found: dict[str, t.Any] = {}
@@ -389,21 +417,31 @@ def _meta(node: t.Any) -> dict[str, t.Any]:
         if isinstance(item, ast.ClassDef) and item.name == "Meta":
             for line in item.body:
                 if isinstance(line, ast.Assign):
+                    value = line.value
                     for target in line.targets:
-                        found[getattr(target, "id", "")] = getattr(line.value, "value", None)
+                        found[getattr(target, "id", "")] = (
+                            value.value if isinstance(value, ast.Constant) else value
+                        )
     return found
 
 
 def _factory_fixture(module: str, name: str) -> t.Any:
-    def fixture(db: SQLAlchemy) -> type[t.Any]:
+    def fixture(request: pytest.FixtureRequest) -> type[t.Any]:
         from factory.base import BaseFactory
 
+        # Rows in the test's database: the rolled-back one, or real commits with
+        # transactional_db when the test asked for that.
+        transactional = "transactional_db" in request.fixturenames
+        request.getfixturevalue("transactional_db" if transactional else "db")
         found = getattr(importlib.import_module(module), name)
         if not (isinstance(found, type) and issubclass(found, BaseFactory)):
             pytest.fail(f"{module}.{name} is not a factory-boy factory.", pytrace=False)
         return t.cast(type[t.Any], found)
 
-    fixture.__doc__ = f"{module}.{name}, creating rows in the test's rolled-back session."
+    fixture.__doc__ = (
+        f"{module}.{name}, creating rows in the test's database (rolled back with ``db``, "
+        "committed and emptied after with ``transactional_db``)."
+    )
     return pytest.fixture(name=_snake(name))(fixture)
 
 
@@ -423,23 +461,42 @@ def _clean_failures() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def _flask_complete_databases(request: pytest.FixtureRequest) -> Iterator[TestDatabases]:
+def _flask_complete_databases(request: pytest.FixtureRequest) -> TestDatabases:
     """The run's test databases, created (or reused) for whichever app asks first, schema
-    built, dropped at the end."""
+    built; dropped when the session finishes (after every fixture's teardown, so a conftest's
+    session-scoped app can still clean up in its own)."""
     from .testdb import TestDatabases
 
     config = request.config
-    databases = TestDatabases(
-        reuse=_flag(config, "flask_reuse_db"),
-        recreate=_flag(config, "flask_create_db"),
-        migrations=_flag(config, "flask_migrations"),
-        cache=config.cache if hasattr(config, "cache") else None,
-    )
+    run = config.stash[_RUN]
+    if run.databases is None:
+        run.databases = TestDatabases(
+            reuse=_flag(config, "flask_reuse_db"),
+            recreate=_flag(config, "flask_create_db"),
+            migrations=_flag(config, "flask_migrations"),
+            cache=config.cache if hasattr(config, "cache") else None,
+        )
+    return run.databases
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(_RUN, None)
+    if run is None or run.databases is None:
+        return
+    from click import ClickException
+
+    from .testdb import DatabaseRefused
+
+    databases, run.databases = run.databases, None
     try:
-        yield databases
-    finally:
-        with _clean_failures():
-            databases.teardown()
+        databases.teardown()
+    except (DatabaseRefused, ClickException) as e:
+        # A database left behind is a failed run, said plainly.
+        message = e.format_message() if isinstance(e, ClickException) else str(e)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"flask_complete could not drop a test database: {message}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 _checked_migrations = pytest.StashKey[bool]()

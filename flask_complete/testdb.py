@@ -25,6 +25,7 @@ from .testguard import (
     refusal,
     require_test_databases,
     require_test_url,
+    suite_owned,
 )
 
 if t.TYPE_CHECKING:
@@ -134,7 +135,15 @@ def _sqlite_savepoints(engine: Engine) -> None:
     def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
-    engine.dispose()
+    if _in_memory(engine.url):
+        # One connection holds the whole database (StaticPool): fix that one in place.
+        raw = engine.raw_connection()
+        try:
+            raw.driver_connection.isolation_level = None  # type: ignore[union-attr]
+        finally:
+            raw.close()
+    else:
+        engine.dispose()
 
 
 def _in_memory(url: URL) -> bool:
@@ -207,6 +216,10 @@ class TestDatabase:
         self.sqla = sqla_of(app)
         self.urls = {key: _url(e) for key, e in engines_of(app).items()}
         self.apps: weakref.WeakSet[Flask] = weakref.WeakSet([app])
+        #: A test database the suite named itself in code (a tmp_path file, ``sqlite://``, a
+        #: ``test_`` database its conftest made): used as it is, never dropped unless created.
+        self.suites_own = set(self.urls) <= suite_owned(app)
+        self.created: list[URL] = []
 
     @property
     def migrations_dir(self) -> Path | None:
@@ -245,6 +258,9 @@ class TestDatabase:
         require_test_databases(self.app)
         attach(self.app)
         with database_access():
+            if self.suites_own:
+                self._adopt()
+                return
             fingerprint = self.fingerprint()
             if (
                 self.reuse
@@ -262,6 +278,21 @@ class TestDatabase:
             self.build_schema()
             if self.cache is not None:
                 self.cache.set(self._cache_key(), fingerprint if self.reuse else None)
+
+    def _adopt(self) -> None:
+        # The suite's own database: create what is missing, build the schema only where the
+        # models' tables are not there yet (the suite's fixtures may have made them, and rows).
+        for url in self.urls.values():
+            if not _in_memory(url) and not database_exists(url):
+                create_database(url, self.app)
+                self.created.append(url)
+        for key, engine in engines_of(self.app).items():
+            metadata = self.sqla.metadatas.get(key)
+            with engine.connect() as conn:
+                present = set(sa.inspect(conn).get_table_names())
+            if metadata is not None and not set(metadata.tables) <= present:
+                self.build_schema()
+                return
 
     def build_schema(self) -> None:
         """Run the migrations to head, or ``create_all`` when there are none."""
@@ -286,6 +317,10 @@ class TestDatabase:
         """Drop the test database unless it is kept for ``--reuse-db``."""
         for app in list(self.apps):
             _dispose(app)
+        if self.suites_own:
+            for url in self.created:
+                drop_database(url, self.app)
+            return
         if self.reuse:
             return
         for url in self.urls.values():
@@ -331,6 +366,8 @@ class TestDatabases:
     def __init__(self, **options: t.Any) -> None:
         self.options = options
         self.by_urls: dict[tuple[str, ...], TestDatabase] = {}
+        #: Every database prepared, in order (dropped in reverse).
+        self.all: list[TestDatabase] = []
         #: In-memory SQLite: a database per engine, built for each app.
         self.in_memory: weakref.WeakKeyDictionary[Engine, TestDatabase] = (
             weakref.WeakKeyDictionary()
@@ -346,6 +383,7 @@ class TestDatabases:
             if found is None:
                 found = TestDatabase(app, **{**self.options, "reuse": False})
                 found.setup()
+                self.all.append(found)
                 for engine in memory:
                     self.in_memory[engine] = found
             return found
@@ -355,15 +393,17 @@ class TestDatabases:
         if found is None:
             found = self.by_urls[key] = TestDatabase(app, **self.options)
             found.setup()
+            self.all.append(found)
         elif app not in found.apps:
             found.apps.add(app)
             attach(app)
         return found
 
     def teardown(self) -> None:
-        """Drop every database of the run (kept with ``--reuse-db``)."""
-        for database in self.by_urls.values():
-            database.teardown()
+        """Drop every database of the run (kept with ``--reuse-db``; a suite's own database
+        only if the run created it)."""
+        while self.all:
+            self.all.pop().teardown()
         self.by_urls.clear()
 
 

@@ -107,9 +107,7 @@ def derive_test_url(url: str) -> str:
 
 def _worker() -> str:
     # One database per pytest-xdist worker, when the pytest plugin has pinned the run.
-    if _config._forced_env != "testing":
-        return ""
-    return os.environ.get("PYTEST_XDIST_WORKER", "")
+    return _config._forced_worker if _config._forced_env == "testing" else ""
 
 
 # -- the development and production databases -----------------------------------------------------
@@ -117,6 +115,8 @@ def _worker() -> str:
 _protected: weakref.WeakKeyDictionary[Flask, dict[Identity, str]] = weakref.WeakKeyDictionary()
 #: Per app, per bind (``None`` = default): where its test URL came from, for the report.
 _origins: weakref.WeakKeyDictionary[Flask, dict[str | None, str]] = weakref.WeakKeyDictionary()
+#: Per app, the binds whose test database the suite named itself, in code.
+_suites: weakref.WeakKeyDictionary[Flask, set[str | None]] = weakref.WeakKeyDictionary()
 
 
 def _settings_urls(settings: _config.Settings) -> dict[str | None, tuple[t.Any, str]]:
@@ -206,6 +206,7 @@ def testing_urls(
     guarded = protected(app, state.root)
     chosen: dict[str | None, str] = {}
     origins: dict[str | None, str] = {}
+    suites: set[str | None] = set()
     for key, url in urls.items():
         source = sources.get("SQLALCHEMY_DATABASE_URI" if key is None else "SQLALCHEMY_BINDS", "")
         if source != "code" and "[testing]" not in source:
@@ -219,11 +220,20 @@ def testing_urls(
         if ident is None or (is_test_database(ident, guarded, state.root) and not per_worker):
             chosen[key] = url
             origins[key] = f"set in {source or 'code'}, a test database already"
+            if source in ("code", ""):
+                suites.add(key)
         else:
             chosen[key] = derive_test_url(url)
             origins[key] = f"derived from {_config.redact_url(url)} ({source or 'code'})"
     _origins[app] = origins
+    _suites[app] = suites
     return chosen
+
+
+def suite_owned(app: Flask) -> set[str | None]:
+    """The binds of ``app`` whose test database the suite named itself, in code: the test run
+    uses them as they are and never drops what it did not create."""
+    return set(_suites.get(app, ()))
 
 
 def origins(app: Flask) -> dict[str | None, str]:

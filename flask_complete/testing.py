@@ -111,6 +111,17 @@ def _test_session(app: Flask) -> t.Any:
 _MISSING = object()
 
 
+def _end_sessions(app: Flask, sqla: t.Any) -> None:
+    """Close the session of the current app context (Flask-SQLAlchemy keeps one per context: a
+    conftest may have pushed its own for the whole test) and of a fresh one."""
+    from flask import current_app, has_app_context
+
+    if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+        sqla.session.remove()
+    with app.app_context():
+        sqla.session.remove()
+
+
 @contextlib.contextmanager
 def isolated(app: Flask) -> Iterator[None]:
     """Run the block in one outer transaction per bind, rolled back after; the session joins it
@@ -123,8 +134,7 @@ def isolated(app: Flask) -> Iterator[None]:
     old_mode = factory.kw.get("join_transaction_mode", _MISSING)
     opened: list[tuple[Connection, sa.engine.Transaction]] = []
     with database_access():
-        with app.app_context():
-            sqla.session.remove()
+        _end_sessions(app, sqla)
         try:
             for key, engine in saved.items():
                 conn = engine.connect()
@@ -134,8 +144,7 @@ def isolated(app: Flask) -> Iterator[None]:
             factory.configure(join_transaction_mode="create_savepoint")
             yield
         finally:
-            with app.app_context():
-                sqla.session.remove()
+            _end_sessions(app, sqla)
             if old_mode is _MISSING:
                 factory.kw.pop("join_transaction_mode", None)
             else:
@@ -156,8 +165,8 @@ def emptied_after(app: Flask) -> Iterator[None]:
         try:
             yield
         finally:
+            _end_sessions(app, sqla)
             with app.app_context():
-                sqla.session.remove()
                 for key, engine in engines_of(app).items():
                     metadata = sqla.metadatas.get(key)
                     if metadata is None:

@@ -606,6 +606,7 @@ def test_factory_fixtures_and_the_import_time_session_lint(project: Project) -> 
     )
     project.run().assert_outcomes(passed=2)
 
+    # Bound to the scoped session at import, as project templates do: still the test's session.
     bound = """
         from factory.alchemy import SQLAlchemyModelFactory
         from notes import db
@@ -614,11 +615,33 @@ def test_factory_fixtures_and_the_import_time_session_lint(project: Project) -> 
             class Meta:
                 model = Item
                 sqlalchemy_session = db.session
+                sqlalchemy_session_persistence = "commit"
+
+            name = factory.Sequence(lambda n: f"bound {n}")
         """
     project.pytester.makepyfile(notes_factories=factories + bound)
+    project.pytester.makepyfile(
+        test_factories=f"""
+        from sqlalchemy import func, select
+        from notes import Item
+
+        def test_bound_factory(bound_factory, item_factory, db):
+            bound_factory.create_batch(2)
+            item_factory()
+            assert {COUNT} == 3
+
+        def test_rolled_back(db):
+            assert {COUNT} == 0
+        """
+    )
+    project.run().assert_outcomes(passed=2)
+
+    # A session made at import is another session: the lint says so.
+    made = bound.replace("sqlalchemy_session = db.session", "sqlalchemy_session = db.session()")
+    project.pytester.makepyfile(notes_factories=factories + made)
     result = project.run()
     assert result.ret != 0
-    result.stdout.fnmatch_lines(["*notes_factories.BoundFactory sets Meta.sqlalchemy_session*"])
+    result.stdout.fnmatch_lines(["*notes_factories.BoundFactory sets Meta.sqlalchemy_session to*"])
 
 
 def test_app_failing_at_import_is_reported_by_the_fixture(
