@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: demo test test-lowest lint clean
+.PHONY: demo test test-lowest lint docs clean
 
 $(BIN)/flask: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ lint: $(BIN)/flask
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Build the documentation into docs/_build/html, warnings as errors; it needs no network.
+docs: $(BIN)/sphinx-build
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+$(BIN)/sphinx-build: $(BIN)/flask
+	$(BIN)/python -m pip install --quiet -c constraints.txt --group docs
+	touch $@
 
 clean:
 	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Sessions: tests (pinned newest), tests_lowest (each range's floor), style, typing, demo."""
+"""Sessions: tests (pinned newest), tests_lowest (each range's floor), style, typing, docs, demo."""
 
 from __future__ import annotations
 
@@ -58,6 +58,13 @@ def typing(session: nox.Session) -> None:
     """Type-check the package with mypy --strict."""
     _install(session, "-c", "constraints.txt", "-e", ".", "--group", "typing", "--group", "tests")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation with warnings as errors (docs/_build/html)."""
+    _install(session, "-c", "constraints.txt", "-e", ".", "--group", "docs")
+    session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html")
 
 
 @nox.session
