@@ -22,14 +22,13 @@ import re
 import sys
 import typing as t
 
+import references
 from docutils import nodes
 from docutils.parsers.rst import directives
 from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util.docutils import SphinxDirective
-
-import references
 
 
 class _Generated(SphinxDirective):
@@ -109,9 +108,9 @@ def _defining_module(package: str, name: str, value: t.Any) -> str | None:
     """The module under ``package`` whose own namespace holds ``value`` as ``name``."""
     root = package.partition(".")[0]
     for module_name, module in sorted(sys.modules.items()):
-        if module_name != package and module_name.partition(".")[0] == root:
-            if getattr(module, "__dict__", {}).get(name) is value:
-                return module_name
+        ours = module_name != package and module_name.partition(".")[0] == root
+        if ours and getattr(module, "__dict__", {}).get(name) is value:
+            return module_name
     return None
 
 
@@ -168,9 +167,7 @@ def drop_object_reprs(app: Sphinx, doctree: nodes.document) -> None:
 
 
 def setup(app: Sphinx) -> dict[str, t.Any]:
-    app.add_object_type(
-        "setting", "setting", indextemplate="pair: %s; setting", objname="setting"
-    )
+    app.add_object_type("setting", "setting", indextemplate="pair: %s; setting", objname="setting")
     app.add_object_type(
         "fixture", "fixture", indextemplate="pair: %s; fixture", objname="pytest fixture"
     )

@@ -184,6 +184,8 @@ PAGES = {
     "testing": "testing",
     "pytest_plugin": "pytest",
     "auth": "auth",
+    "config": "configuration",
+    "settings_schema": "configuration",
 }
 
 
@@ -302,9 +304,17 @@ def module_constants() -> dict[str, set[str]]:
             continue  # files copied into projects, not modules of the package
         parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
         name = ".".join(parts)
-        if name and name not in SETTINGS_MACHINERY:
+        if name:
             found[name] = _constants(ast.parse(path.read_text(), str(path)))
     return found
+
+
+def readers(key: str, constants: dict[str, set[str]], *, machinery: bool) -> tuple[str, ...]:
+    """The modules that name ``key`` in their code: the pieces, or, when ``machinery`` and no
+    piece does, the settings machinery (``COMPLETE_OWN_SETTINGS`` is read by ``config``)."""
+    naming = [name for name, seen in constants.items() if key in seen]
+    pieces = tuple(name for name in naming if name not in SETTINGS_MACHINERY)
+    return pieces or (tuple(naming) if machinery else ())
 
 
 def _libraries(key: str) -> tuple[str, ...]:
@@ -364,7 +374,7 @@ def settings() -> list[Setting]:
                 defaults=t.cast(dict[str, str], _defaults_of(key, defaults)),
                 variables=_variables(key),
                 as_string=bool(config._STRING_KEYS.match(key)),
-                readers=tuple(name for name, seen in constants.items() if key in seen),
+                readers=readers(key, constants, machinery=not _libraries(key)),
                 libraries=_libraries(key),
                 init_time=config.is_init_time_key(key),
             )
@@ -401,7 +411,9 @@ def settings_rst() -> list[str]:
     ]
     for setting in entries:
         values = setting.defaults
-        differs = [f"{env}: {values[env]}" for env in ENVIRONMENTS if values[env] != values["default"]]
+        differs = [
+            f"{env}: {values[env]}" for env in ENVIRONMENTS if values[env] != values["default"]
+        ]
         lines += [
             f"   * - :setting:`{setting.key}`",
             f"     - {values['default']}",
@@ -503,9 +515,9 @@ def plugin_options() -> tuple[list[Option], list[IniKey]]:
         group.addoption = addoption
         return group
 
-    def addini(name: str, help: str, type: str | None = None, default: t.Any = None) -> None:
-        real_addini(name, help, type=type, default=default)  # type: ignore[arg-type]
-        inis.append(IniKey(name, type or "string", default, help))
+    def addini(name: str, help: str, type: str | None = None, **more: t.Any) -> None:
+        real_addini(name, help, type, **more)  # type: ignore[arg-type]
+        inis.append(IniKey(name, type or "string", more.get("default"), help))
 
     parser.getgroup = getgroup  # type: ignore[method-assign]
     parser.addini = addini  # type: ignore[method-assign]
@@ -644,7 +656,7 @@ def connections_rst(workers: list[int], max_connections: int, reserved: int) -> 
         lines += [
             f"   * - {count}",
             f"     - {size} + {overflow} = {per_process}",
-            f"     - {count} × {per_process} = {total}",
+            f"     - {count} \N{MULTIPLICATION SIGN} {per_process} = {total}",
             f"     - {overlap}",
             f"     - {verdict}",
         ]
