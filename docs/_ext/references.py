@@ -642,7 +642,7 @@ def connections_rst(workers: list[int], max_connections: int, reserved: int) -> 
         "     - At most, per process",
         "     - At most, all workers",
         "     - During a deploy (old and new workers)",
-        f"     - Fits in {usable}?",
+        f"     - Fits in {usable} ({max_connections} less {reserved} reserved)?",
     ]
     for count in workers:
         total = count * per_process
