@@ -64,7 +64,9 @@ def typing(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation with warnings as errors (docs/_build/html)."""
     _install(session, "-c", "constraints.txt", "-e", ".", "--group", "docs")
-    session.run("sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"
+    )
 
 
 @nox.session

@@ -79,7 +79,7 @@ def resolved(command: click.Command, name: str) -> click.Command:
     copied.commands = {sub: resolved(child, sub) for sub, child in children.items()}
     # Listing and lookup now come from the filled-in mapping, as for a plain click.Group.
     copied.list_commands = lambda ctx: sorted(copied.commands)  # type: ignore[method-assign]
-    copied.get_command = lambda ctx, sub: copied.commands.get(sub)  # type: ignore[method-assign]
+    copied.get_command = lambda ctx, sub: copied.commands.get(sub)  # type: ignore[method-assign, assignment]
     return copied
 
 

@@ -512,7 +512,7 @@ def plugin_options() -> tuple[list[Option], list[IniKey]]:
                 )
             )
 
-        group.addoption = addoption
+        group.addoption = addoption  # type: ignore[method-assign]
         return group
 
     def addini(name: str, help: str, type: str | None = None, **more: t.Any) -> None:
@@ -520,7 +520,7 @@ def plugin_options() -> tuple[list[Option], list[IniKey]]:
         inis.append(IniKey(name, type or "string", more.get("default"), help))
 
     parser.getgroup = getgroup  # type: ignore[method-assign]
-    parser.addini = addini  # type: ignore[method-assign]
+    parser.addini = addini  # type: ignore[method-assign, assignment]
     pytest_plugin.pytest_addoption(parser)
     return options, inis
 
