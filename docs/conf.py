@@ -2,6 +2,8 @@
 
 The references (settings, commands, the pytest plugin, the public API) are generated at build time
 from the package itself by the extensions in ``_ext/``, so they cannot drift from the code.
+Every Python and console block of the pages is run or checked by tests/test_docs_snippets.py
+(its docstring has the rules); ``:class: illustrative`` exempts a block that cannot run.
 """
 
 from __future__ import annotations
