@@ -1,21 +1,21 @@
-"""The ``flask complete`` command group: ``config``, ``init`` and the checks."""
+"""The ``flask complete`` command group: ``config``, ``init`` and the checks.
+
+This module is the ``flask.commands`` entry point, which the ``flask`` command imports in every
+environment where flask_complete is installed, for every app: it imports only what ``flask``
+has imported already, and the rest of the bundle when one of its commands runs.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
 import os
-import secrets
 import typing as t
-from importlib import resources
 from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
-
-from . import config as _config
-from .extension import get_state
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -50,6 +50,8 @@ complete_group = LazyGroup("complete", help="Configure and inspect flask_complet
 
 
 def _state() -> CompleteState:
+    from .extension import get_state
+
     # `flask complete` is also an entry-point command, so it can meet an app without Complete.
     try:
         return get_state()
@@ -64,7 +66,9 @@ def init_app(app: Flask, state: CompleteState) -> None:
 
 
 def _show(key: str, value: t.Any) -> str:
-    shown = _config.redact(key, value)
+    from .sensitive import redact
+
+    shown = redact(key, value)
     if isinstance(shown, dict | list | bool) or shown is None:
         return json.dumps(shown, default=str)
     return str(shown)
@@ -102,6 +106,8 @@ def _source(key: str, state: CompleteState) -> str:
 )
 def config_command(name: str | None, output: str) -> None:
     """Show every effective setting and where it came from."""
+    from .sensitive import redact
+
     app = current_app
     state = _state()
     values = app.config
@@ -112,7 +118,7 @@ def config_command(name: str | None, output: str) -> None:
                 f"No setting named {name!r}. Run `flask complete config` to list them."
             )
         if output == "json":
-            one = {"key": key, "value": _config.redact(key, values[key])}
+            one = {"key": key, "value": redact(key, values[key])}
             click.echo(json.dumps({**one, "source": _source(key, state)}, default=str))
         else:
             click.echo(_show(key, values[key]))
@@ -120,7 +126,7 @@ def config_command(name: str | None, output: str) -> None:
     warnings = _warnings(state, values)
     if output == "json":
         settings = {
-            key: {"value": _config.redact(key, values[key]), "source": _source(key, state)}
+            key: {"value": redact(key, values[key]), "source": _source(key, state)}
             for key in sorted(values)
         }
         document = {
@@ -163,6 +169,9 @@ _GITIGNORE = (".secrets.toml", ".env", "instance/")
 @complete_group.command("init")
 def init_command() -> None:
     """Write settings.toml, .secrets.toml, .env.example, .gitignore entries and migrations/."""
+    import secrets
+    from importlib import resources
+
     root = _state().root
     skeleton = resources.files("flask_complete") / "skeleton"
     for name in ("settings.toml", ".env.example"):

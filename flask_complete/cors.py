@@ -33,12 +33,6 @@ _OWN = (
 )
 _SCHEME = r"[a-z][a-z0-9+.-]*"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
-#: An exact origin: scheme, host (name, IPv4 or bracketed IPv6) and an optional port.
-_EXACT = re.compile(
-    rf"(?P<scheme>{_SCHEME})://(?P<host>{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])"
-    r"(?P<port>:[0-9]{1,5})?",
-    re.IGNORECASE,
-)
 #: A glob: ``*.`` before the host and/or ``:*`` as the port.
 _GLOB = re.compile(
     rf"(?P<scheme>{_SCHEME})://(?P<sub>\*\.)?(?P<host>{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])"
