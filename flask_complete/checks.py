@@ -290,20 +290,23 @@ def check_versions(packages: list[Package]) -> list[Problem]:
     ]
 
 
-def database_error(app: Flask, state: CompleteState) -> str | None:
-    """Connect and run ``SELECT 1``; what went wrong, or ``None``.
+def database_error(app: Flask, state: CompleteState, bind: str | None = None) -> str | None:
+    """Connect to the database ``bind`` (default: the default one) and run ``SELECT 1``; what
+    went wrong, or ``None``.
 
     Servers are tried on a separate, unpooled connection with a connect timeout, so a firewalled
     host fails the check instead of hanging it.
     """
     import sqlalchemy as sa
 
+    from . import binds
+
     assert state.db is not None
     with app.app_context():
-        engine = state.db.engine
+        engine = binds.bind_of(state.db, bind).engine
     temporary = engine.dialect.name in ("postgresql", "mysql", "mariadb")
     if temporary:
-        user = (app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}).get("connect_args") or {}
+        user = binds.connect_args(app, bind)
         engine = sa.create_engine(
             engine.url,
             poolclass=sa.pool.NullPool,
@@ -320,37 +323,77 @@ def database_error(app: Flask, state: CompleteState) -> str | None:
     return None
 
 
+def _database_findings(app: Flask, state: CompleteState) -> list[Problem]:
+    """Reachability of every database, then the migrations and the environment stamps of those
+    that answer."""
+    import dataclasses
+
+    from . import binds, dbenv
+
+    keys = binds.keys(app)
+    findings: list[Problem] = []
+    reachable = []
+    for key in keys:
+        with app.app_context():
+            url = binds.url(state.db, key)  # type: ignore[arg-type]
+        error = database_error(app, state, key)
+        found = check_database(url.render_as_string(hide_password=False), error)
+        findings += [dataclasses.replace(p, key=binds.setting(key)) for p in found]
+        if error is None:
+            reachable.append(key)
+    if reachable:
+        findings += _migration_findings(app, reachable)
+        findings += [p for p in dbenv.check(app) if p.key in {binds.setting(k) for k in reachable}]
+    return findings
+
+
 def _first_line(error: BaseException) -> str:
     cause = getattr(error, "orig", None) or error
     text = str(cause).strip()
     return text.splitlines()[0] if text else type(cause).__name__
 
 
-def revisions(app: Flask) -> tuple[set[str], set[str]] | None:
-    """The head revisions of the migrations folder and those the database is at; ``None``
-    without a migrations folder."""
-    from . import migrations
+def revisions(app: Flask, bind: str | None = None) -> tuple[set[str], set[str]] | None:
+    """The head revisions of the migrations folder and those the database ``bind`` is at;
+    ``None`` without a migrations folder or when the migrations do not cover that database."""
+    from . import migration_binds, migrations
 
     with app.app_context():
-        if not migrations.has_migrations(app):
+        if bind not in migration_binds.covered(app):
             return None
-    return migrations.head_revisions(app), migrations.current_revisions(app)
+    return migrations.head_revisions(app), migrations.current_revisions(app, bind)
 
 
-def _migration_findings(app: Flask) -> list[Problem]:
-    try:
-        found = revisions(app)
-    except Exception as e:  # a broken folder fails deep in Alembic (even a KeyError): report it
-        return [
-            Problem(
-                "migrations.unreadable",
-                "MIGRATIONS_DIR",
-                "Cannot compare the database with the migrations: "
-                f"{type(e).__name__}: {_first_line(e)}",
-                "Run `flask db current` and `flask db heads` to see which side fails.",
-            )
-        ]
-    return [] if found is None else check_migrations(*found)
+def _migration_findings(app: Flask, keys: list[str | None] | None = None) -> list[Problem]:
+    import dataclasses
+
+    from . import binds
+
+    findings: list[Problem] = []
+    for key in keys if keys is not None else [None]:
+        try:
+            found = revisions(app, key)
+        except Exception as e:  # a broken folder fails deep in Alembic (even a KeyError)
+            return [
+                Problem(
+                    "migrations.unreadable",
+                    "MIGRATIONS_DIR",
+                    "Cannot compare the database with the migrations: "
+                    f"{type(e).__name__}: {_first_line(e)}",
+                    "Run `flask db current` and `flask db heads` to see which side fails.",
+                )
+            ]
+        if found is None:
+            continue
+        problems = check_migrations(*found)
+        if key is not None:
+            # Name the bind: every database has its own alembic_version.
+            problems = [
+                dataclasses.replace(p, message=f"{binds.setting(key)}: {p.message}")
+                for p in problems
+            ]
+        findings += problems
+    return findings
 
 
 def debug_source(state: CompleteState) -> DebugSource | None:
@@ -518,20 +561,13 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
     from .versions import bundled
 
     state = get_state(app)
-    config = app.config
     findings = list(state.problems)
     findings += [p for p in state.settings.problems if p.level != "error"]
     if deploy or state.env == "production":
         findings += production_findings(app, state)
     database_known = not any(p.id in _NO_DATABASE for p in findings)
     if state.db is not None and "sqlalchemy" in app.extensions and database_known:
-        error = database_error(app, state)
-        findings += check_database(config.get("SQLALCHEMY_DATABASE_URI"), error)
-        if error is None:
-            from . import dbenv
-
-            findings += _migration_findings(app)
-            findings += dbenv.check(app)
+        findings += _database_findings(app, state)
     findings += check_tracked(tracked_secret_files(state.root))
     # Not installed as a distribution: no ranges to compare against.
     with contextlib.suppress(LookupError):

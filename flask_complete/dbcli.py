@@ -22,7 +22,7 @@ from flask.cli import with_appcontext
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
-from . import dbenv, migrations
+from . import binds, dbenv, migrations
 from .config import ENVIRONMENTS, redact_url
 from .database import bundled_extra
 from .extension import get_state
@@ -120,8 +120,7 @@ def database_errors(url: URL | None = None) -> Iterator[None]:
         yield
     except (DBAPIError, NoSuchModuleError, ModuleNotFoundError) as e:
         if url is None and current_app:
-            sqla = get_state().db
-            url = migrations.bound_url(sqla) if sqla is not None else None
+            url = _failed_url()
         message = explain(e, url) if url is not None else None
         if message is None:
             raise
@@ -131,6 +130,16 @@ def database_errors(url: URL | None = None) -> Iterator[None]:
         if alembic_util is not None and isinstance(e, alembic_util.CommandError):
             raise click.ClickException(str(e)) from e
         raise
+
+
+def _failed_url() -> URL | None:
+    """The URL to explain ``error`` with when the command did not say which database failed:
+    the first database of the current app."""
+    sqla = get_state().db
+    if sqla is None:
+        return None
+    keys = binds.keys()
+    return binds.url(sqla, keys[0]) if keys else None
 
 
 # -- the database itself ----------------------------------------------------------------------
@@ -228,93 +237,139 @@ def drop_database(url: URL, connect_args: dict[str, t.Any] | None = None) -> boo
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _target() -> tuple[Flask, SQLAlchemy, URL, dict[str, t.Any]]:
+class Database(t.NamedTuple):
+    """One database a command acts on: its bind key (``None``: the default one), URL and the
+    driver's connect arguments."""
+
+    key: str | None
+    url: URL
+    connect_args: dict[str, t.Any]
+    #: Whether the app has several databases (then each line names its bind).
+    several: bool
+
+
+def _targets(names: t.Iterable[str] = ()) -> tuple[Flask, SQLAlchemy, list[Database]]:
+    """The app, its ``SQLAlchemy`` and the databases ``--bind`` chose (every one by default)."""
     app = t.cast("Flask", current_app._get_current_object())  # type: ignore[attr-defined]
-    sqla = get_state(app).db
-    if sqla is None:
-        raise click.ClickException(
-            "This app has no database (COMPLETE_DATABASE = false): nothing to do."
-        )
-    options = app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
-    return app, sqla, migrations.bound_url(sqla), dict(options.get("connect_args") or {})
+    sqla = binds.sqla_of(app)
+    every = binds.keys(app)
+    several = every != [None]
+    chosen = binds.select(names, app)
+    return (
+        app,
+        sqla,
+        [
+            Database(key, binds.url(sqla, key), binds.connect_args(app, key), several)
+            for key in chosen
+        ],
+    )
 
 
-def _say(url: URL, what: str) -> None:
-    click.echo(f"{what}: {redact_url(url)} ({get_state().env})")
+def _say(db: Database, what: str) -> None:
+    where = f", bind {binds.label(db.key)}" if db.several else ""
+    click.echo(f"{what}: {redact_url(db.url)} ({get_state().env}{where})")
 
 
-def _destroy(
-    action: str, yes: bool, i_know: bool
-) -> tuple[Flask, SQLAlchemy, URL, dict[str, t.Any]]:
-    """Pass the gate (a production database needs both flags: no prompt there), ask unless
-    ``yes``, close the pool, drop."""
-    app, sqla, url, connect_args = _target()
-    with database_errors(url):
-        dbenv.guard(app, action, i_know=yes and i_know, command=f"flask db {action} --yes")
+def _bind_flag(db: Database) -> str:
+    return f" --bind {binds.label(db.key)}" if db.several else ""
+
+
+def _destroy(action: str, yes: bool, i_know: bool, names: t.Iterable[str]) -> DestroyResult:
+    """Pass the gate on every chosen database first (a production database needs both flags:
+    no prompt there), ask unless ``yes``, close the pools, drop each."""
+    app, sqla, dbs = _targets(names)
+    for db in dbs:
+        with database_errors(db.url):
+            command = f"flask db {action} --yes{_bind_flag(db)}"
+            dbenv.guard(app, action, i_know=yes and i_know, command=command, bind=db.key)
     if not yes:
-        click.confirm(f"{action.capitalize()} {redact_url(url)}? All its data is lost.", abort=True)
+        shown = ", ".join(redact_url(db.url) for db in dbs)
+        click.confirm(f"{action.capitalize()} {shown}? All its data is lost.", abort=True)
     # Pooled connections would keep the database in use (PostgreSQL refuses to drop it).
     migrations.dispose(app)
-    if drop_database(url, connect_args):
-        _say(url, "dropped database")
-    else:
-        _say(url, "no database to drop")
-    return app, sqla, url, connect_args
+    for db in dbs:
+        if drop_database(db.url, db.connect_args):
+            _say(db, "dropped database")
+        else:
+            _say(db, "no database to drop")
+    return app, sqla, dbs
 
 
-def _tables_with_rows(sqla: SQLAlchemy) -> int:
-    """How many of the models' tables hold rows (0 for a new or empty database)."""
-    metadata = sqla.metadatas[None]
-    with migrations.connect(sqla) as conn:
+DestroyResult = tuple["Flask", "SQLAlchemy", list[Database]]
+
+
+def _tables_with_rows(sqla: SQLAlchemy, key: str | None) -> int:
+    """How many of the models' tables of database ``key`` hold rows (0 for a new or empty
+    database)."""
+    with binds.connect(sqla, key) as conn:
         present = set(sa.inspect(conn).get_table_names())
         return sum(
             conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is not None
-            for table in metadata.sorted_tables
+            for table in binds.tables(sqla, key)
             if table.name in present
         )
 
 
-def _model_tables_present(sqla: SQLAlchemy) -> bool:
-    with migrations.connect(sqla) as conn:
+def _model_tables_present(sqla: SQLAlchemy, key: str | None) -> bool:
+    with binds.connect(sqla, key) as conn:
         present = set(sa.inspect(conn).get_table_names())
-    return any(name in present for name in sqla.metadatas[None].tables)
+    return any(table.name in present for table in binds.tables(sqla, key))
 
 
-def _build_schema(app: Flask, sqla: SQLAlchemy, url: URL) -> None:
-    if migrations.has_migrations(app):
-        before = migrations.current_revisions(app)
-        if not before and _model_tables_present(sqla):
-            raise click.ClickException(
-                f"{redact_url(url)} has the models' tables but no migration revision (made with "
-                "create_all?), so upgrading would create them again. If the tables match the "
-                "first migration, mark it applied once with `flask db stamp <revision>` (or "
-                "`flask db stamp head` if they match the models), then run this again."
-            )
-        migrations.upgrade(app)  # stamps the environment
-        after = migrations.current_revisions(app)
-        if before == after:
-            _say(url, f"already at head {', '.join(sorted(after)) or '(no revisions)'}")
-        else:
-            shown = ", ".join(sorted(before)) or "an empty schema"
-            _say(url, f"upgraded from {shown} to {', '.join(sorted(after))}")
-    else:
-        dbenv.guard(app, "upgrade", record=True)
-        migrations.import_models(app)
-        sqla.create_all()
-        _say(url, "created the tables with create_all (no migrations folder)")
+def _build_schema(app: Flask, sqla: SQLAlchemy, dbs: list[Database]) -> None:
+    """Upgrade the databases the migrations cover to head; ``create_all`` the others."""
+    from . import migration_binds
+
+    covered = set(migration_binds.covered(app))
+    migrated = [db for db in dbs if db.key in covered]
+    if migrated:
+        before = {db.key: migrations.current_revisions(app, db.key) for db in migrated}
+        for db in migrated:
+            if not before[db.key] and _model_tables_present(sqla, db.key):
+                raise click.ClickException(
+                    f"{redact_url(db.url)} has the models' tables but no migration revision (made"
+                    " with create_all?), so upgrading would create them again. If the tables "
+                    "match the first migration, mark it applied once with `flask db stamp "
+                    "<revision>` (or `flask db stamp head` if they match the models), then run "
+                    "this again."
+                )
+        chosen = None if len(migrated) == len(covered) else [db.key for db in migrated]
+        migrations.upgrade(app, binds=chosen)  # stamps the environment
+        for db in migrated:
+            after = migrations.current_revisions(app, db.key)
+            if before[db.key] == after:
+                _say(db, f"already at head {', '.join(sorted(after)) or '(no revisions)'}")
+            else:
+                shown = ", ".join(sorted(before[db.key])) or "an empty schema"
+                _say(db, f"upgraded from {shown} to {', '.join(sorted(after))}")
+    rest = [db for db in dbs if db.key not in covered]
+    if not rest:
+        return
+    migrations.import_models(app)
+    why = "no migrations folder" if not covered else "the migrations do not cover this database"
+    for db in rest:
+        dbenv.guard(app, "upgrade", record=True, bind=db.key)
+        sqla.create_all(bind_key=db.key)
+        _say(db, f"created the tables with create_all ({why})")
 
 
-def _seed(app: Flask, url: URL) -> None:
+def _seed(app: Flask, dbs: list[Database]) -> None:
     from . import seeds
 
     added = seeds.run(app)
-    if added is None:
-        _say(url, f"no SEEDS setting for {get_state().env}: nothing seeded")
-    elif any(added.values()):
-        counts = ", ".join(f"{table} +{n}" for table, n in added.items() if n)
-        _say(url, f"seeded ({counts})")
-    else:
-        _say(url, "seeded (no new rows)")
+    for db in dbs:
+        if added is None:
+            _say(db, f"no SEEDS setting for {get_state().env}: nothing seeded")
+            return
+        mine = {
+            table.name: added.get(table.name, 0)
+            for table in binds.tables(binds.sqla_of(app), db.key)
+        }
+        if any(mine.values()):
+            counts = ", ".join(f"{table} +{n}" for table, n in mine.items() if n)
+            _say(db, f"seeded ({counts})")
+        else:
+            _say(db, "seeded (no new rows)")
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -326,85 +381,111 @@ _i_know = click.option(
     is_flag=True,
     help="Allow this on a production database (drop and reset: with --yes).",
 )
+_bind = binds.bind_option
 
 
-def _create(app: Flask, url: URL, connect_args: dict[str, t.Any]) -> bool:
+def _create(app: Flask, db: Database) -> bool:
     """Create the database; stamp a new one with the environment."""
-    created = create_database(url, connect_args)
+    created = create_database(db.url, db.connect_args)
     if created:
-        with database_errors(url):
-            dbenv.set_stamp(app, get_state(app).env)
+        with database_errors(db.url):
+            dbenv.set_stamp(app, get_state(app).env, db.key)
     return created
 
 
 @click.command("create")
+@_bind
 @with_appcontext
-def create_command() -> None:
-    """Create the database of this environment."""
-    app, _, url, connect_args = _target()
-    created = _create(app, url, connect_args)
-    _say(url, "created database" if created else "database exists already")
+def create_command(bind_names: tuple[str, ...]) -> None:
+    """Create the database of this environment (every bind's)."""
+    app, _, dbs = _targets(bind_names)
+    for db in dbs:
+        created = _create(app, db)
+        _say(db, "created database" if created else "database exists already")
 
 
 @click.command("drop")
 @_yes
 @_i_know
+@_bind
 @with_appcontext
-def drop_command(yes: bool, i_know: bool) -> None:
-    """Drop the database of this environment, with all its data."""
-    _destroy("drop", yes, i_know)
+def drop_command(yes: bool, i_know: bool, bind_names: tuple[str, ...]) -> None:
+    """Drop the database of this environment (every bind's), with all its data."""
+    _destroy("drop", yes, i_know, bind_names)
 
 
 @click.command("seed")
 @_i_know
+@_bind
 @with_appcontext
-def seed_command(i_know: bool) -> None:
+def seed_command(i_know: bool, bind_names: tuple[str, ...]) -> None:
     """Run the SEEDS of this environment in one transaction."""
-    app, _, url, _ = _target()
-    with database_errors(url):
-        dbenv.guard(app, "seed", i_know=i_know)
-        _seed(app, url)
+    app, _, dbs = _targets(bind_names)
+    # The seeds may write to any database: each passes the gate, --bind only picks the report.
+    _, _, every = _targets()
+    for db in every:
+        with database_errors(db.url):
+            dbenv.guard(app, "seed", i_know=i_know, bind=db.key)
+    with database_errors(dbs[0].url if len(dbs) == 1 else None):
+        _seed(app, dbs)
 
 
 @click.command("reset")
 @_yes
 @_i_know
+@_bind
 @with_appcontext
-def reset_command(yes: bool, i_know: bool) -> None:
-    """Drop and recreate the database, upgrade it to head and seed it."""
-    app, sqla, url, connect_args = _destroy("reset", yes, i_know)
-    _create(app, url, connect_args)
-    _say(url, "created database")
-    with database_errors(url):
-        _build_schema(app, sqla, url)
-        _seed(app, url)
+def reset_command(yes: bool, i_know: bool, bind_names: tuple[str, ...]) -> None:
+    """Drop and recreate the database (every bind's), upgrade it to head and seed it."""
+    app, sqla, dbs = _destroy("reset", yes, i_know, bind_names)
+    for db in dbs:
+        _create(app, db)
+        _say(db, "created database")
+    with database_errors(dbs[0].url if len(dbs) == 1 else None):
+        _build_schema(app, sqla, dbs)
+        _seed(app, dbs)
 
 
 @click.command("prepare")
+@_bind
 @with_appcontext
-def prepare_command() -> None:
-    """Create the database if missing, upgrade it to head, seed it if it was empty."""
-    app, sqla, url, connect_args = _target()
-    created = _create(app, url, connect_args)
-    _say(url, "created database" if created else "database exists")
-    with database_errors(url):
-        dbenv.guard(app, "prepare")
-        had_rows = not created and _tables_with_rows(sqla) > 0
-        _build_schema(app, sqla, url)
+def prepare_command(bind_names: tuple[str, ...]) -> None:
+    """Create the database (every bind's) if missing, upgrade it to head, seed it if it was
+    empty."""
+    app, sqla, dbs = _targets(bind_names)
+    had_rows = False
+    for db in dbs:
+        created = _create(app, db)
+        _say(db, "created database" if created else "database exists")
+        with database_errors(db.url):
+            dbenv.guard(app, "prepare", bind=db.key)
+            had_rows = had_rows or (not created and _tables_with_rows(sqla, db.key) > 0)
+    with database_errors(dbs[0].url if len(dbs) == 1 else None):
+        _build_schema(app, sqla, dbs)
         if had_rows:
-            _say(url, "not seeded: the database has data (run `flask db seed` to seed anyway)")
+            for db in dbs:
+                _say(db, "not seeded: the database has data (run `flask db seed` to seed anyway)")
         else:
-            _seed(app, url)
+            _seed(app, dbs)
 
 
 @click.command("init")
 @click.option("-d", "--directory", default=None, help="The folder (default: MIGRATIONS_DIR).")
+@click.option(
+    "--multidb/--single-db",
+    default=None,
+    help="Migrate every bind (default when the app has SQLALCHEMY_BINDS), or the default "
+    "database only.",
+)
 @with_appcontext
-def init_command(directory: str | None) -> None:
+def init_command(directory: str | None, multidb: bool | None) -> None:
     """Create the migrations folder from flask_complete's template."""
     folder = Path(directory or g.get("directory") or migrations.migrations_dir())
-    if migrations.write_migrations(folder):
-        click.echo(f"wrote   {folder} (flask_complete's env.py template)")
+    if multidb is None:
+        multidb = binds.keys() != [None]
+    if migrations.write_migrations(folder, multidb=multidb):
+        kind = "several databases" if multidb else "one database"
+        click.echo(f"wrote   {folder} (flask_complete's env.py template, {kind})")
         click.echo('Next: `flask db migrate -m "initial"`, review the file, `flask db upgrade`.')
     else:
         click.echo(f"kept    {folder}: it exists and is not empty")
@@ -412,47 +493,58 @@ def init_command(directory: str | None) -> None:
 
 @click.command("check")
 @click.option("-d", "--directory", default=None, help="The folder (default: MIGRATIONS_DIR).")
+@_bind
 @with_appcontext
-def check_command(directory: str | None) -> None:
-    """Fail when the database is behind the migrations or differs from the models."""
-    app, _, url, _ = _target()
-    with database_errors(url):
+def check_command(directory: str | None, bind_names: tuple[str, ...]) -> None:
+    """Fail when a database is behind the migrations or differs from the models."""
+    app, _, dbs = _targets(bind_names)
+    with database_errors(dbs[0].url if len(dbs) == 1 else None):
         problem = migrations.check(app, directory or g.get("directory"))
-    stamp = dbenv.check(app)
+    chosen = {db.key for db in dbs}
+    stamp = [p for p in dbenv.check(app) if p.key in {binds.setting(k) for k in chosen}]
     errors = [f"{p.message} {p.fix}" for p in stamp if p.level == "error"]
     if problem or errors:
+        shown = ", ".join(redact_url(db.url) for db in dbs)
         raise click.ClickException(
-            f"{redact_url(url)} ({get_state().env}): " + "\n".join(filter(None, [problem, *errors]))
+            f"{shown} ({get_state().env}): " + "\n".join(filter(None, [problem, *errors]))
         )
     for finding in stamp:
         click.echo(f"warning: {finding.message} {finding.fix}", err=True)
-    _say(url, "database matches the models and the migrations")
+    for db in dbs:
+        _say(db, "database matches the models and the migrations")
 
 
 @click.command("environment")
 @click.argument("env", required=False, type=click.Choice(ENVIRONMENTS))
 @_i_know
+@_bind
 @with_appcontext
-def environment_command(env: str | None, i_know: bool) -> None:
-    """Show the environment the database is stamped with, or stamp it with ENV."""
-    app, _, url, connect_args = _target()
-    with database_errors(url):
-        if not database_exists(url, connect_args):
-            raise click.ClickException(
-                f"The database {redact_url(url)} does not exist: create it with `flask db create`"
-                " (which stamps it)."
-            )
-        found = dbenv.current(app)
-        if env is None:
-            hint = f"not stamped (stamp it with `flask db environment {get_state().env}`)"
-            _say(url, f"stamped {found}" if found else hint)
-            return
-        if found == env:
-            _say(url, f"stamped {env} already")
-            return
-        if env != dbenv.PRODUCTION:
-            # Stamping production only protects more; anything else may lift a protection.
-            command = f"flask db environment {env}"
-            dbenv.guard(app, "environment", i_know=i_know, command=command)
-        dbenv.set_stamp(app, env)
-    _say(url, f"stamped {env}" + (f" (was {found})" if found else ""))
+def environment_command(env: str | None, i_know: bool, bind_names: tuple[str, ...]) -> None:
+    """Show the environment the database (every bind's) is stamped with, or stamp it with
+    ENV."""
+    app, _, dbs = _targets(bind_names)
+    for db in dbs:
+        with database_errors(db.url):
+            _environment(app, db, env, i_know)
+
+
+def _environment(app: Flask, db: Database, env: str | None, i_know: bool) -> None:
+    if not database_exists(db.url, db.connect_args):
+        raise click.ClickException(
+            f"The database {redact_url(db.url)} does not exist: create it with `flask db "
+            f"create{_bind_flag(db)}` (which stamps it)."
+        )
+    found = dbenv.current(app, db.key)
+    if env is None:
+        hint = f"not stamped (stamp it with `flask db environment {get_state().env}`)"
+        _say(db, f"stamped {found}" if found else hint)
+        return
+    if found == env:
+        _say(db, f"stamped {env} already")
+        return
+    if env != dbenv.PRODUCTION:
+        # Stamping production only protects more; anything else may lift a protection.
+        command = f"flask db environment {env}{_bind_flag(db)}"
+        dbenv.guard(app, "environment", i_know=i_know, command=command, bind=db.key)
+    dbenv.set_stamp(app, env, db.key)
+    _say(db, f"stamped {env}" + (f" (was {found})" if found else ""))

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import DBAPIError
 
+from .binds import EVERY, Which
 from .config import Problem, redact_url
 
 if t.TYPE_CHECKING:
@@ -39,7 +40,9 @@ ENV_KEY = "environment"
 PRODUCTION = "production"
 #: Actions that destroy or rewrite data: a production database needs the flag for them.
 #: ``create`` is the pytest plugin's, which drops an existing test database first.
-DESTRUCTIVE = frozenset({"create", "downgrade", "drop", "environment", "reset", "seed", "stamp"})
+DESTRUCTIVE = frozenset(
+    {"create", "downgrade", "drop", "environment", "load", "reset", "seed", "stamp"}
+)
 #: Actions refused on a database stamped with another environment (``environment`` is how a
 #: database changes hands, so it is not among them).
 WRITING = (DESTRUCTIVE - {"environment"}) | {"migrate", "prepare", "upgrade"}
@@ -205,33 +208,28 @@ def authorize(
 
 
 @contextlib.contextmanager
-def _connection(app: Flask) -> Iterator[tuple[Connection | URL, bool]]:
-    """What to read the app's default bind through: the connection standing in for the engine
-    under the pytest plugin's isolation (``True``), an in-memory database's own engine, else its
-    URL (so a missing server database reads as unstamped)."""
-    from . import migrations
+def _connection(app: Flask, bind: str | None = None) -> Iterator[tuple[Connection | URL, bool]]:
+    """What to read the database ``bind`` of ``app`` through: the connection standing in for the
+    engine under the pytest plugin's isolation (``True``), an in-memory database's own engine,
+    else its URL (so a missing server database reads as unstamped)."""
+    from . import binds
     from .extension import get_state
 
     sqla = get_state(app).db
     if sqla is None:
         raise click.ClickException("This app has no database (COMPLETE_DATABASE = false).")
     with app.app_context():
-        bind = sqla.engine
-        if isinstance(bind, Connection):
-            yield bind, True
+        engine = binds.bind_of(sqla, bind)
+        if isinstance(engine, Connection):
+            yield engine, True
             return
-        url = bind.url
+        url = engine.url
         if url.get_backend_name() == "sqlite" and _sqlite_file(url) is None:
             # Another connection would open another in-memory database.
-            with migrations.connect(sqla) as connection:
+            with binds.connect(sqla, bind) as connection:
                 yield connection, False
             return
         yield url, False
-
-
-def _connect_args(app: Flask) -> dict[str, t.Any]:
-    options = app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
-    return dict(options.get("connect_args") or {})
 
 
 def guard(
@@ -241,89 +239,114 @@ def guard(
     i_know: bool = False,
     command: str | None = None,
     record: bool = False,
+    bind: Which = EVERY,
 ) -> str | None:
-    """:func:`authorize` ``action`` on ``app``'s default bind in the app's environment; with
-    ``record``, stamp an unstamped database with that environment. Returns the stamp found."""
-    from . import migrations
+    """:func:`authorize` ``action`` on ``app``'s database ``bind`` (default: every database of
+    the app, each checked before any is stamped) in the app's environment; with ``record``,
+    stamp an unstamped database with that environment. Returns the stamp found (of the first
+    database)."""
+    from . import binds
     from .extension import get_state
 
     env = get_state(app).env
-    with _connection(app) as (bind, isolated):
-        found = authorize(
-            bind,
-            env=env,
-            action=action,
-            i_know=i_know,
-            connect_args=_connect_args(app),
-            command=command,
-        )
-    if record and found is None and not isolated:
+    found: dict[str | None, str | None] = {}
+    plugins = False
+    for key in binds.resolve(bind, app):
+        with _connection(app, key) as (target, isolated):
+            plugins = plugins or isolated
+            found[key] = authorize(
+                target,
+                env=env,
+                action=action,
+                i_know=i_know,
+                connect_args=binds.connect_args(app, key),
+                command=command,
+            )
+    if record and not plugins:
         # Under the plugin's isolation the test database is the plugin's: it stamped it when
         # it built the schema, and DDL there would end the test's transaction on MySQL.
-        sqla = get_state(app).db
-        assert sqla is not None
-        with app.app_context(), migrations.connect(sqla) as connection:
-            stamp(connection, env)
-    return found
+        for key, stamped in found.items():
+            if stamped is None:
+                set_stamp(app, env, key)
+    return next(iter(found.values()), None)
 
 
-def set_stamp(app: Flask, env: str) -> None:
-    """Stamp ``app``'s database with ``env`` (the ``flask db environment`` command, after the
-    gate)."""
-    from . import migrations
+def set_stamp(app: Flask, env: str, bind: Which = EVERY) -> None:
+    """Stamp ``app``'s database ``bind`` (default: every one) with ``env`` (the ``flask db
+    environment`` command, after the gate)."""
+    from . import binds
     from .extension import get_state
 
     sqla = get_state(app).db
     assert sqla is not None
-    with app.app_context(), migrations.connect(sqla) as connection:
-        stamp(connection, env)
+    with app.app_context():
+        for key in binds.resolve(bind, app):
+            with binds.connect(sqla, key) as connection:
+                stamp(connection, env)
 
 
-def current(app: Flask) -> str | None:
-    """The stamp of ``app``'s database (``None``: unstamped or missing)."""
-    with _connection(app) as (bind, _):
-        return read_stamp(bind, _connect_args(app))
+def current(app: Flask, bind: str | None = None) -> str | None:
+    """The stamp of ``app``'s database ``bind`` (``None``: unstamped or missing)."""
+    from . import binds
+
+    with _connection(app, bind) as (target, _):
+        return read_stamp(target, binds.connect_args(app, bind))
 
 
 def check(app: Flask) -> list[Problem]:
-    """Findings for ``flask complete check``: ``database.unstamped`` (warning) when the database
-    records no environment, ``database.env_mismatch`` (error) when it records another one. No
-    finding when the database is missing or unreachable: other checks report that."""
+    """Findings for ``flask complete check``, for each database of ``app``:
+    ``database.unstamped`` (warning) when it records no environment, ``database.env_mismatch``
+    (error) when it records another one. No finding for a missing or unreachable database:
+    other checks report that."""
+    from . import binds
+
+    try:
+        keys = binds.keys(app)
+    except click.ClickException:
+        return []
+    return [p for key in keys for p in _check_one(app, key)]
+
+
+def _check_one(app: Flask, bind: str | None) -> list[Problem]:
+    from . import binds
     from .extension import get_state
 
     env = get_state(app).env
     try:
-        with _connection(app) as (bind, _):
-            found = _lookup(bind, _connect_args(app))
-            url = bind.engine.url if isinstance(bind, Connection) else make_url(bind)
+        with _connection(app, bind) as (target, _):
+            found = _lookup(target, binds.connect_args(app, bind))
+            url = target.engine.url if isinstance(target, Connection) else make_url(target)
     except (sa.exc.SQLAlchemyError, ModuleNotFoundError, click.ClickException):
         return []
     shown = redact_url(url)
+    setting = binds.setting(bind)
     if found is _MISSING:
         return []
     if found is None:
+        restamp = f"flask db environment {env}" + (f" --bind {bind}" if bind else "")
         return [
             Problem(
                 "database.unstamped",
-                "DATABASE_URL",
+                setting,
                 f"The database {shown} records no environment, so nothing tells a command "
                 "run in another environment (or with FLASK_ENV unset) that it is not theirs.",
-                f"Stamp it: `flask db environment {env}` (`flask db prepare` and `flask db "
+                f"Stamp it: `{restamp}` (`flask db prepare` and `flask db "
                 "upgrade` stamp a database too).",
                 level="warning",
             )
         ]
     if found != env:
         flag = f" {FLAG}" if found == PRODUCTION else ""
+        where = f" --bind {bind}" if bind else ""
         return [
             Problem(
                 "database.env_mismatch",
-                "DATABASE_URL",
+                setting,
                 f"The database {shown} is stamped {found}, but the app runs in {env}: "
                 f"commands that write to it are refused.",
-                f"Run in {found} (FLASK_ENV={found}), or point DATABASE_URL at the {env} "
+                f"Run in {found} (FLASK_ENV={found}), or point {setting} at the {env} "
                 f"database; if this database now belongs to {env}, re-stamp it with "
-                f"`flask db environment {env}{flag}`.",
+                f"`flask db environment {env}{where}{flag}`.",
             )
         ]
     return []

@@ -35,10 +35,13 @@ if t.TYPE_CHECKING:
 log = logging.getLogger("alembic.env")
 
 
-def configure_options(context: t.Any, app: Flask, metadata: sa.MetaData) -> dict[str, t.Any]:
+def configure_options(
+    context: t.Any, app: Flask, metadata: sa.MetaData, databases: int = 1
+) -> dict[str, t.Any]:
     """Options for ``context.configure`` (``context`` is ``alembic.context``): the app's Migrate
     options with the drop guard and the revision post-processing chained in front of any the app
-    set."""
+    set. ``databases``: how many databases one run migrates (the post-processing waits for the
+    last)."""
     options = dict(app.extensions["migrate"].configure_args)
     allow = context.get_x_argument(as_dictionary=True).get("allow_drop", "")
     # Our environment table is hidden before the drop guard: allow_drop=* never drops it.
@@ -46,9 +49,9 @@ def configure_options(context: t.Any, app: Flask, metadata: sa.MetaData) -> dict
     if options.get("compare_type", True) is not False:
         options["compare_type"] = enum_values_differ(options.get("compare_type"))
     options["process_revision_directives"] = revision_directives(
-        context.config, options.get("process_revision_directives")
+        context.config, options.get("process_revision_directives"), databases
     )
-    if dict(metadata.naming_convention) == dict(DEFAULT_NAMING_CONVENTION):
+    if metadata.tables and dict(metadata.naming_convention) == dict(DEFAULT_NAMING_CONVENTION):
         log.warning(
             "The models' metadata has no naming convention: constraints get no names and later "
             "migrations cannot drop them. Declare models on flask_complete.db, or give your base "
@@ -86,11 +89,16 @@ def drop_guard(allow: str, then: IncludeObject | None = None) -> IncludeObject:
 Directives = t.Callable[[t.Any, t.Any, list[t.Any]], None]
 
 
-def revision_directives(config: Config, then: Directives | None = None) -> Directives:
+def revision_directives(
+    config: Config, then: Directives | None = None, databases: int = 1
+) -> Directives:
     """A ``process_revision_directives`` hook: write no file when autogenerate found nothing,
-    and drop the enum types an upgrade creates when it is downgraded."""
+    and drop the enum types an upgrade creates when it is downgraded. Alembic calls it after
+    each database: it acts after the last of ``databases``."""
 
     def process(context: MigrationContext, revision: t.Any, directives: list[t.Any]) -> None:
+        if not directives or len(directives[0].upgrade_ops_list) < databases:
+            return
         if then is not None:
             then(context, revision, directives)
         if not directives:
@@ -273,6 +281,65 @@ def _render_add_enum_values(context: AutogenContext, op: AddEnumValuesOp) -> lis
             f"    op.execute(\"ALTER TYPE {op.name} ADD VALUE IF NOT EXISTS '{literal}'\")"
         )
     return lines
+
+
+# -- several databases ----------------------------------------------------------------------------
+
+
+def revision_names(app: Flask) -> list[str]:
+    """The name of each database of ``app`` in revision files: ``""`` for the default one (as
+    in Flask-Migrate's multi-database template), else the bind key."""
+    from . import binds
+
+    return ["" if key is None else key for key in binds.keys(app)]
+
+
+def databases(context: t.Any, app: Flask) -> dict[str | None, str]:
+    """Bind key -> name in revision files for each database this run migrates: every one, or
+    those ``-x binds=a,b`` names (``default`` for the default one)."""
+    from . import binds
+
+    chosen = context.get_x_argument(as_dictionary=True).get("binds", "")
+    names = [n.strip() for n in chosen.split(",") if n.strip()]
+    with app.app_context():
+        keys = binds.select(names, app)
+    return {key: "" if key is None else key for key in keys}
+
+
+def metadata_of(db: t.Any, key: str | None) -> sa.MetaData:
+    """The models' metadata of the database ``key`` (an empty one when no model uses it)."""
+    from .database import NAMING_CONVENTION
+
+    found = db.metadatas.get(key)
+    return found if found is not None else sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+@contextlib.contextmanager
+def connections(
+    db: t.Any, databases: dict[str | None, str]
+) -> Iterator[dict[str | None, tuple[Connection, dict[str, t.Any]]]]:
+    """A connection per database, each in its own transaction (SQLite ones prepared by
+    :func:`sqlite_safety`), all committed when the block succeeds, all rolled back when it
+    fails."""
+    from . import binds
+
+    with contextlib.ExitStack() as stack:
+        opened: dict[str | None, tuple[Connection, dict[str, t.Any]]] = {}
+        transactions = []
+        for key in databases:
+            connection = stack.enter_context(binds.connect(db, key))
+            extra = stack.enter_context(sqlite_safety(connection))
+            if not connection.in_transaction():
+                transactions.append(connection.begin())
+            opened[key] = (connection, extra)
+        try:
+            yield opened
+        except BaseException:
+            for transaction in transactions:
+                transaction.rollback()
+            raise
+        for transaction in transactions:
+            transaction.commit()
 
 
 # -- SQLite: one transaction, foreign keys off, checked before the commit -------------------------

@@ -7,6 +7,7 @@ time): the ``db`` group resolves its commands on use, and :func:`ensure_migrate`
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import decimal
@@ -279,16 +280,25 @@ def alembic_config(app: Flask) -> Config:
     return t.cast("Config", migrate.get_config(str(migrations_dir(app))))
 
 
-def upgrade(app: Flask, revision: str = "head") -> None:
-    """Upgrade the app's database to ``revision`` and stamp it with the app's environment;
-    refused on a database stamped with another one."""
+def upgrade(app: Flask, revision: str = "head", binds: list[str | None] | None = None) -> None:
+    """Upgrade the app's databases (``binds``, default: every one the migrations cover) to
+    ``revision`` and stamp them with the app's environment; refused on a database stamped with
+    another one."""
     from alembic import command
 
     from . import dbenv
+    from .binds import EVERY, label
 
     with app.app_context():
         config = alembic_config(app)
-        dbenv.guard(app, "upgrade", command=f"flask db upgrade {revision}", record=True)
+        if binds is not None:
+            # What a multi-database env.py reads (-x binds=...); a single one ignores it.
+            given = list(getattr(config.cmd_opts, "x", None) or [])
+            chosen = f"binds={','.join(map(label, binds))}"
+            config.cmd_opts = argparse.Namespace(x=[*given, chosen])
+        for key in binds if binds is not None else [EVERY]:
+            command_line = f"flask db upgrade {revision}"
+            dbenv.guard(app, "upgrade", command=command_line, record=True, bind=key)
         command.upgrade(config, revision)
 
 
@@ -315,8 +325,8 @@ def head_revisions(app: Flask) -> set[str]:
         return set(ScriptDirectory.from_config(alembic_config(app)).get_heads())
 
 
-def current_revisions(app: Flask) -> set[str]:
-    """The revisions the app's database is at (empty when it was never migrated)."""
+def current_revisions(app: Flask, bind: str | None = None) -> set[str]:
+    """The revisions the app's database ``bind`` is at (empty when it was never migrated)."""
     from alembic.migration import MigrationContext
 
     with app.app_context():
@@ -328,30 +338,31 @@ def current_revisions(app: Flask) -> set[str]:
         }
         sqla = get_state(app).db
         assert sqla is not None
-        with connect(sqla) as connection:
+        with connect(sqla, bind) as connection:
             return set(MigrationContext.configure(connection, opts=options).get_current_heads())
 
 
 @contextlib.contextmanager
-def connect(sqla: SQLAlchemy) -> Iterator[Connection]:
-    """A connection to the default bind (call inside an app context); under the pytest
-    plugin's isolation, the connection standing in for the engine."""
-    bind: Engine | Connection = sqla.engine
-    if isinstance(bind, Connection):
-        yield bind
-        return
-    with bind.connect() as connection:
+def connect(sqla: SQLAlchemy, bind: str | None = None) -> Iterator[Connection]:
+    """A connection to the database ``bind`` (default: the default one; call inside an app
+    context); under the pytest plugin's isolation, the connection standing in for the engine."""
+    from . import binds
+
+    with binds.connect(sqla, bind) as connection:
         yield connection
 
 
-def bound_url(sqla: SQLAlchemy) -> URL:
-    """The URL of the default bind (call inside an app context)."""
-    bind: Engine | Connection = sqla.engine
-    return bind.engine.url
+def bound_url(sqla: SQLAlchemy, bind: str | None = None) -> URL:
+    """The URL of the database ``bind`` (default: the default one; call inside an app
+    context)."""
+    from . import binds
+
+    return binds.url(sqla, bind)
 
 
-def write_migrations(directory: Path) -> bool:
-    """Create a migrations folder from our template; ``False`` when one exists already."""
+def write_migrations(directory: Path, multidb: bool = False) -> bool:
+    """Create a migrations folder from our template (with ``multidb``, the one for several
+    databases); ``False`` when one exists already."""
     if directory.exists() and any(directory.iterdir()):
         return False
     from alembic import command
@@ -364,6 +375,10 @@ def write_migrations(directory: Path) -> bool:
     with contextlib.redirect_stdout(io.StringIO()):
         # Alembic's messages ("Please edit ... alembic.ini") do not apply here.
         command.init(config, str(directory), template=TEMPLATE)
+    if multidb:
+        own = resources.files("flask_complete") / TEMPLATE / "multidb"
+        for name in ("env.py", "script.py.mako"):
+            (directory / name).write_text((own / name).read_text())
     return True
 
 
@@ -468,130 +483,19 @@ def import_string(path: str, setting: str) -> t.Any:
         ) from None
 
 
-# -- drift check ----------------------------------------------------------------------------------
+# -- drift check (flask_complete.migration_binds) -------------------------------------------------
 
 
 def check(app: Flask, directory: str | None = None) -> str | None:
-    """What differs between the database, the migrations and the models, or ``None``.
+    """What differs between the databases, the migrations and the models, or ``None`` (see
+    :func:`flask_complete.migration_binds.check`)."""
+    from . import migration_binds
 
-    Like ``alembic check`` (unapplied migrations, then autogenerate's differences), with each
-    difference named (table, column, what changed).
-    """
-    from alembic import autogenerate
-    from alembic.runtime.environment import EnvironmentContext
-    from alembic.script import ScriptDirectory
-
-    with app.app_context():
-        config = (
-            alembic_config(app) if directory is None else ensure_migrate(app).get_config(directory)
-        )
-        script = ScriptDirectory.from_config(config)
-        heads = set(script.get_heads())
-        current = current_revisions(app)
-        if current != heads:
-            return (
-                f"the database is at {', '.join(sorted(current)) or 'no revision'}, the "
-                f"migrations' head is {', '.join(sorted(heads))}. Run `flask db upgrade`."
-            )
-        context = autogenerate.RevisionContext(
-            config,
-            script,
-            {
-                "message": None,
-                "autogenerate": True,
-                "sql": False,
-                "head": "head",
-                "splice": False,
-                "branch_label": None,
-                "version_path": None,
-                "rev_id": None,
-                "depends_on": None,
-            },
-        )
-
-        def collect(rev: t.Any, migration_context: t.Any) -> list[t.Any]:
-            context.run_autogenerate(rev, migration_context)
-            return []
-
-        with EnvironmentContext(
-            config,
-            script,
-            fn=collect,
-            as_sql=False,
-            template_args=context.template_args,
-            revision_context=context,
-        ):
-            script.run_env()
-        diffs: list[t.Any] = []
-        for ops in context.generated_revisions[-1].upgrade_ops_list:
-            diffs.extend(ops.as_diffs())
-    if not diffs:
-        return None
-    lines = [describe_diff(d) for d in diffs]
-    return (
-        "the models and the database differ:\n"
-        + "".join(f"  - {line}\n" for line in lines)
-        + 'Run `flask db migrate -m "what changed"`, review the new file, then `flask db upgrade`.'
-    )
-
-
-def _show(value: t.Any) -> str:
-    if getattr(value, "enums", None) is not None:
-        return f"enum({', '.join(value.enums)})"
-    arg = getattr(value, "arg", value)
-    if arg is None:
-        return "none"
-    text = getattr(arg, "text", None)
-    return str(text if text is not None else arg)
+    return migration_binds.check(app, directory)
 
 
 def describe_diff(diff: t.Any) -> str:
     """One line for one Alembic autogenerate difference."""
-    if isinstance(diff, list):
-        return "; ".join(describe_diff(d) for d in diff)
-    kind = diff[0]
-    if kind in ("add_table", "remove_table"):
-        where = (
-            "in the models, not the database"
-            if kind == "add_table"
-            else ("in the database, not the models")
-        )
-        return f"table {diff[1].name}: {where}"
-    if kind in ("add_column", "remove_column"):
-        column = diff[3]
-        where = (
-            "in the models, not the database"
-            if kind == "add_column"
-            else ("in the database, not the models")
-        )
-        return f"column {diff[2]}.{column.name} ({column.type}): {where}"
-    if kind == "add_enum_values":
-        _, table, column, name, values = diff
-        return f"column {table}.{column}: enum {name} lacks {', '.join(values)} in the database"
-    if kind.startswith("modify_"):
-        _, _, table, column, _, old, new = diff
-        what = kind.removeprefix("modify_")
-        return (
-            f"column {table}.{column}: {what} is {_show(old)} in the database, "
-            f"{_show(new)} in the models"
-        )
-    if kind in (
-        "add_index",
-        "remove_index",
-        "add_constraint",
-        "remove_constraint",
-        "add_fk",
-        "remove_fk",
-    ):
-        obj = diff[1]
-        label = {"index": "index", "constraint": "constraint", "fk": "foreign key"}[
-            kind.partition("_")[2]
-        ]
-        where = (
-            "in the models, not the database"
-            if kind.startswith("add")
-            else ("in the database, not the models")
-        )
-        table = getattr(getattr(obj, "table", None), "name", "?")
-        return f"{label} {obj.name} on {table}: {where}"
-    return repr(diff)
+    from . import migration_binds
+
+    return migration_binds.describe_diff(diff)

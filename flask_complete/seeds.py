@@ -65,14 +65,23 @@ def _commit_refused(name: str) -> Callable[[t.Any], None]:
 
 
 def count_rows(sqla: SQLAlchemy) -> dict[str, int]:
-    """Rows per table of the models' tables that exist, inside the current session."""
+    """Rows per table of the models' tables that exist, in every database, inside the current
+    session."""
     session = sqla.session
-    present = set(sa.inspect(session.connection()).get_table_names())
-    return {
-        table.name: session.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-        for table in sqla.metadatas[None].sorted_tables
-        if table.name in present
-    }
+    counts: dict[str, int] = {}
+    for key, metadata in sqla.metadatas.items():
+        if key not in sqla.engines:
+            continue  # models of a bind the app does not configure
+        # A new dict each time: SQLAlchemy pops "bind" out of it.
+        bind = sqla.engines[key]
+        connection = session.connection(bind_arguments={"bind": bind})
+        present = set(sa.inspect(connection).get_table_names())
+        for table in metadata.sorted_tables:
+            if table.name in present:
+                query = sa.select(sa.func.count()).select_from(table)
+                found = session.execute(query, bind_arguments={"bind": bind}).scalar_one()
+                counts[table.name] = found
+    return counts
 
 
 def run(app: Flask) -> dict[str, int] | None:
