@@ -299,12 +299,16 @@ def check_click(command: click.Command, name: str, args: list[str], parent: clic
             assert len(rest) <= room, f"{ctx.command_path}: unexpected arguments {rest}"
 
 
+@functools.cache
+def app_groups() -> dict[str, click.Command]:
+    """The groups of an app with every piece on (built once)."""
+    return cli_groups.groups()
+
+
 def check_flask(args: list[str]) -> None:
     from flask.cli import cli
 
-    flask = click.Group(
-        "flask", params=cli.params, commands={**cli.commands, **cli_groups.groups()}
-    )
+    flask = click.Group("flask", params=cli.params, commands={**cli.commands, **app_groups()})
     flask.allow_interspersed_args = False
     check_click(flask, "flask", args, click.Context(click.Command("root")))
 
