@@ -117,6 +117,10 @@ class Complete:
             from . import database
 
             database.init_app(app, state)
+            if not state.problems and "sqlalchemy" in app.extensions:
+                from . import capacity
+
+                capacity.init_app(app, sqla)
         if state.problems and not collect:
             del app.extensions[EXTENSION_KEY]
             raise ConfigError(state.problems)
