@@ -124,8 +124,24 @@ def test_a_wrong_default_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
         check_settings_page(references.settings_rst())
 
 
-def test_a_setting_without_summary_stops_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_setting_without_summary_is_described_by_its_defaults_comment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delitem(references.SUMMARIES, "CORS_MAX_AGE")
+    entry = entries(references.settings_rst())["CORS_MAX_AGE"]
+    # defaults.toml: "# Seconds a browser may cache a preflight answer (Chromium caps it at 7200)."
+    assert "Seconds a browser may cache a preflight answer" in entry
+    # Values and names in a comment are literals; reST's markup characters are escaped.
+    assert references.comment_rst('globs ("https://*.x") or NAME_X, a*b_') == (
+        'globs (``"https://*.x"``) or ``NAME_X``, a\\*b\\_'
+    )
+
+
+def test_a_setting_without_summary_or_comment_stops_the_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delitem(references.SUMMARIES, "CORS_MAX_AGE")
+    monkeypatch.setattr(references, "defaults_comments", lambda: {})
     with pytest.raises(references.ReferenceError, match=r"no summary for CORS_MAX_AGE"):
         references.settings_rst()
 

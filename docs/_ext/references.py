@@ -40,7 +40,8 @@ class ReferenceError(Exception):
 # -- settings ------------------------------------------------------------------------------------
 
 #: What each setting is for, in one line (reST). Everything else on the settings page is read from
-#: the code. A setting missing here stops the docs build; one here that no longer exists too.
+#: the code. A setting missing here is described by the comment above it in ``defaults.toml``; a
+#: setting with neither stops the docs build, and so does an entry here for a removed setting.
 SUMMARIES: dict[str, str] = {
     "COMPLETE_DATABASE": "Configure the database (Flask-SQLAlchemy) and bind it to the app.",
     "COMPLETE_MIGRATE": "Wire migrations and the ``flask db`` commands.",
@@ -227,6 +228,45 @@ def bundle_defaults() -> dict[str, dict[str, t.Any]]:
         return tomllib.load(f)
 
 
+_KEY_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)\s*=")
+#: Written as literals when a comment is shown: quoted values, lists, names, calls.
+_LITERAL = re.compile(r'"[^"]*"|\[[^\]]*\]|\b[A-Z][A-Z0-9]*_[A-Z0-9_]*\b|\b\w+\([^)]*\)')
+
+
+def comment_rst(text: str) -> str:
+    """A ``defaults.toml`` comment as reST: values and names as literals, the rest escaped."""
+    out, end = [], 0
+    for match in _LITERAL.finditer(text):
+        out.append(re.sub(r"([\\*`|_])", r"\\\1", text[end : match.start()]))
+        out.append(f"``{match.group(0)}``")
+        end = match.end()
+    out.append(re.sub(r"([\\*`|_])", r"\\\1", text[end:]))
+    return "".join(out)
+
+
+def defaults_comments() -> dict[str, str]:
+    """Each key of ``defaults.toml`` -> the comment right above it or above the run of keys it
+    is in (its first section wins), as reST."""
+    from flask_complete import config
+
+    found: dict[str, str] = {}
+    comment: list[str] = []
+    after_key = False
+    for line in config.DEFAULTS_FILE.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            # A comment after keys starts the next run's.
+            comment = [*([] if after_key else comment), stripped.lstrip("#").strip()]
+            after_key = False
+        elif not stripped or stripped.startswith("["):
+            comment, after_key = [], False
+        elif key := _KEY_LINE.match(stripped):
+            after_key = True
+            if comment:
+                found.setdefault(key.group(1), comment_rst(" ".join(comment)))
+    return found
+
+
 def setting_keys() -> list[str]:
     """Every setting the reference must show: the declared bundle settings, then any other key
     of ``defaults.toml`` (the Flask and Flask-Login settings of its ``[production]``)."""
@@ -346,12 +386,16 @@ def settings() -> list[Setting]:
     keys = setting_keys()
     defaults = bundle_defaults()
     constants = module_constants()
-    missing = [key for key in keys if key not in SUMMARIES]
+    summaries = {**defaults_comments(), **SUMMARIES}
+    missing = [key for key in keys if key not in summaries]
     stale = [key for key in SUMMARIES if key not in keys]
     no_default = [key for key in keys if _defaults_of(key, defaults) is None]
     problems = []
     if missing:
-        problems.append(f"no summary for {', '.join(missing)}: add one to SUMMARIES")
+        problems.append(
+            f"no summary for {', '.join(missing)}: add one to SUMMARIES (or a comment above it "
+            "in defaults.toml)"
+        )
     if stale:
         problems.append(f"summaries of settings that no longer exist: {', '.join(stale)}")
     if no_default:
@@ -368,7 +412,7 @@ def settings() -> list[Setting]:
             Setting(
                 key=key,
                 section=_section(key),
-                summary=SUMMARIES[key],
+                summary=summaries[key],
                 expected=declared[0].expected if declared else "",
                 own=bool(declared and declared[1]),
                 defaults=t.cast(dict[str, str], _defaults_of(key, defaults)),
