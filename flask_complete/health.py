@@ -25,6 +25,8 @@ if t.TYPE_CHECKING:
     from .extension import CompleteState
 
 ENDPOINT = "flask_complete_health"
+#: Seconds a 503 tells the client to wait.
+RETRY_AFTER = 5
 
 
 class _Health:
@@ -106,6 +108,9 @@ class _Health:
         response = jsonify(body)
         response.status_code = status
         response.headers["Cache-Control"] = "no-store"
+        if status == 503:
+            # As every 503 of the bundle: a client (or a deploy script) may try again soon.
+            response.headers["Retry-After"] = str(RETRY_AFTER)
         return response
 
 
