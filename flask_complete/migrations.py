@@ -38,14 +38,29 @@ if t.TYPE_CHECKING:
     from .extension import CompleteState
 
 #: Our commands, beside Flask-Migrate's; ``init`` and ``check`` replace Flask-Migrate's own.
-OWN_COMMANDS = ("check", "create", "drop", "environment", "init", "prepare", "reset", "seed")
+OWN_COMMANDS = (
+    "check",
+    "create",
+    "drop",
+    "dump",
+    "environment",
+    "init",
+    "load",
+    "prepare",
+    "reset",
+    "seed",
+)
+#: Our commands defined outside :mod:`flask_complete.dbcli`.
+_COMMAND_MODULES = {"dump": "fixture_cli", "load": "fixture_cli"}
 #: Commands that work without a migrations folder.
 NO_FOLDER_NEEDED = (
     "create",
     "drop",
+    "dump",
     "environment",
     "init",
     "list-templates",
+    "load",
     "prepare",
     "reset",
     "seed",
@@ -69,9 +84,10 @@ class DbGroup(AppGroup):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in OWN_COMMANDS:
-            from . import dbcli
-
-            return t.cast(click.Command, getattr(dbcli, f"{cmd_name}_command"))
+            module = importlib.import_module(
+                f"{__package__}.{_COMMAND_MODULES.get(cmd_name, 'dbcli')}"
+            )
+            return t.cast(click.Command, getattr(module, f"{cmd_name}_command"))
         from flask_migrate.cli import db as migrate_group
 
         command: click.Command | None = migrate_group.get_command(ctx, cmd_name)
