@@ -341,13 +341,21 @@ class _Loader:
                 updates.append((record, params))
             else:
                 unchanged += 1
-        self._run(inserts, lambda keys: sa.insert(table), "insert")
+        self._run(inserts, self._insert, "insert")
         self._run(updates, self._update, "update")
         name = model.name
         self.report.added[name] = self.report.added.get(name, 0) + len(inserts)
         self.report.updated[name] = self.report.updated.get(name, 0) + len(updates)
         self.report.unchanged[name] = self.report.unchanged.get(name, 0) + unchanged
         self.rows, self.keyless = {}, []
+
+    def _insert(self, keys: frozenset[str]) -> sa.Insert:
+        statement = sa.insert(self.model.table)
+        if self.dialect == "postgresql":
+            # With RETURNING, SQLAlchemy sends many rows per INSERT ("insertmanyvalues"); psycopg
+            # would otherwise send one statement per row.
+            statement = statement.returning(*self.model.table.primary_key.columns)
+        return statement
 
     def _update(self, keys: frozenset[str]) -> sa.Update:
         table = self.model.table

@@ -222,6 +222,11 @@ def _record(file: str, number: int, raw: t.Any) -> Record:
     return Record(file, number, raw["model"], raw.get("pk"), fields)
 
 
+def _name(found: re.Match[str]) -> str:
+    text = found[1]
+    return t.cast(str, json.loads(f'"{text}"')) if "\\" in text else text
+
+
 def _streamable(path: Path) -> bool:
     with path.open(encoding="utf-8") as f:
         first, second = f.readline().strip(), f.readline()
@@ -238,7 +243,7 @@ def models_in(path: Path, fmt: str) -> list[str] | None:
         for line in f:
             match = _LINE.match(line)
             if match is not None:
-                found.append(json.loads(f'"{match[1]}"'))
+                found.append(_name(match))
     return found
 
 
@@ -257,7 +262,7 @@ def read(path: Path, fmt: str, only: str | None = None) -> Iterator[Record]:
                         continue
                     raise FixtureError("not a record on its own line", file=file, record=number + 1)
                 number += 1
-                if only is not None and json.loads(f'"{match[1]}"') != only:
+                if only is not None and _name(match) != only:
                     continue
                 try:
                     raw = json.loads(line.rstrip().removesuffix(","))

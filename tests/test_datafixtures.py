@@ -455,3 +455,35 @@ def test_fixtures_in_a_test_are_rolled_back(database_url: str, tmp_path: Path) -
             m.db.session.remove()
             for engine in m.db.engines.values():
                 engine.dispose()
+
+
+def test_plugin_machinery(tmp_path: Path) -> None:
+    """What the plugin wires: option values, the session load (committed) and the per-test
+    loader (rolled back with the test)."""
+    from flask_complete import fixtures_plugin_part as part
+    from flask_complete import testing
+
+    assert part.names_of("users, notes\nitems") == ["users", "notes", "items"]
+    assert part.names_of(["a,b", "c"]) == ["a", "b", "c"]
+    (tmp_path / "fixtures" / "testing").mkdir(parents=True)
+    (tmp_path / "fixtures" / "testing" / "owners.json").write_text(
+        json.dumps([{"model": "Owner", "pk": 1, "fields": {"name": "session"}}])
+    )
+    (tmp_path / "fixtures" / "more.json").write_text(
+        json.dumps([{"model": "Owner", "pk": 2, "fields": {"name": "test"}}])
+    )
+    app, m = make(tmp_path, f"sqlite:///{tmp_path / 'test_p.sqlite3'}", env="testing")
+    try:
+        with app.app_context():
+            m.db.create_all()
+        report = part.load_for_session(app, ["owners"])
+        assert report is not None and report.added == {"Owner": 1}
+        with testing.isolated(app), app.app_context():
+            assert part.loader(app)("more").added == {"Owner": 1}
+            assert count(app, m, m.Owner) == 2
+        assert count(app, m, m.Owner) == 1
+    finally:
+        with app.app_context():
+            m.db.session.remove()
+            for engine in m.db.engines.values():
+                engine.dispose()
