@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
+# pytester drops the modules a run imported; a dialect imported again warns (an error here).
+import sqlalchemy.dialects.postgresql.psycopg
 from conftest import SERVERS, database_exists, require_server, server_database, unique_name
 from dbapps import fresh_db, run
 from flask import Flask
@@ -20,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from flask_complete import Complete, dbenv
 from flask_complete import migrations as m
 
+pytest_plugins = ["pytester"]
 STRONG = "vJ3lW9n0Qm2sX7yZp4rT8uK1eH6cB5aD0fG3hJ9kL2mN7oP4qR1sT8uV5wX2yZ0a"
 
 
@@ -443,3 +447,93 @@ def test_server_bind_gets_a_test_database_name(tmp_path: Path) -> None:
         assert sa.make_url(binds["main"]["url"]).database == f"test_{name}"
         # Already a test database: used as it is.
         assert binds["other"]["url"] == url
+
+
+# -- the pytest plugin ----------------------------------------------------------------------------
+
+PLUGIN_APP = """
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from flask_complete import Complete
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+class Account(db.Model):
+    __bind_key__ = "main"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class Event(db.Model):
+    __bind_key__ = "analytics"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+
+
+def create_app():
+    app = Flask(__name__)
+    Complete(app, db=db)
+    return app
+"""
+
+PLUGIN_TESTS = """
+import pytest
+from sqlalchemy import func, select
+
+from bindsapp import Account, Event, db
+
+
+@pytest.mark.parametrize("run", [1, 2])
+def test_each_test_starts_empty(db_session, run):
+    assert db.session.scalar(select(func.count()).select_from(Account)) == 0
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 0
+    db.session.add_all([Account(name="a"), Event(kind="e")])
+    db.session.commit()
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 1
+
+
+@pytest.fixture
+def db_session(db):
+    return db
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="testdb.build_schema calls sqla.create_all() without bind_key: Flask-SQLAlchemy "
+    "then asks for the default engine, which this app does not have",
+)
+def test_plugin_isolates_every_bind_of_an_app_without_default(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    require_server("postgres")
+    name = unique_name("fc_binds")
+    pytester.makepyfile(bindsapp=PLUGIN_APP, test_binds_run=PLUGIN_TESTS)
+    (pytester.path / "settings.toml").write_text(
+        "[default]\n"
+        f'SQLALCHEMY_BINDS.main = "{SERVERS["postgres"]}/{name}"\n'
+        f'SQLALCHEMY_BINDS.analytics = "sqlite:///{pytester.path / "analytics.sqlite3"}"\n'
+    )
+    pytester.makeini("[pytest]\nflask_app = bindsapp:create_app\nfilterwarnings = error\n")
+    try:
+        result = pytester.runpytest_subprocess(
+            "-p", "no:randomly", "-p", "no:hypothesispytest", "-p", "no:faker"
+        )
+        assert result.ret == 0, result.stdout.str()
+        result.assert_outcomes(passed=2)
+        # Test databases per bind: neither development database was made.
+        assert not database_exists("postgres", name)
+        assert not (pytester.path / "analytics.sqlite3").exists()
+    finally:
+        from conftest import drop_database
+
+        drop_database("postgres", f"test_{name}")
