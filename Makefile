@@ -10,7 +10,7 @@ PORT ?= 5000
 $(BIN)/flask: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e . --group tests --group style --group typing
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e . --group tests --group style --group typing --group docs
 	touch $@
 
 # Run the example notes app on its embedded SQLite database (created and migrated).
@@ -33,12 +33,8 @@ lint: $(BIN)/flask
 	$(BIN)/mypy
 
 # Build the documentation into docs/_build/html, warnings as errors; it needs no network.
-docs: $(BIN)/sphinx-build
+docs: $(BIN)/flask
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
-
-$(BIN)/sphinx-build: $(BIN)/flask
-	$(BIN)/python -m pip install --quiet -c constraints.txt --group docs
-	touch $@
 
 clean:
 	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache
