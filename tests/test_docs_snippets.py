@@ -74,9 +74,7 @@ CONTEXT = {
 #: Test functions shown on a page that nothing runs yet: (page, function) -> why. Give such a
 #: block a file name as its caption and run pytest on it (see docs/quickstart.rst), or mark it
 #: illustrative; an entry that no longer matches a block fails, so the list only shrinks.
-UNRUN_TESTS = {
-    ("testing.rst", "test_create_notebook"): "needs the Notebook API of the example app",
-}
+UNRUN_TESTS: dict[tuple[str, str], str] = {}
 
 
 @dataclass
