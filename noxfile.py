@@ -1,7 +1,9 @@
-"""Sessions: tests (pinned newest), tests_lowest (each range's floor), style, typing, docs, demo."""
+"""Sessions: tests (pinned newest), tests_lowest (each range's floor), style, typing, docs,
+release (build, check and test the wheel alone), demo."""
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -67,6 +69,54 @@ def docs(session: nox.Session) -> None:
     session.run(
         "sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"
     )
+
+
+@nox.session
+def release(session: nox.Session) -> None:
+    """Build the sdist and wheel, check them with twine, then install the wheel alone into a
+    fresh venv and run the example app's tests and the pytest plugin against it."""
+    _install(session, "build", "twine")
+    dist = Path("dist")
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    built = sorted(str(p) for p in dist.iterdir())
+    session.run("twine", "check", "--strict", *built)
+    (wheel,) = [p for p in built if p.endswith(".whl")]
+
+    # A venv of its own and a folder holding only the example app: what is tested is the
+    # wheel's flask_complete, never the checkout's.
+    work = Path(session.create_tmp()).resolve() / "wheel"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree("example_app", work / "example_app", ignore=shutil.ignore_patterns("instance"))
+    python = str(work / "venv" / "bin" / "python")
+    session.run("python", "-m", "venv", str(work / "venv"))
+    session.run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip>=25.1", external=True)
+    session.run(
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "-c",
+        "constraints.txt",
+        f"{Path(wheel).resolve()}[postgres,mysql,redis]",
+        "--group",
+        "tests",
+        external=True,
+    )
+    (work / "pytest.ini").write_text(
+        "[pytest]\nflask_app = example_app\ntestpaths = example_app/tests\n"
+        "filterwarnings = error\naddopts = -rs -p no:cacheprovider\n"
+    )
+    with session.chdir(work):
+        session.run(
+            python,
+            "-c",
+            "import flask_complete, sys; p = flask_complete.__file__; print(p); "
+            "sys.exit('site-packages' not in p)",
+            external=True,
+        )
+        session.run(python, "-m", "pytest", *session.posargs, external=True)
 
 
 @nox.session
