@@ -391,8 +391,10 @@ class TestDatabases:
         key = tuple(sorted(f"{k}={identity(e.url, app.instance_path)}" for k, e in engines.items()))
         found = self.by_urls.get(key)
         if found is None:
-            found = self.by_urls[key] = TestDatabase(app, **self.options)
+            # Kept only once set up: a refusal is raised again for every test that asks.
+            found = TestDatabase(app, **self.options)
             found.setup()
+            self.by_urls[key] = found
             self.all.append(found)
         elif app not in found.apps:
             found.apps.add(app)

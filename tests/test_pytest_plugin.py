@@ -780,3 +780,29 @@ def test_development_database_survives_every_spelling(
         assert project.dev_snapshot() == before
     finally:
         project.drop_all()
+
+
+@pytest.mark.parametrize("project", ["sqlite", "postgres"], indirect=True)
+def test_a_test_database_stamped_production_is_never_dropped(project: Project) -> None:
+    """The test run creates and drops databases through the environment gate too: a database
+    that records production is refused even under a test_ name."""
+    from flask_complete import dbenv
+
+    project.write()
+    if project.kind == "sqlite":
+        (project.pytester.path / "instance").mkdir(exist_ok=True)
+        test_url = f"sqlite:///{project.pytester.path / 'instance' / project.test_name}"
+    else:
+        test_url = f"{SERVERS[project.kind]}/{project.test_name}"
+        new_database(project.kind, project.test_name)
+    engine = sa.create_engine(test_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            dbenv.stamp(conn, "production")
+    finally:
+        engine.dispose()
+    project.pytester.makepyfile(test_isolation=ISOLATION_TESTS)
+    result = project.run()
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(["*stamped production*"])
+    assert dbenv.read_stamp(test_url) == "production"
