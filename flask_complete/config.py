@@ -453,11 +453,16 @@ def _put(values: dict[str, t.Any], key: str, value: t.Any) -> str:
         values[top] = value
         return top
     table = values
-    for part in [top, *nested[:-1]]:
+    for index, part in enumerate([top, *nested]):
+        if index:
+            # Variable names are upper case: FLASK_SQLALCHEMY_BINDS__ANALYTICS sets "analytics".
+            part = next((k for k in table if str(k).lower() == part.lower()), part)
+        if index == len(nested):
+            table[part] = value
+            break
         if not isinstance(table.get(part), dict):
             table[part] = {}
         table = table[part]
-    table[nested[-1]] = value
     return top
 
 

@@ -126,6 +126,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
+    group.addoption(
+        "--load-fixtures",
+        dest="flask_load_fixtures",
+        metavar="NAMES",
+        help="Data fixture files (or names under fixtures/testing/ and fixtures/) to load once "
+        "into the test database, comma-separated. Ini: flask_load_fixtures.",
+    )
+    parser.addini(
+        "flask_load_fixtures",
+        "Data fixtures to load once into the test database.",
+        type="linelist",
+        default=[],
+    )
 
 
 def _flag(config: pytest.Config, name: str) -> bool:
@@ -173,6 +186,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "fixtures(*names): load data fixture files into the test's transaction, rolled back "
+        "with it (needs the db fixture)",
+    )
     run = config.stash.get(_RUN, None)
     if run is None:  # loaded after the initial conftests (``-p flask_complete`` late)
         run = _start(config, config.getoption("flask_app"))
@@ -508,8 +526,20 @@ def _prepare(request: pytest.FixtureRequest, app: Flask, databases: TestDatabase
 
     with _clean_failures():
         sqla = sqla_of(app)
-        databases.prepare(app)
+        database = databases.prepare(app)
     config = request.config
+    if not database.fixtures_loaded:
+        database.fixtures_loaded = True
+        from . import fixtures_plugin_part as part
+
+        option = config.getoption("flask_load_fixtures")
+        names = part.names_of(
+            option if option is not None else config.getini("flask_load_fixtures")
+        )
+        from .testdb import database_access
+
+        with _clean_failures(), database_access():
+            part.load_for_session(app, names)
     if _flag(config, "flask_check_migrations") and not config.stash.get(_checked_migrations, False):
         config.stash[_checked_migrations] = True
         problem = check_migrations(app)
@@ -567,7 +597,22 @@ def db(
 
     sqla = _prepare(request, app, _flask_complete_databases)
     with _clean_failures(), isolated(app):
+        marker = request.node.get_closest_marker("fixtures")
+        if marker is not None:
+            from . import fixtures_plugin_part as part
+
+            part.for_marker(app, marker.args)
         yield sqla
+
+
+@pytest.fixture
+def load_fixtures(app: Flask, db: SQLAlchemy) -> t.Callable[..., t.Any]:
+    """``load_fixtures("users", "notes")`` loads data fixture files (paths, or names under
+    ``fixtures/testing/`` then ``fixtures/``) into the test's transaction, rolled back with it;
+    returns what was loaded per model."""
+    from . import fixtures_plugin_part as part
+
+    return part.loader(app)
 
 
 @pytest.fixture

@@ -220,6 +220,8 @@ class TestDatabase:
         #: ``test_`` database its conftest made): used as it is, never dropped unless created.
         self.suites_own = set(self.urls) <= suite_owned(app)
         self.created: list[URL] = []
+        #: The run's ``--load-fixtures`` are in it.
+        self.fixtures_loaded = False
 
     @property
     def migrations_dir(self) -> Path | None:
@@ -306,7 +308,7 @@ class TestDatabase:
                 from .migrations import import_models
 
                 import_models(self.app)
-                self.sqla.create_all()
+                self.sqla.create_all(bind_key=list(engines_of(self.app)))
                 dbenv.set_stamp(self.app, "testing")
                 return
             from . import migrations

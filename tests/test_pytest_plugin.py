@@ -806,3 +806,39 @@ def test_a_test_database_stamped_production_is_never_dropped(project: Project) -
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines(["*stamped production*"])
     assert dbenv.read_stamp(test_url) == "production"
+
+
+def test_data_fixtures_in_tests(project: Project) -> None:
+    """load_fixtures and the fixtures marker load into the test's transaction (rolled back);
+    --load-fixtures loads once for the run, on top of the schema."""
+    project.write()
+    fixtures = project.pytester.path / "fixtures"
+    fixtures.mkdir()
+    (fixtures / "items.json").write_text(
+        '[{"model": "Item", "pk": 1, "fields": {"name": "one"}},\n'
+        ' {"model": "Item", "pk": 2, "fields": {"name": "two"}}]\n'
+    )
+    (fixtures / "more.json").write_text('[{"model": "Item", "pk": 9, "fields": {"name": "nine"}}]')
+    project.pytester.makepyfile(
+        test_data=f"""
+        import pytest
+        from sqlalchemy import func, select
+        from notes import Item
+
+        def test_loaded(load_fixtures, db, request):
+            load_fixtures("items")
+            assert {COUNT} == 2 + int(request.config.getoption("--expect"))
+
+        @pytest.mark.fixtures("items")
+        def test_marker(db, client, request):
+            assert len(client.get("/items").json) == 2 + int(request.config.getoption("--expect"))
+
+        def test_rolled_back(db, request):
+            assert {COUNT} == int(request.config.getoption("--expect"))
+        """
+    )
+    project.pytester.makeconftest(
+        'def pytest_addoption(parser):\n    parser.addoption("--expect", default="0")\n'
+    )
+    project.run().assert_outcomes(passed=3)
+    project.run("--load-fixtures", "more", "--expect", "1").assert_outcomes(passed=3)
