@@ -17,7 +17,7 @@ import click
 from flask import current_app
 from sqlalchemy.engine import URL, Connection, Engine
 
-from .extension import get_state
+from .state import get_state
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

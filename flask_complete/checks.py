@@ -33,7 +33,7 @@ if t.TYPE_CHECKING:
 
     from flask import Response
 
-    from .extension import CompleteState
+    from .state import CompleteState
     from .versions import Package
 
 log = logging.getLogger("flask_complete")
@@ -557,7 +557,7 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
 
     :param deploy: Also run the production checks outside production.
     """
-    from .extension import get_state
+    from .state import get_state
     from .versions import bundled
 
     state = get_state(app)
@@ -606,16 +606,16 @@ def _load_app(ctx: click.Context) -> Flask | list[Problem]:
         return t.cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
     from flask.cli import ScriptInfo
 
-    from . import extension
+    from . import state
 
     info = ctx.ensure_object(ScriptInfo)
-    extension.collecting(True)
+    state.collecting = True
     try:
         return info.load_app()
     except ConfigError as e:
         return e.problems
     finally:
-        extension.collecting(False)
+        state.collecting = False
 
 
 @click.command("check")
@@ -633,7 +633,7 @@ def _load_app(ctx: click.Context) -> Flask | list[Problem]:
 @click.pass_context
 def check_command(ctx: click.Context, deploy: bool, output: str) -> None:
     """Check settings, secrets, database, migrations and versions; exit 1 on an error."""
-    from .extension import EXTENSION_KEY
+    from .state import EXTENSION_KEY
 
     loaded = _load_app(ctx)
     if isinstance(loaded, list):

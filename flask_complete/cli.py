@@ -20,7 +20,7 @@ from flask.cli import AppGroup
 if t.TYPE_CHECKING:
     from flask import Flask
 
-    from .extension import CompleteState
+    from .state import CompleteState
 
 
 class LazyGroup(AppGroup):
@@ -50,7 +50,7 @@ complete_group = LazyGroup("complete", help="Configure and inspect flask_complet
 
 
 def _state() -> CompleteState:
-    from .extension import get_state
+    from .state import get_state
 
     # `flask complete` is also an entry-point command, so it can meet an app without Complete.
     try:

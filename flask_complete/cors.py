@@ -20,7 +20,7 @@ from .config import Problem
 if t.TYPE_CHECKING:
     from flask import Flask, Response
 
-    from .extension import CompleteState
+    from .state import CompleteState
 
 #: The options flask_complete passes to flask-cors; the rest (``CORS_METHODS``,
 #: ``CORS_ALLOW_HEADERS`` ...) are read by flask-cors itself from ``app.config``.

@@ -258,7 +258,7 @@ def find(app: Flask, name: str) -> Path:
     """The fixture file ``name``: a path as it is, else ``fixtures/<env>/<name>`` then
     ``fixtures/<name>`` under the project root (``.json``, ``.yaml`` or ``.yml`` may be left
     out)."""
-    from .extension import get_state
+    from .state import get_state
 
     path = Path(name)
     if path.is_file():

@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 from . import binds, dbenv, migrations
 from .config import ENVIRONMENTS, redact_url
 from .database import bundled_extra
-from .extension import get_state
+from .state import get_state
 
 if t.TYPE_CHECKING:
     from flask import Flask

@@ -213,7 +213,7 @@ def _connection(app: Flask, bind: str | None = None) -> Iterator[tuple[Connectio
     engine under the pytest plugin's isolation (``True``), an in-memory database's own engine,
     else its URL (so a missing server database reads as unstamped)."""
     from . import binds
-    from .extension import get_state
+    from .state import get_state
 
     sqla = get_state(app).db
     if sqla is None:
@@ -246,7 +246,7 @@ def guard(
     stamp an unstamped database with that environment. Returns the stamp found (of the first
     database)."""
     from . import binds
-    from .extension import get_state
+    from .state import get_state
 
     env = get_state(app).env
     found: dict[str | None, str | None] = {}
@@ -275,7 +275,7 @@ def set_stamp(app: Flask, env: str, bind: Which = EVERY) -> None:
     """Stamp ``app``'s database ``bind`` (default: every one) with ``env`` (the ``flask db
     environment`` command, after the gate)."""
     from . import binds
-    from .extension import get_state
+    from .state import get_state
 
     sqla = get_state(app).db
     assert sqla is not None
@@ -309,7 +309,7 @@ def check(app: Flask) -> list[Problem]:
 
 def _check_one(app: Flask, bind: str | None) -> list[Problem]:
     from . import binds
-    from .extension import get_state
+    from .state import get_state
 
     env = get_state(app).env
     try:

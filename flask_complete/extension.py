@@ -5,37 +5,19 @@ from __future__ import annotations
 import copy
 import os
 import typing as t
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from flask import Flask, current_app
+from flask import Flask
 
 from . import config as _config
-from .config import ConfigError, Problem, Settings
+from . import state as _state
+from .config import ConfigError, Settings
+from .state import EXTENSION_KEY, CompleteState, get_state
+
+__all__ = ["EXTENSION_KEY", "Complete", "CompleteState", "collecting", "get_state"]
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
-
-EXTENSION_KEY = "complete"
-
-
-@dataclass
-class CompleteState:
-    """Per-app state, at ``app.extensions["complete"]``."""
-
-    env: str
-    root: Path
-    settings: Settings
-    db: SQLAlchemy | None
-    #: The app had bound its own ``SQLAlchemy`` before the call: its URL and pool are its own.
-    db_bound_before: bool = False
-    user_model: type[t.Any] | None = None
-    migrations_dir: Path | None = None
-    #: Problems found at init. Non-empty only when init collected instead of raising.
-    problems: list[Problem] = field(default_factory=list)
-    #: Values of init-time keys right after init, to flag later changes.
-    init_values: dict[str, t.Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 class Complete:
@@ -76,7 +58,7 @@ class Complete:
                 "flask_complete is already initialised on this app. Call Complete(app) or "
                 "complete.init_app(app) once per app."
             )
-        collect = collect or _collecting
+        collect = collect or _state.collecting
         env = _config.select_env(self.env)
         root = Path(self.root).resolve() if self.root else _config.find_root(app.root_path)
         try:
@@ -178,22 +160,6 @@ class Complete:
         cli.init_app(app, state)
 
 
-_collecting = False
-
-
 def collecting(on: bool) -> None:
     """Make every ``init_app`` collect refusals instead of raising (``flask complete check``)."""
-    global _collecting
-    _collecting = on
-
-
-def get_state(app: Flask | None = None) -> CompleteState:
-    """The :class:`CompleteState` of ``app`` (default: the current app)."""
-    app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        return t.cast(CompleteState, app.extensions[EXTENSION_KEY])
-    except KeyError:
-        raise RuntimeError(
-            "flask_complete is not initialised on this app: add Complete(app) (or "
-            "complete.init_app(app) in the app factory)."
-        ) from None
+    _state.collecting = on

@@ -14,8 +14,8 @@ from flask.cli import with_appcontext
 from . import binds, datafixtures, dbenv
 from .config import redact_url
 from .dbcli import database_errors
-from .extension import get_state
 from .fixture_format import FORMATS, SUFFIXES, yaml_module
+from .state import get_state
 
 if t.TYPE_CHECKING:
     from flask import Flask

@@ -22,7 +22,7 @@ if t.TYPE_CHECKING:
     from flask import Response
     from flask_sqlalchemy import SQLAlchemy
 
-    from .extension import CompleteState
+    from .state import CompleteState
 
 ENDPOINT = "flask_complete_health"
 #: Seconds a 503 tells the client to wait.
@@ -42,7 +42,7 @@ class _Health:
 
     def __call__(self) -> Response:
         from . import binds
-        from .extension import get_state
+        from .state import get_state
 
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         sqla = get_state(app).db

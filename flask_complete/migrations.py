@@ -25,7 +25,7 @@ from flask import current_app, g
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.engine import URL, Connection, Engine
 
-from .extension import get_state
+from .state import get_state
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -35,7 +35,7 @@ if t.TYPE_CHECKING:
     from flask_migrate import Migrate
     from flask_sqlalchemy import SQLAlchemy
 
-    from .extension import CompleteState
+    from .state import CompleteState
 
 #: Our commands, beside Flask-Migrate's; ``init`` and ``check`` replace Flask-Migrate's own.
 OWN_COMMANDS = (

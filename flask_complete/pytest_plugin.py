@@ -678,7 +678,7 @@ def live_server(app: Flask, transactional_db: SQLAlchemy) -> Iterator[LiveServer
 
 
 def _auth_testing(app: Flask) -> t.Any:
-    from .extension import get_state
+    from .state import get_state
 
     state = get_state(app)
     if not app.config.get("COMPLETE_AUTH") or state.user_model is None:

@@ -16,8 +16,8 @@ import click
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from .extension import get_state
 from .migrations import import_string
+from .state import get_state
 
 if t.TYPE_CHECKING:
     from flask import Flask

@@ -18,7 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 
 from . import config as _config
-from .extension import EXTENSION_KEY
+from .state import EXTENSION_KEY
 from .testguard import (
     DatabaseRefused,
     identity,

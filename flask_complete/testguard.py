@@ -23,7 +23,7 @@ from . import config as _config
 if t.TYPE_CHECKING:
     from flask import Flask
 
-    from .extension import CompleteState
+    from .state import CompleteState
 
 
 class DatabaseRefused(Exception):

@@ -74,8 +74,14 @@ def test_bad_url_says_the_form() -> None:
         ("sqlite://", "sqlite://"),
     ],
 )
-def test_test_url(given: str, expected: str) -> None:
+def test_test_url(given: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask_complete import config
+
+    monkeypatch.setattr(config, "_forced_worker", "")
     assert derive_test_url(given) == expected
+    monkeypatch.setattr(config, "_forced_worker", "gw3")
+    worker = derive_test_url(given)
+    assert worker == expected if given == "sqlite://" else worker != expected and "_gw3" in worker
 
 
 @pytest.mark.parametrize(
@@ -123,7 +129,12 @@ class TestSQLite:
         with app.app_context():
             assert sqla.engine.url.database == str(tmp_path / "instance" / "dbapp-dev.sqlite3")
 
-    def test_testing_gets_its_own_file(self, tmp_path: Path) -> None:
+    def test_testing_gets_its_own_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from flask_complete import config
+
+        monkeypatch.setattr(config, "_forced_worker", "")  # no pytest-xdist suffix
         app = make_app(tmp_path, env="testing")
         with app.app_context():
             assert sqla.engine.url.database == str(tmp_path / "instance" / "test_dbapp-dev.sqlite3")
