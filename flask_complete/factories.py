@@ -24,6 +24,8 @@ from flask import current_app
 if t.TYPE_CHECKING:
     from sqlalchemy.orm import scoped_session
 
+__all__ = ["ModelFactory", "current_session"]
+
 
 def current_session() -> scoped_session[t.Any]:
     """The session of the current app's database (the one the pytest plugin isolates)."""
