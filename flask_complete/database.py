@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sqlite3
 import typing as t
@@ -10,7 +12,7 @@ import weakref
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
 
 from .config import ConfigError, Problem, redact_url
@@ -19,6 +21,8 @@ if t.TYPE_CHECKING:
     from flask import Flask
 
     from .extension import CompleteState
+
+log = logging.getLogger("flask_complete.database")
 
 #: Constraint names from the first migration on, so that later migrations can drop them.
 NAMING_CONVENTION = {
@@ -277,6 +281,37 @@ def _bound_urls(app: Flask, sqla: SQLAlchemy) -> dict[str | None, str]:
         }
 
 
+def _guarded_teardown(sqla: SQLAlchemy) -> t.Callable[[BaseException | None], None]:
+    def teardown_session(exc: BaseException | None) -> None:
+        try:
+            sqla.session.remove()
+        except SQLAlchemyError as e:
+            # The response is built (often after a commit): a rollback that fails on a dead
+            # connection must not turn it into a 500. Drop the connection; the pool replaces it.
+            log.warning(
+                "the session's rollback at teardown failed; the response is kept and the "
+                "connection dropped: %s",
+                str(e).splitlines()[0],
+            )
+            with contextlib.suppress(SQLAlchemyError):
+                sqla.session().invalidate()
+            sqla.session.registry.clear()
+
+    return teardown_session
+
+
+def guard_teardown(app: Flask, sqla: SQLAlchemy) -> None:
+    """Replace Flask-SQLAlchemy's teardown of ``app`` (``session.remove()``, which raises when
+    the rollback meets a dead connection) with one that logs the failure and drops the
+    connection."""
+    funcs = app.teardown_appcontext_funcs
+    for i, func in enumerate(funcs):
+        if getattr(func, "__self__", None) is sqla and getattr(func, "__name__", "") == (
+            "_teardown_session"
+        ):
+            funcs[i] = _guarded_teardown(sqla)
+
+
 def repoint(app: Flask, sqla: SQLAlchemy, urls: dict[str | None, str]) -> None:
     """Point the engines of ``app`` at ``urls`` (bind key -> URL), keeping their options:
     Flask-SQLAlchemy builds engines in ``init_app`` only, so it is registered afresh."""
@@ -293,6 +328,7 @@ def repoint(app: Flask, sqla: SQLAlchemy, urls: dict[str | None, str]) -> None:
             engine.dispose()
     del app.extensions["sqlalchemy"]
     sqla.init_app(app)
+    guard_teardown(app, sqla)
 
 
 def init_app(app: Flask, state: CompleteState) -> None:
@@ -325,6 +361,7 @@ def init_app(app: Flask, state: CompleteState) -> None:
             repoint(app, sqla, urls)
         elif app.config.get("SQLALCHEMY_DATABASE_URI") is not None and None in urls:
             app.config["SQLALCHEMY_DATABASE_URI"] = urls[None]
+    guard_teardown(app, sqla)
     busy_timeout = int(app.config.get("SQLITE_BUSY_TIMEOUT", 5000))
     with app.app_context():
         engines = dict(sqla.engines)
