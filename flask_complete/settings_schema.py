@@ -171,6 +171,14 @@ BUNDLE: dict[str, Spec] = {
         one=False,
         none=False,
     ),
+    "AUTH_SESSIONS": boolean(),
+    "AUTH_SESSION_STORAGE": string(
+        '"database", "redis", a redis:// URL, or "" for the throttle\'s'
+    ),
+    "AUTH_SESSION_PREFIX": string("a key prefix string"),
+    "AUTH_SESSION_CARRY_OVER": strings(
+        'a list of session keys, e.g. ["cart_id"]', one=False, none=False
+    ),
 }
 
 #: Settings of Flask and the bundled libraries with a declared form. A bad value from a file or
@@ -183,6 +191,10 @@ LIBRARY: dict[str, Spec] = {
     "TRAP_BAD_REQUEST_ERRORS": optional_boolean(),
     "TEMPLATES_AUTO_RELOAD": optional_boolean(),
     "SESSION_COOKIE_SAMESITE": _SAMESITE,
+    # Bytes; None (no limit) only when set in code.
+    "MAX_CONTENT_LENGTH": Spec(
+        lambda v: v is None or integer(1).valid(v), "a whole number of bytes >= 1, e.g. 4194304"
+    ),
     # Flask-Login
     "REMEMBER_COOKIE_SECURE": boolean(),
     "REMEMBER_COOKIE_HTTPONLY": boolean(),

@@ -4,22 +4,29 @@ storage, and shared state across two gunicorn workers over real HTTP."""
 from __future__ import annotations
 
 import http.client
-import json
-import os
-import select
-import socket
-import subprocess
-import sys
-import time
+import threading
 import typing as t
-import uuid
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from authapps import PASSWORD, STRONG, User, add_user, authdb, dispose, make_app
+from authapps import (
+    PASSWORD,
+    REDIS,
+    STRONG,
+    Answer,
+    User,
+    add_user,
+    authdb,
+    call,
+    dispose,
+    gunicorn,
+    make_app,
+    one_connection_per_worker,
+    redis_or_skip,
+)
 from flask import Flask
 
 from flask_complete import Complete
@@ -27,35 +34,10 @@ from flask_complete.auth.models import utcnow
 from flask_complete.auth.throttle import TABLE, DatabaseThrottle, Policy, RedisThrottle
 
 pytest_plugins = ["authapps"]
-REDIS = "redis://127.0.0.1:6379/0"
 
 
 def attempt(client: t.Any, email: str = "ann@example.test", password: str = "wrong pass!") -> t.Any:
     return client.post("/auth/login", json={"email": email, "password": password})
-
-
-def redis_or_skip() -> t.Any:
-    import redis
-
-    client = redis.Redis.from_url(REDIS, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError as e:
-        if os.environ.get("REQUIRE_TEST_SERVERS") == "1":
-            pytest.fail(f"Redis at {REDIS} not reachable: {e}")
-        pytest.skip(f"Redis at {REDIS} not reachable: {e}")
-    return client
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    client = redis_or_skip()
-    prefix = f"fc-test-{uuid.uuid4().hex[:10]}:"
-    yield prefix
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def test_lock_grows_exponentially_and_is_capped() -> None:
@@ -146,125 +128,83 @@ def test_throttle_storage_falls_back_to_redis_url(
 
 # --- two gunicorn workers --------------------------------------------------------------------
 
-APP_MODULE = """
-import os, sys
-from pathlib import Path
-sys.path.insert(0, {tests!r})
-from authapps import make_app
-
-app = make_app(os.environ["AUTH_TEST_URL"], Path(os.environ["AUTH_TEST_ROOT"]),
-               AUTH_THROTTLE_STORAGE=os.environ["AUTH_TEST_STORAGE"],
-               AUTH_THROTTLE_PREFIX=os.environ["AUTH_TEST_PREFIX"])
-
-@app.after_request
-def worker(response):
-    response.headers["X-Worker"] = str(os.getpid())
-    return response
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_workers(proc: subprocess.Popen[bytes], count: int, timeout: float = 30) -> None:
-    """Read gunicorn's log until ``count`` workers booted (bounded by ``timeout``)."""
-    assert proc.stderr is not None
-    booted, log, deadline = 0, b"", time.monotonic() + timeout
-    while booted < count:
-        left = deadline - time.monotonic()
-        ready, _, _ = select.select([proc.stderr], [], [], max(left, 0))
-        line = proc.stderr.readline() if ready else b""
-        if not line:
-            raise AssertionError(f"gunicorn did not boot {count} workers:\n{log.decode()}")
-        log += line
-        booted += b"Booting worker" in line
-
-
-def post(conn: http.client.HTTPConnection, body: dict[str, str]) -> tuple[int, str, dict[str, str]]:
-    conn.request("POST", "/auth/login", json.dumps(body), {"Content-Type": "application/json"})
-    response = conn.getresponse()
-    response.read()
-    return response.status, response.headers["X-Worker"], dict(response.headers)
-
-
-def one_connection_per_worker(port: int) -> list[http.client.HTTPConnection]:
-    """Kept-alive connections served by two different worker processes."""
-    by_worker: dict[str, http.client.HTTPConnection] = {}
-    spare: list[http.client.HTTPConnection] = []
-    for _ in range(5):
-        batch = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(8)]
-        for conn in batch:
-            conn.connect()
-        for conn in batch:
-            conn.request("GET", "/auth/me")
-            response = conn.getresponse()
-            response.read()
-            worker = response.headers["X-Worker"]
-            if worker in by_worker:
-                spare.append(conn)
-            else:
-                by_worker[worker] = conn
-        if len(by_worker) >= 2:
-            break
-    for conn in spare:
-        conn.close()
-    assert len(by_worker) >= 2, "every connection went to one worker"
-    return list(by_worker.values())[:2]
-
 
 @pytest.mark.parametrize("storage", ["database", "redis"])
 def test_throttle_holds_across_two_gunicorn_workers(
     tmp_path: Path, pg_url: str, storage: str, request: pytest.FixtureRequest
 ) -> None:
-    prefix = request.getfixturevalue("redis_prefix") if storage == "redis" else "unused:"
-    app = make_app(pg_url, tmp_path)
+    config: dict[str, t.Any] = {}
+    if storage == "redis":
+        prefix = request.getfixturevalue("redis_prefix")
+        config = {"AUTH_THROTTLE_STORAGE": REDIS, "AUTH_THROTTLE_PREFIX": prefix}
+    app = make_app(pg_url, tmp_path, **config)
     add_user(app)
     dispose(app)
-    (tmp_path / "throttle_app.py").write_text(APP_MODULE.format(tests=str(Path(__file__).parent)))
-    port = free_port()
-    env = {
-        **os.environ,
-        "AUTH_TEST_URL": pg_url,
-        "AUTH_TEST_ROOT": str(tmp_path),
-        "AUTH_TEST_STORAGE": REDIS if storage == "redis" else "database",
-        "AUTH_TEST_PREFIX": prefix,
-    }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    # gthread keeps connections alive, so each can be pinned to the worker that accepted it.
-    workers = ["-w", "2", "-k", "gthread", "--threads", "2", "--keep-alive", "30", "--preload"]
-    where = ["-b", f"127.0.0.1:{port}", "--chdir", str(tmp_path)]
-    proc = subprocess.Popen(
-        [str(gunicorn), *workers, *where, "throttle_app:app"],
-        env=env,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-    )
     connections: list[http.client.HTTPConnection] = []
-    try:
-        wait_for_workers(proc, 2)
-        connections = one_connection_per_worker(port)
-        wrong = {"email": "ann@example.test", "password": "wrong pass!"}
-        seen = [post(connections[i % 2], wrong) for i in range(5)]
-        assert [status for status, _, _ in seen] == [401] * 5
-        assert len({worker for _, worker, _ in seen}) == 2
-        # The 6th goes to the worker that itself saw only two of the five failures.
-        status, _, headers = post(connections[1], {**wrong, "password": PASSWORD})
-        assert status == 429
-        assert headers["Retry-After"] == "30"
-    finally:
-        for conn in connections:
-            conn.close()
-        proc.terminate()
+    with gunicorn(tmp_path, pg_url, **config) as port:
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+            connections = one_connection_per_worker(port)
+            wrong = {"email": "ann@example.test", "password": "wrong pass!"}
+            seen = [call(connections[i % 2], "POST", "/auth/login", wrong) for i in range(5)]
+            assert [a.status for a in seen] == [401] * 5
+            assert len({a.worker for a in seen}) == 2
+            # The 6th goes to the worker that itself saw only two of the five failures.
+            locked = call(connections[1], "POST", "/auth/login", {**wrong, "password": PASSWORD})
+            assert locked.status == 429
+            assert locked.headers["Retry-After"] == "30"
+        finally:
+            for conn in connections:
+                conn.close()
+
+
+@pytest.mark.parametrize("storage", ["postgres", "mysql", "redis"])
+def test_parallel_attempts_verify_at_most_the_limit(
+    tmp_path: Path, storage: str, request: pytest.FixtureRequest
+) -> None:
+    """32 wrong passwords at once, over 32 connections to two workers: the attempt is reserved
+    before the password is checked, so at most AUTH_THROTTLE_ACCOUNT_LIMIT checks run."""
+    url = request.getfixturevalue("mysql_url" if storage == "mysql" else "pg_url")
+    config: dict[str, t.Any] = {
+        # A real KDF: each check takes long enough for the attempts to overlap.
+        "AUTH_PASSWORD_METHOD": "scrypt:16384:8:1",
+        "AUTH_THROTTLE_ADDRESS_LIMIT": 10**6,
+    }
+    if storage == "redis":
+        prefix = request.getfixturevalue("redis_prefix")
+        config |= {"AUTH_THROTTLE_STORAGE": REDIS, "AUTH_THROTTLE_PREFIX": prefix}
+    app = make_app(url, tmp_path, **config)
+    add_user(app)
+    dispose(app)
+    log = tmp_path / "verified.log"
+    log.touch()
+    count = 32
+    with gunicorn(
+        tmp_path, url, threads=16, env={"AUTH_TEST_VERIFY_LOG": str(log)}, **config
+    ) as port:
+        connections = [
+            http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(count)
+        ]
+        try:
+            for conn in connections:
+                conn.connect()
+            start = threading.Barrier(count)
+            wrong = {"email": "ann@example.test", "password": "wrong pass!"}
+
+            def attempt_on(conn: http.client.HTTPConnection) -> Answer:
+                start.wait(timeout=10)
+                return call(conn, "POST", "/auth/login", wrong)
+
+            with ThreadPoolExecutor(count) as pool:
+                answers = list(pool.map(attempt_on, connections))
+        finally:
+            for conn in connections:
+                conn.close()
+    statuses = sorted(a.status for a in answers)
+    checks = log.read_text().split()
+    assert len(checks) <= 5, (len(checks), statuses)
+    assert statuses.count(401) == len(checks) and statuses.count(429) == count - len(checks)
+    assert len({a.worker for a in answers}) == 2, "one worker served every attempt"
+    assert all(a.headers["Retry-After"].isdigit() for a in answers if a.status == 429)
 
 
 def test_stale_rows_are_forgotten(tmp_path: Path) -> None:

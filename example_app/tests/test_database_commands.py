@@ -79,7 +79,7 @@ def test_each_migration_and_its_downgrade(app: Flask, transactional_db: t.Any) -
         migrations.upgrade(app, up)
         at[up] = schema(db)
         assert at[up] != at[down], f"revision {up} changes nothing"
-    first, second = revisions
+    first, second, third = revisions
     assert set(at[first]) == {"notebook", "note"}
     assert at[first]["note"] == (
         {"id", "notebook_id", "title", "body", "created_at"},
@@ -87,6 +87,8 @@ def test_each_migration_and_its_downgrade(app: Flask, transactional_db: t.Any) -
     )
     assert set(at[second]) == {"notebook", "note", "user", "api_token", "auth_throttle"}
     assert at[second]["api_token"][1] == {"ix_api_token_user_id"}
+    assert set(at[third]) - set(at[second]) == {"auth_session"}
+    assert at[third]["auth_session"][1] == {"ix_auth_session_user_id"}
     assert migrations.check(app) is None  # at head the schema is the models'
     for down, up in reversed(steps):
         migrations.downgrade(app, down)

@@ -8,13 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app, request, session
-from flask_login import LoginManager
+from flask_login import LoginManager, user_logged_in, user_logged_out
 from flask_login.config import COOKIE_NAME
+from flask_login.signals import user_loaded_from_cookie
 from flask_login.utils import encode_cookie
 
+from .. import api
 from ..cli import LazyGroup
 from ..config import Problem
-from . import STATE_KEY, _flag, csrf, passwords, throttle, tokens
+from . import STATE_KEY, _flag, csrf, passwords, sessions, throttle, tokens
 from .models import ApiTokenMixin, UserMixin, constant_equal, normalise_email
 
 if t.TYPE_CHECKING:
@@ -34,7 +36,8 @@ _INTS = {
     "AUTH_THROTTLE_MAX_DELAY": 1,
     "AUTH_THROTTLE_WINDOW": 1,
 }
-_BOOLS = ("AUTH_ENDPOINTS", "AUTH_THROTTLE")
+_BOOLS = ("AUTH_ENDPOINTS", "AUTH_THROTTLE", "AUTH_SESSIONS")
+_STORAGES = ("AUTH_THROTTLE_STORAGE", "AUTH_SESSION_STORAGE")
 _UNSET: t.Any = object()
 
 users_group = LazyGroup(
@@ -47,7 +50,12 @@ users_group = LazyGroup(
             ("list", "list_command"),
             ("set-password", "set_password_command"),
             ("deactivate", "deactivate_command"),
+            ("activate", "activate_command"),
+            ("delete", "delete_command"),
             ("token", "token_command"),
+            ("tokens", "tokens_command"),
+            ("revoke-token", "revoke_token_command"),
+            ("sessions", "sessions_command"),
         )
     },
 )
@@ -70,6 +78,8 @@ class AuthState:
     token_max_days: int
     policy: throttle.Policy
     throttle: throttle.Throttle | None
+    #: Server-side sessions (``AUTH_SESSIONS``, with the bundle's login manager only).
+    sessions: sessions.Store | None
     #: ``"everywhere"``, ``"blueprint"`` (only the bundle's endpoints) or ``"off"``.
     csrf: str
     _token_model: t.Any = field(default=_UNSET, repr=False)
@@ -81,11 +91,32 @@ class AuthState:
             return normalise_email(value)
         return value.strip()
 
+    def find_user(self, key: str) -> t.Any:
+        """The user whose login column holds exactly ``key``, or ``None``."""
+        model = self.user_model
+        column = getattr(model, self.login_field)
+        bind = self.db.session.get_bind(mapper=sa.inspect(model))
+        return self.db.session.execute(
+            sa.select(model).where(exact(column, key, bind.dialect.name))
+        ).scalar()
+
     def token_model(self) -> type[ApiTokenMixin] | None:
         """The app's API token model (the ``ApiTokenMixin`` subclass beside the user model)."""
         if self._token_model is _UNSET:
             self._token_model = tokens.find_model(self.user_model)
         return t.cast("type[ApiTokenMixin] | None", self._token_model)
+
+
+def exact(column: t.Any, value: str, dialect: str) -> t.Any:
+    """``column == value``, compared exactly: MySQL's default ``utf8mb4_general_ci`` finds
+    ``"ann@"`` for ``"ànn@"``, so there the bytes are compared too (after the plain comparison,
+    which keeps using the index)."""
+    condition = column == value
+    if dialect in ("mysql", "mariadb"):
+        condition = sa.and_(
+            condition, sa.cast(column, sa.BINARY) == sa.cast(sa.literal(value), sa.BINARY)
+        )
+    return condition
 
 
 def get_auth() -> AuthState:
@@ -116,11 +147,27 @@ class BundleLoginManager(LoginManager):  # type: ignore[misc]
         return super()._load_user()
 
     def _load_user_from_remember_cookie(self, cookie: str) -> t.Any:
-        user = super()._load_user_from_remember_cookie(cookie)
-        if user is not None:
-            # Flask-Login leaves the restored session without its identifier, so "strong"
-            # protection would end it on the very next request (maxcountryman/flask-login#685).
-            session["_id"] = self._session_identifier_generator()
+        # Flask-Login's, with the login's id in the cookie beside the user's.
+        auth = current_app.extensions.get(STATE_KEY)
+        user_id: str | None
+        if auth is not None and auth.sessions is not None:
+            remembered = sessions.remembered_id(cookie)
+            if remembered is None:
+                return None
+            user_id, session[sessions.SESSION_KEY] = remembered
+        else:
+            user_id = sessions.decode(cookie)
+        if user_id is None:
+            return None
+        session["_user_id"] = user_id
+        session["_fresh"] = False
+        user = self._user_callback(user_id) if self._user_callback else None
+        if user is None:
+            return None
+        # Flask-Login leaves the restored session without its identifier, so "strong"
+        # protection would end it on the very next request (maxcountryman/flask-login#685).
+        session["_id"] = self._session_identifier_generator()
+        user_loaded_from_cookie.send(current_app._get_current_object(), user=user)  # type: ignore[attr-defined]
         return user
 
     def _set_cookie(self, response: Response) -> None:
@@ -132,9 +179,14 @@ class BundleLoginManager(LoginManager):  # type: ignore[misc]
             duration = config.get("REMEMBER_COOKIE_DURATION", timedelta(days=14))
             if isinstance(duration, int | float):
                 duration = timedelta(seconds=duration)
+        payload = str(session["_user_id"])
+        login_id = session.get(sessions.SESSION_KEY)
+        auth = current_app.extensions.get(STATE_KEY)
+        if auth is not None and auth.sessions is not None and login_id:
+            payload = f"{payload}|{login_id}"
         response.set_cookie(
             config.get("REMEMBER_COOKIE_NAME", COOKIE_NAME),
-            value=encode_cookie(str(session["_user_id"])),
+            value=encode_cookie(payload),
             max_age=int(duration.total_seconds()),
             expires=datetime.now(UTC) + duration,
             domain=config.get("REMEMBER_COOKIE_DOMAIN"),
@@ -156,7 +208,21 @@ def load_user(user_id: str) -> t.Any:
         pk: t.Any = pk_column.type.python_type(ident)
     except (ValueError, TypeError, NotImplementedError):
         return None
-    user = auth.db.session.get(model, pk)
+    if isinstance(pk, int) and not api.fits(pk_column, pk):
+        return None
+    if auth.sessions is not None:
+        # The login's record, joined to the user: still one query per request.
+        login_id = session.get(sessions.SESSION_KEY)
+        user = None
+        if isinstance(login_id, str) and login_id:
+            user = auth.sessions.user(model, pk, login_id)
+        if user is None:
+            # Ended (logout, another device, an admin) or never recorded: forget it.
+            session.pop("_user_id", None)
+            session.pop(sessions.SESSION_KEY, None)
+            return None
+    else:
+        user = auth.db.session.get(model, pk)
     if user is None or not user.is_active:
         return None
     expected = getattr(user, "session_token", None)
@@ -191,17 +257,36 @@ def setup(app: Flask, state: CompleteState) -> None:
         max_delay=config["AUTH_THROTTLE_MAX_DELAY"],
         window=config["AUTH_THROTTLE_WINDOW"],
     )
+    metadata = getattr(state.user_model, "metadata", None)
+    metadata = state.db.metadata if metadata is None else metadata
+    clients: dict[str, t.Any] = {}
     store: throttle.Throttle | None = None
     if config["AUTH_THROTTLE"]:
         # Declared whatever the storage, so that every environment has the same schema.
-        metadata = getattr(state.user_model, "metadata", None)
-        table = throttle.table(state.db.metadata if metadata is None else metadata)
-        redis_url = _redis_url(app)
+        table = throttle.table(metadata)
+        redis_url = _redis_url(app, "AUTH_THROTTLE_STORAGE")
         if redis_url:
             prefix = str(config.get("AUTH_THROTTLE_PREFIX") or "flask_complete:throttle:")
-            store = throttle.RedisThrottle(redis_url, prefix, policy)
+            store = throttle.RedisThrottle(_redis(clients, redis_url), prefix, policy)
         else:
             store = throttle.DatabaseThrottle(state.db, table, policy)
+    logins: sessions.Store | None = None
+    if config["AUTH_SESSIONS"] and existing is None:
+        # With the app's own LoginManager its loader decides what a session is: left alone.
+        records = sessions.table(metadata, state.user_model)
+        redis_url = _redis_url(app, "AUTH_SESSION_STORAGE")
+        if redis_url:
+            prefix = str(config.get("AUTH_SESSION_PREFIX") or "flask_complete:session:")
+            longest = max(
+                sessions.as_timedelta(config["REMEMBER_COOKIE_DURATION"]),
+                sessions.as_timedelta(config.get("PERMANENT_SESSION_LIFETIME", 31 * 86400)),
+            )
+            client = _redis(clients, redis_url)
+            logins = sessions.RedisSessions(client, prefix, state.db, state.user_model, longest)
+        else:
+            logins = sessions.DatabaseSessions(state.db, records, state.user_model)
+        user_logged_in.connect(sessions.on_login, app)
+        user_logged_out.connect(sessions.on_logout, app)
 
     flag = _flag(config.get("CSRF_PROTECT", "auto"))
     if flag is False:
@@ -222,6 +307,7 @@ def setup(app: Flask, state: CompleteState) -> None:
         token_max_days=config["AUTH_TOKEN_MAX_DAYS"],
         policy=policy,
         throttle=store,
+        sessions=logins,
         csrf=mode,
     )
     if mode != "off":
@@ -229,7 +315,10 @@ def setup(app: Flask, state: CompleteState) -> None:
     if config["AUTH_ENDPOINTS"]:
         from .views import bp
 
-        app.register_blueprint(bp, url_prefix=config["AUTH_URL_PREFIX"].rstrip("/") or None)
+        prefix = config["AUTH_URL_PREFIX"].rstrip("/")
+        app.register_blueprint(bp, url_prefix=prefix or None)
+        # URLs under the prefix that match no endpoint (404, 405) answer JSON too.
+        api.json_errors(app, f"{prefix}/")
     if "users" not in app.cli.commands:
         app.cli.add_command(users_group)
     else:
@@ -245,14 +334,27 @@ def setup(app: Flask, state: CompleteState) -> None:
             )
 
 
-def _redis_url(app: Flask) -> str | None:
-    storage = str(app.config.get("AUTH_THROTTLE_STORAGE") or "").strip()
+def _redis_url(app: Flask, key: str) -> str | None:
+    """The Redis URL ``key`` chooses, ``None`` for the database. ``AUTH_SESSION_STORAGE = ""``
+    follows the throttle's choice; ``AUTH_THROTTLE_STORAGE = ""`` takes ``REDIS_URL`` if set."""
+    storage = str(app.config.get(key) or "").strip()
+    if not storage and key == "AUTH_SESSION_STORAGE":
+        return _redis_url(app, "AUTH_THROTTLE_STORAGE")
     if storage == "database":
         return None
     if storage and storage != "redis":
         return storage
     url = app.config.get("REDIS_URL")
     return str(url) if url else None
+
+
+def _redis(clients: dict[str, t.Any], url: str) -> t.Any:
+    """One client (and connection pool) per URL for the throttle and the sessions."""
+    if url not in clients:
+        import redis
+
+        clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return clients[url]
 
 
 def check_settings(app: Flask, state: CompleteState) -> list[Problem]:
@@ -301,20 +403,29 @@ def check_settings(app: Flask, state: CompleteState) -> list[Problem]:
             f"CSRF_PROTECT = {config.get('CSRF_PROTECT')!r} is not valid.",
             'Expected true, false or "auto".',
         )
-    storage = str(config.get("AUTH_THROTTLE_STORAGE") or "").strip()
-    if storage not in ("", "database", "redis") and not storage.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
+    for key in _STORAGES:
+        storage = str(config.get(key) or "").strip()
+        if storage not in ("", "database", "redis") and not storage.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            bad(
+                key,
+                f"{key} = {storage!r} is not a storage.",
+                'Use "database", "redis" (with REDIS_URL set) or a redis:// URL'
+                + (', or "" for the throttle\'s.' if key == "AUTH_SESSION_STORAGE" else "."),
+            )
+        elif storage == "redis" and not config.get("REDIS_URL"):
+            bad(
+                key,
+                f'{key} = "redis" but REDIS_URL is not set.',
+                "Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) or give the URL in the setting.",
+            )
+    keep = config.get("AUTH_SESSION_CARRY_OVER", [])
+    if not isinstance(keep, list | tuple) or not all(isinstance(k, str) for k in keep):
         bad(
-            "AUTH_THROTTLE_STORAGE",
-            f"AUTH_THROTTLE_STORAGE = {storage!r} is not a storage.",
-            'Use "database", "redis" (with REDIS_URL set) or a redis:// URL.',
-        )
-    elif storage == "redis" and not config.get("REDIS_URL"):
-        bad(
-            "AUTH_THROTTLE_STORAGE",
-            'AUTH_THROTTLE_STORAGE = "redis" but REDIS_URL is not set.',
-            "Set REDIS_URL (e.g. redis://127.0.0.1:6379/0) or give the URL in the setting.",
+            "AUTH_SESSION_CARRY_OVER",
+            f"AUTH_SESSION_CARRY_OVER = {keep!r} is not a list of session keys.",
+            'E.g. ["cart_id"]: the session keys a login keeps.',
         )
     model = state.user_model
     login_field = getattr(model, "login_field", "email")

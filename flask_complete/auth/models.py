@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 import typing as t
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app, has_app_context
@@ -29,8 +30,12 @@ def new_session_token() -> str:
 
 
 def normalise_email(email: str) -> str:
-    """The stored form of an email address: surrounding space removed, lower case."""
-    return email.strip().lower()
+    """The stored form of an email address, one per identity: surrounding space removed, case
+    folded and NFKC-normalised (full-width letters become ASCII, ``"STRASSE"`` and ``"straße"``
+    are one). Accents are kept: ``"ànn@"`` is another address than ``"ann@"``."""
+    folded = unicodedata.normalize("NFKC", email.strip()).casefold()
+    # Case folding can leave a form NFKC changes again (e.g. some Greek letters).
+    return unicodedata.normalize("NFKC", folded)
 
 
 def _setting(name: str, default: t.Any) -> t.Any:

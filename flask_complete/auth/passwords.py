@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import typing as t
+import unicodedata
 
 from werkzeug.security import DEFAULT_PBKDF2_ITERATIONS, check_password_hash, generate_password_hash
 
@@ -52,12 +53,15 @@ def hash_password(password: str, method: str = DEFAULT_METHOD) -> str:
 
 
 def usable(password: object) -> str | None:
-    """``password`` if it can be hashed at all (text, UTF-8 encodable, bounded), else ``None``."""
+    """``password`` if it is one a user can type (text, UTF-8 encodable, bounded, no NUL or
+    other control characters), else ``None``."""
     if not isinstance(password, str) or not password or len(password) > MAX_LENGTH:
         return None
     try:
         password.encode("utf-8")
     except UnicodeEncodeError:
+        return None
+    if not password.isprintable() and any(unicodedata.category(c) == "Cc" for c in password):
         return None
     return password
 
@@ -108,6 +112,10 @@ def check_strength(password: t.Any, min_length: int) -> str:
             "(AUTH_PASSWORD_MIN_LENGTH)."
         )
     if usable(password) is None:
+        if len(password) <= MAX_LENGTH and any(unicodedata.category(c) == "Cc" for c in password):
+            raise PasswordError(
+                "The password must not hold control characters (NUL, tab, escape ...)."
+            )
         raise PasswordError(f"The password must be at most {MAX_LENGTH} characters of valid text.")
     if not password.strip():
         raise PasswordError("The password must not be only spaces.")

@@ -22,11 +22,18 @@ if t.TYPE_CHECKING:
 
 
 def login_client(client: FlaskClient, user: t.Any, *, fresh: bool = True) -> str:
-    """Log ``client`` in as ``user`` by writing its session, as ``login_user`` would.
+    """Log ``client`` in as ``user`` by writing its session, as ``login_user`` would, with its
+    server-side record (in the current transaction when the caller has an app context, as the
+    plugin's ``db`` fixture does; committed otherwise).
 
     Sets the ``X-CSRF-Token`` header on every later request of ``client`` and returns the token.
     ``user`` must be flushed (have its primary key).
     """
+    import sqlalchemy as sa
+    from flask import current_app, has_app_context
+
+    from . import sessions, state_or_none
+
     app: Flask = client.application
     manager = getattr(app, "login_manager", None)
     if manager is None:
@@ -36,15 +43,25 @@ def login_client(client: FlaskClient, user: t.Any, *, fresh: bool = True) -> str
         )
     identifier = manager._session_identifier_generator
     environ = dict(client.environ_base or {})
+    auth = state_or_none(app)
+    own_context = not (has_app_context() and current_app._get_current_object() is app)  # type: ignore[attr-defined]
+    login_id = None
     with app.test_request_context(environ_base=environ):
         ident = identifier()
         user_id = getattr(user, manager.id_attribute)()
+        if auth is not None and auth.sessions is not None:
+            lifetime = sessions.as_timedelta(app.config.get("PERMANENT_SESSION_LIFETIME", 2678400))
+            login_id = auth.sessions.create(sa.inspect(user).identity[0], False, lifetime)
+            if own_context:
+                auth.db.session.commit()
     token = secrets.token_urlsafe(32)
     with client.session_transaction() as session:
         session["_user_id"] = user_id
         session["_fresh"] = fresh
         session["_id"] = ident
         session[csrf.SESSION_KEY] = token
+        if login_id is not None:
+            session[sessions.SESSION_KEY] = login_id
     client.environ_base["HTTP_X_CSRF_TOKEN"] = token
     return token
 
@@ -77,7 +94,8 @@ def create_user(
 
 
 def logout_client(client: FlaskClient) -> None:
-    """Forget ``client``'s login and CSRF header."""
+    """Forget ``client``'s login and CSRF header (its record is left to expire: the test
+    database is rolled back or dropped anyway)."""
     with client.session_transaction() as session:
         session.clear()
     client.environ_base.pop("HTTP_X_CSRF_TOKEN", None)

@@ -130,9 +130,14 @@ def issue(user: t.Any, name: str, days: int | None = None) -> tuple[ApiTokenMixi
             "API tokens are not set up: declare a model with flask_complete.auth.ApiTokenMixin "
             "(class ApiToken(ApiTokenMixin, db.Model): pass) and migrate."
         )
+    from ..api import clean_text
+
     name = name.strip() if isinstance(name, str) else ""
     if not name or len(name) > 100:
         raise ValueError("name is required: 1 to 100 characters.")
+    problem = clean_text(name)
+    if problem is not None:
+        raise ValueError(f"The name {problem}.")
     token, secret = model.issue(user, name, expiry(days, auth.token_days, auth.token_max_days))
     auth.db.session.add(token)
     auth.db.session.flush()

@@ -1,6 +1,8 @@
 """The JSON endpoints: login, logout, me and API tokens (blueprint ``complete_auth``).
 
 Mounted at ``AUTH_URL_PREFIX`` (default ``/auth``); ``AUTH_ENDPOINTS = false`` leaves them out.
+Every answer is JSON, a bad input a ``4xx`` naming the fix, a lost database a ``503`` with
+``Retry-After``; bodies are read up to 64 KiB.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from flask import Blueprint, Response, abort, jsonify, make_response, request
 from flask_login import current_user, login_user, logout_user
 from werkzeug.exceptions import HTTPException
 
-from . import csrf, passwords, throttle, tokens
+from .. import api
+from . import csrf, passwords, sessions, throttle, tokens
 from .core import AuthState, get_auth
 from .decorators import login_required
-from .models import UserMixin, utcnow
+from .models import UserMixin, new_session_token, utcnow
 
 bp = Blueprint("complete_auth", __name__)
 
@@ -28,13 +31,19 @@ _MAX_LOGIN = 320
 
 @bp.errorhandler(HTTPException)
 def _json_error(error: HTTPException) -> t.Any:
-    message = error.description
+    response = api.error_response(error)
     if error.code == 401:
         message = "Log in first (POST /auth/login) or send an Authorization: Bearer token."
-    response = error.get_response()
-    response.set_data(jsonify(error=message).get_data())
-    response.mimetype = "application/json"
+        response.set_data(jsonify(error=message).get_data())
     return response
+
+
+def _database_error(error: Exception) -> t.Any:
+    return api.error_response(api.unavailable(error))
+
+
+for _error in api.DATABASE_UNAVAILABLE:
+    bp.register_error_handler(_error, _database_error)
 
 
 @bp.before_request
@@ -44,32 +53,13 @@ def _csrf_on_bundle_endpoints() -> None:
         csrf.protect()
 
 
-def _payload() -> dict[str, t.Any]:
-    """The request's fields, from a JSON object or a form."""
-    if request.is_json:
-        try:
-            data = request.get_json(silent=True)
-        except RecursionError:
-            data = None
-        if not isinstance(data, dict):
-            abort(400, description="Send a JSON object (Content-Type: application/json).")
-        return data
-    return request.form.to_dict()
-
-
 def _lookup_key(auth: AuthState, login: str) -> str | None:
-    """``login`` in its stored form, or ``None`` when it cannot name any account."""
+    """``login`` in its stored form, or ``None`` when it cannot name any account (empty, too
+    long, not text, control characters)."""
     key = auth.login_key(login)
-    if not key or len(key) > _MAX_LOGIN or "\x00" in key or passwords.usable(key) is None:
+    if not key or len(key) > _MAX_LOGIN or passwords.usable(key) is None:
         return None
     return key
-
-
-def _find_user(auth: AuthState, key: str | None) -> t.Any:
-    if key is None:
-        return None
-    column = getattr(auth.user_model, auth.login_field)
-    return auth.db.session.execute(sa.select(auth.user_model).where(column == key)).scalar()
 
 
 def _user_dict(auth: AuthState, user: t.Any) -> dict[str, t.Any]:
@@ -97,22 +87,25 @@ def login() -> Response:
     if auth.csrf != "off":
         # No session to ride yet, but a foreign page must not log the browser into an account.
         csrf.check_origin()
-    data = _payload()
+    data = api.json_body(form=True)
     login_value, password = data.get(auth.login_field), data.get("password")
     if not isinstance(login_value, str) or not isinstance(password, str) or not password:
         abort(400, description=f"Send {auth.login_field} and password as strings.")
     key = _lookup_key(auth, login_value)
-    failed_keys: list[tuple[str, int]] = []
+    reservation: throttle.Reservation | None = None
     if auth.throttle is not None:
-        failed_keys = [
-            (throttle.account_key(key or login_value[:_MAX_LOGIN]), auth.policy.account_limit),
-            (throttle.address_key(request.remote_addr or "unknown"), auth.policy.address_limit),
-        ]
-        wait = auth.throttle.retry_after([k for k, _ in failed_keys])
-        if wait:
-            return _too_many(wait)
+        # Reserved before the password is checked: parallel attempts cannot outrun the count.
+        reserved = auth.throttle.reserve(
+            [
+                (throttle.account_key(key or login_value[:_MAX_LOGIN]), auth.policy.account_limit),
+                (throttle.address_key(request.remote_addr or "unknown"), auth.policy.address_limit),
+            ]
+        )
+        if isinstance(reserved, int):
+            return _too_many(reserved)
+        reservation = reserved
 
-    user = _find_user(auth, key)
+    user = auth.find_user(key) if key is not None else None
     if user is None or passwords.usable(password) is None:
         # Same cost as a real check; the app's own check_password never sees unusable input.
         passwords.verify(None, password, auth.password_method)
@@ -120,14 +113,15 @@ def login() -> Response:
     else:
         ok = bool(user.check_password(password)) and bool(user.is_active)
     if not ok:
-        if auth.throttle is not None:
-            auth.throttle.failure(failed_keys)
         response = jsonify(error=INVALID)
         response.status_code = 401
         return response
 
-    if auth.throttle is not None:
-        auth.throttle.success(failed_keys[0][0])
+    if reservation is not None and auth.throttle is not None:
+        auth.throttle.release(reservation)
+    # Nothing of the session before the login carries into it (fixation), and the browser's
+    # previous login ends.
+    sessions.start_afresh(auth)
     if isinstance(user, UserMixin):
         if user.password_needs_rehash():
             user.rehash_password(password)
@@ -136,6 +130,8 @@ def login() -> Response:
     remember = remember is True or (isinstance(remember, str) and remember.lower() in _TRUE)
     auth.db.session.flush()
     body: dict[str, t.Any] = {"user": _user_dict(auth, user)}
+    # The session record is written in this transaction: the login and its record commit
+    # together, or neither does.
     login_user(user, remember=remember)
     auth.db.session.commit()
     if auth.csrf != "off":
@@ -148,8 +144,18 @@ def login() -> Response:
 
 @bp.post("/logout")
 def logout() -> Response:
-    """End the session and forget the remember cookie."""
+    """End this login: its session and remember cookie stop working on every worker at once.
+    ``?everywhere=1`` ends every login of the user (API tokens stay)."""
+    auth = get_auth()
+    everywhere = request.args.get("everywhere", "").strip().lower() in _TRUE
+    if everywhere and current_user.is_authenticated:
+        if auth.sessions is not None:
+            auth.sessions.revoke_user(_user_pk(current_user))
+        elif hasattr(current_user, "session_token"):
+            # Without records, a new session token ends every session and remember cookie.
+            current_user.session_token = new_session_token()
     logout_user()
+    auth.db.session.commit()
     response = make_response("", 204)
     csrf.clear(response)
     return response
@@ -205,7 +211,7 @@ def list_tokens() -> Response:
 def create_token() -> tuple[Response, int]:
     """Create a named token; its secret is in this response only."""
     auth = get_auth()
-    _token_model(auth)
+    model = _token_model(auth)
     if tokens.current_token() is not None:
         abort(
             403,
@@ -214,12 +220,13 @@ def create_token() -> tuple[Response, int]:
                 "token: a leaked token must not be able to mint others."
             ),
         )
-    data = _payload()
+    data = api.json_body(form=True)
+    name = api.text(data, "name", required=False, column=model.name)
     days = data.get("expires_in_days")
     if isinstance(days, str) and days.strip().isascii() and days.strip().isdigit():
         days = int(days)
     try:
-        token, secret = tokens.issue(current_user, data.get("name", ""), days)
+        token, secret = tokens.issue(current_user, name or "", days)
     except ValueError as e:
         abort(400, description=str(e))
     auth.db.session.commit()
@@ -232,7 +239,8 @@ def revoke_token(token_id: int) -> Response:
     """Revoke one of the user's tokens."""
     auth = get_auth()
     model = _token_model(auth)
-    token = auth.db.session.get(model, token_id)
+    # Beyond the id column's range nothing can match (PostgreSQL would refuse the query).
+    token = auth.db.session.get(model, token_id) if api.fits(model.id, token_id) else None
     if token is None or token.user_id != _user_pk(current_user):
         abort(404, description="No such token.")
     if token.revoked_at is None:
