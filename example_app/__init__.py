@@ -6,7 +6,7 @@ import typing as t
 
 from flask import Flask
 
-from flask_complete import Complete
+from flask_complete import Complete, api
 
 from .models import User
 
@@ -19,6 +19,8 @@ def create_app(test_config: t.Mapping[str, t.Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     complete.init_app(app)
+    # JSON errors under /api/, 503 when the database is lost, <id:...> URLs.
+    api.init_app(app)
 
     from . import views
 

@@ -1,19 +1,21 @@
 """The example app gains login: migrations create the tables; a user made with ``flask users
 create`` logs in, reads /auth/me and logs out; a token from ``flask users token`` works until
-revoked or expired (SQLite and PostgreSQL)."""
+revoked or expired (SQLite and PostgreSQL). Its API answers 4xx JSON to hostile input and a JSON
+503 when the database is lost (SQLite, PostgreSQL, MariaDB)."""
 
 from __future__ import annotations
 
+import typing as t
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from authapps import STRONG
+from authapps import STRONG, Proxy
 from flask import Flask
 
 from example_app import create_app
-from example_app.models import ApiToken
+from example_app.models import ApiToken, Note, Notebook
 from flask_complete import db
 from flask_complete.auth.models import utcnow
 
@@ -69,3 +71,104 @@ def test_example_app_login_and_tokens(example: Flask) -> None:
         )
         db.session.commit()
     assert api.get("/auth/me", headers=bearer).status_code == 401
+
+
+# --- the example's API holds under hostile input ---------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def hostile(request: pytest.FixtureRequest, tmp_path: t.Any) -> Iterator[tuple[Flask, t.Any]]:
+    """The example app behind a proxy that can cut its database off, migrated, with a user
+    logged in; yields the app, a logged-in client (CSRF header set) and the proxy."""
+    if request.param == "sqlite":
+        url, proxy = f"sqlite:///{tmp_path / 'example.sqlite3'}", None
+    else:
+        real = request.getfixturevalue("pg_url" if request.param == "postgres" else "mysql_url")
+        parsed = sa.make_url(real)
+        proxy = Proxy((parsed.host or "127.0.0.1", int(parsed.port or 0)))
+        url = proxy.url(real)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": STRONG})
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    assert (
+        runner.invoke(args=["users", "create", "ann@example.test", "-p", PASSWORD]).exit_code == 0
+    )
+    client = app.test_client()
+    login = client.post("/auth/login", json={"email": "ann@example.test", "password": PASSWORD})
+    client.environ_base["HTTP_X_CSRF_TOKEN"] = login.json["csrf_token"]
+    yield app, (client, proxy)
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_anonymous_users_cannot_write(hostile: tuple[Flask, t.Any]) -> None:
+    app, _ = hostile
+    anonymous = app.test_client()
+    for method, path in (
+        ("POST", "/api/notebooks"),
+        ("POST", "/api/notebooks/1/notes"),
+        ("DELETE", "/api/notes/1"),
+    ):
+        response = anonymous.open(path, method=method, json={"name": "x", "title": "y"})
+        assert response.status_code == 401 and response.is_json, (path, response.data)
+    assert anonymous.get("/api/notebooks").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/api/notebooks", {"name": "a\x00b"}, "control characters"),
+        ("/api/notebooks", {"name": "\ud800"}, "not valid text"),
+        ("/api/notebooks", {"name": "n" * 101}, "at most 100 characters"),
+        ("/api/notebooks/{id}/notes", {"title": "t" * 201}, "at most 200 characters"),
+        ("/api/notebooks/{id}/notes", {"title": "ok", "body": "a\x00b"}, "control characters"),
+        ("/api/notebooks/{id}/notes", {"title": "\udfff"}, "not valid text"),
+    ],
+)
+def test_bad_text_is_a_clear_400_and_writes_nothing(
+    hostile: tuple[Flask, t.Any], path: str, body: dict[str, str], message: str
+) -> None:
+    app, (client, _) = hostile
+    notebook = client.post("/api/notebooks", json={"name": "Inbox"})
+    assert notebook.status_code == 201, notebook.data
+    response = client.post(path.format(id=notebook.json["id"]), json=body)
+    assert response.status_code == 400, response.data
+    assert message in response.json["error"] and "codec" not in response.json["error"]
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Note)) == 0
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Notebook)) == 1
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_deep_json_is_refused_as_json(hostile: tuple[Flask, t.Any], depth: int) -> None:
+    _, (client, _) = hostile
+    body = '{"name": ' + "[" * depth + "]" * depth + "}"
+    response = client.post("/api/notebooks", data=body, content_type="application/json")
+    assert response.status_code in (400, 413) and response.is_json, response.data
+
+
+@pytest.mark.parametrize("big", [2**31, 2**63, 10**30])
+def test_ids_beyond_the_column_are_404(hostile: tuple[Flask, t.Any], big: int) -> None:
+    _, (client, _) = hostile
+    for method, path in (("GET", f"/api/notebooks/{big}/notes"), ("DELETE", f"/api/notes/{big}")):
+        response = client.open(path, method=method)
+        assert response.status_code == 404 and response.is_json, (path, response.data)
+
+
+def test_a_csrf_refusal_is_json(hostile: tuple[Flask, t.Any]) -> None:
+    _, (client, _) = hostile
+    client.environ_base.pop("HTTP_X_CSRF_TOKEN")
+    response = client.post("/api/notebooks", json={"name": "x"})
+    assert response.status_code == 403 and "CSRF" in response.json["error"]
+
+
+def test_a_lost_database_is_a_json_503(hostile: tuple[Flask, t.Any]) -> None:
+    _, (client, proxy) = hostile
+    if proxy is None:
+        pytest.skip("SQLite is a file: it cannot be cut off")
+    proxy.cut()
+    for method, path in (("GET", "/api/notebooks"), ("POST", "/api/notebooks")):
+        response = client.open(path, method=method, json={"name": "x"})
+        assert response.status_code == 503 and response.is_json, (path, response.data)
+        assert response.headers["Retry-After"].isdigit()
+    assert client.get("/").status_code == 503

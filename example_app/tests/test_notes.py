@@ -13,28 +13,41 @@ from example_app.models import Note, Notebook
 from flask_complete.testing import walk_migrations
 
 
-def test_create_notebook(client: t.Any, db: t.Any) -> None:
-    response = client.post("/api/notebooks", json={"name": "Ideas"})
+def test_create_notebook(auth_client: t.Any, db: t.Any) -> None:
+    response = auth_client.post("/api/notebooks", json={"name": "Ideas"})
     assert response.status_code == 201
     assert db.session.scalar(select(Notebook.name)) == "Ideas"
+
+
+def test_writing_needs_a_login(client: t.Any, db: t.Any) -> None:
+    response = client.post("/api/notebooks", json={"name": "Ideas"})
+    assert response.status_code == 401 and "Log in" in response.json["error"]
+    assert db.session.scalar(select(func.count()).select_from(Notebook)) == 0
 
 
 def test_every_test_starts_empty(db: t.Any) -> None:
     assert db.session.scalar(select(func.count()).select_from(Notebook)) == 0
 
 
-def test_duplicate_name_is_a_conflict(client: t.Any, notebook_factory: t.Any) -> None:
+def test_duplicate_name_is_a_conflict(auth_client: t.Any, notebook_factory: t.Any) -> None:
     notebook_factory(name="Ideas")
-    response = client.post("/api/notebooks", json={"name": "Ideas"})
+    response = auth_client.post("/api/notebooks", json={"name": "Ideas"})
     assert response.status_code == 409
     assert response.json == {"error": "A notebook named 'Ideas' exists."}
 
 
-@pytest.mark.parametrize("body", [None, {}, {"name": "  "}, {"name": 3}])
-def test_bad_input_is_a_clear_400(client: t.Any, db: t.Any, body: t.Any) -> None:
-    response = client.post("/api/notebooks", json=body)
+@pytest.mark.parametrize(
+    "body", [None, {}, {"name": "  "}, {"name": 3}, {"name": "a\x00b"}, {"name": "x" * 101}]
+)
+def test_bad_input_is_a_clear_400(auth_client: t.Any, db: t.Any, body: t.Any) -> None:
+    response = auth_client.post("/api/notebooks", json=body)
     assert response.status_code == 400
     assert "name" in response.json["error"] or "JSON" in response.json["error"]
+
+
+def test_ids_beyond_the_column_are_404(client: t.Any) -> None:
+    response = client.get(f"/api/notebooks/{2**31}/notes")
+    assert response.status_code == 404 and response.is_json
 
 
 def test_api_urls_no_route_matches_answer_json(client: t.Any) -> None:
@@ -54,11 +67,11 @@ def test_notes_of_a_notebook(client: t.Any, note_factory: t.Any, notebook_factor
     assert [n["notebook_id"] for n in response.json] == [inbox.id] * 3
 
 
-def test_delete_note(client: t.Any, db: t.Any, note_factory: t.Any) -> None:
+def test_delete_note(auth_client: t.Any, db: t.Any, note_factory: t.Any) -> None:
     note_id = note_factory().id
-    assert client.delete(f"/api/notes/{note_id}").status_code == 204
+    assert auth_client.delete(f"/api/notes/{note_id}").status_code == 204
     assert db.session.get(Note, note_id) is None
-    assert client.delete(f"/api/notes/{note_id}").status_code == 404
+    assert auth_client.delete(f"/api/notes/{note_id}").status_code == 404
 
 
 def test_listing_notes_is_one_query_per_notebook(
@@ -90,10 +103,14 @@ def test_runs_in_testing(app: t.Any, runner: t.Any) -> None:
 
 
 def test_over_http(live_server: t.Any, transactional_db: t.Any) -> None:
+    from flask_complete.auth.testing import bearer_headers, create_user
+
+    headers = bearer_headers(create_user())
+    transactional_db.session.commit()
     request = urllib.request.Request(
         f"{live_server.url}/api/notebooks",
         data=json.dumps({"name": "Live"}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **headers},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=5) as response:
