@@ -20,7 +20,7 @@ from .config import ConfigError, Problem, redact_url
 if t.TYPE_CHECKING:
     from flask import Flask
 
-    from .extension import CompleteState
+    from .state import CompleteState
 
 log = logging.getLogger("flask_complete.database")
 

@@ -12,7 +12,7 @@ if t.TYPE_CHECKING:
     from flask import Flask
 
     from ..config import Problem
-    from ..extension import CompleteState
+    from ..state import CompleteState
     from .core import AuthState
     from .csrf import exempt as csrf_exempt
     from .decorators import admin_required, login_required, role_required

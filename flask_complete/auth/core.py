@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
     from flask import Flask, Response
     from flask_sqlalchemy import SQLAlchemy
 
-    from ..extension import CompleteState
+    from ..state import CompleteState
 
 _INTS = {
     "AUTH_PASSWORD_MIN_LENGTH": 1,
