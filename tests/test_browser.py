@@ -55,6 +55,7 @@ class Server:
     def __init__(self, app: Flask) -> None:
         from werkzeug.serving import make_server
 
+        self.app = app
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.origin = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -90,6 +91,14 @@ def api_app(root: Path, **cors: t.Any) -> Flask:
     )
     with app.app_context():
         db.create_all()
+    # Writes need a login: the page's script sends a bearer token (no cookie, so CORS alone
+    # decides whether it may read the answer).
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["users", "create", "cors@example.test", "--password", "x" * 16])
+    assert created.exit_code == 0, created.output
+    minted = runner.invoke(args=["users", "token", "cors@example.test", "--name", "browser"])
+    assert minted.exit_code == 0, minted.output
+    app.config["BROWSER_TEST_TOKEN"] = minted.stdout.strip().splitlines()[0]
 
     @app.post("/api/probe")
     def set_probe() -> t.Any:
@@ -158,18 +167,20 @@ def fetch(driver: t.Any, page: Server, url: str, **init: t.Any) -> dict[str, t.A
     return t.cast(dict[str, t.Any], driver.execute_async_script(FETCH, url, init))
 
 
-def create_notebook(name: str) -> dict[str, t.Any]:
-    # A JSON body makes this a preflighted request.
+def create_notebook(name: str, api: Server) -> dict[str, t.Any]:
+    # A JSON body and an Authorization header make this a preflighted request.
+    token = api.app.config["BROWSER_TEST_TOKEN"]
     return {
         "method": "POST",
-        "headers": {"Content-Type": "application/json"},
+        "headers": {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         "body": f'{{"name": "{name}"}}',
     }
 
 
 def test_allowed_origin_reads_the_api(browser: t.Any, servers: dict[str, Server]) -> None:
     api = servers["exact"].origin
-    created = fetch(browser, servers["allowed"], f"{api}/api/notebooks", **create_notebook("a"))
+    notebook = create_notebook("a", servers["exact"])
+    created = fetch(browser, servers["allowed"], f"{api}/api/notebooks", **notebook)
     assert created["read"] and created["status"] == 201, created
     listed = fetch(browser, servers["allowed"], f"{api}/api/notebooks")
     assert listed["read"] and '"name":"a"' in listed["body"].replace(" ", ""), listed
@@ -179,7 +190,8 @@ def test_disallowed_origin_is_blocked(browser: t.Any, servers: dict[str, Server]
     api = servers["exact"].origin
     read = fetch(browser, servers["other"], f"{api}/api/notebooks")
     assert read == {"read": False, "error": "TypeError: Failed to fetch"}
-    write = fetch(browser, servers["other"], f"{api}/api/notebooks", **create_notebook("evil"))
+    evil = create_notebook("evil", servers["exact"])
+    write = fetch(browser, servers["other"], f"{api}/api/notebooks", **evil)
     assert write["read"] is False
     # The preflight failed, so the POST was never sent.
     listed = fetch(browser, servers["allowed"], f"{api}/api/notebooks")
