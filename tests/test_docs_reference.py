@@ -31,6 +31,7 @@ import references  # noqa: E402
 
 PUBLIC_MODULES = (
     "flask_complete",
+    "flask_complete.api",
     "flask_complete.auth",
     "flask_complete.factories",
     "flask_complete.testing",
