@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import free_port as free_port
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -186,12 +187,6 @@ def instrument(app: Flask) -> None:
     def worker(response: t.Any) -> t.Any:
         response.headers["X-Worker"] = str(os.getpid())
         return response
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_workers(proc: subprocess.Popen[bytes], count: int, timeout: float = 30) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import time
 import typing as t
 import uuid
 from collections.abc import Iterator
@@ -100,6 +102,25 @@ def drop_database(kind: str, name: str) -> None:
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
     finally:
         engine.dispose()
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def poll(check: t.Callable[[], t.Any], timeout: float, what: str) -> t.Any:
+    """``check()`` until it returns something true, for at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)  # a polling interval, not a wait for the outcome
 
 
 def unique_name(prefix: str = "test_fc") -> str:

@@ -17,18 +17,16 @@ from __future__ import annotations
 import collections
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 import typing as t
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import REQUIRE, server_database
+from conftest import REQUIRE, free_port, poll, server_database
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
@@ -53,23 +51,6 @@ def _binary() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _poll(check: t.Callable[[], t.Any], timeout: float, what: str) -> t.Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)  # a polling interval, not a wait for the outcome
-
-
 @pytest.fixture
 def bouncer() -> Iterator[Bouncer]:
     """PgBouncer in transaction mode in front of a fresh database; stopped after the test."""
@@ -82,7 +63,7 @@ def bouncer() -> Iterator[Bouncer]:
     with server_database("postgres") as target:
         server = sa.make_url(target)
         folder = Path(tempfile.mkdtemp(prefix="fc-pgbouncer-"))
-        port, log = _free_port(), folder / "pgbouncer.log"
+        port, log = free_port(), folder / "pgbouncer.log"
         (folder / "pgbouncer.ini").write_text(
             f"""\
 [databases]
@@ -126,7 +107,7 @@ ignore_startup_parameters = extra_float_digits
                 finally:
                     engine.dispose()
 
-            _poll(answers, 15, "pgbouncer to accept connections")
+            poll(answers, 15, "pgbouncer to accept connections")
             yield Bouncer(url, log)
         finally:
             proc.terminate()

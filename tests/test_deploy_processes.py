@@ -17,7 +17,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import typing as t
 import uuid
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from authapps import REDIS, Answer, call, redis_or_skip
-from conftest import server_database
+from conftest import free_port, poll, server_database
 
 #: Random, fixed: production refuses guessable keys.
 SECRET = "Yk2P9vQeT5wZrN8uL1mHjD4sXcA7bG0oF3iKtEnR6yWq_VhMzUpCdSlJx-gBaIfO"
@@ -34,23 +33,6 @@ PASSWORD = "a long enough password"
 ROOT = Path(__file__).resolve().parent.parent  # where the example_app package lives
 APP = "example_app:create_app()"
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _poll(check: t.Callable[[], t.Any], timeout: float, what: str) -> t.Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)  # a polling interval, not a wait for the outcome
 
 
 def _environ(url: str, prefix: str) -> dict[str, str]:
@@ -89,7 +71,7 @@ def servers(tmp_path: Path, environ: dict[str, str], count: int = 2) -> Iterator
     procs: list[tuple[subprocess.Popen[bytes], Path, int]] = []
     try:
         for i in range(count):
-            port, log = _free_port(), tmp_path / f"gunicorn-{i}.log"
+            port, log = free_port(), tmp_path / f"gunicorn-{i}.log"
             command = [
                 str(BIN / "gunicorn"),
                 *("--no-control-socket", "-w", "1", "-b", f"127.0.0.1:{port}"),
@@ -107,7 +89,7 @@ def servers(tmp_path: Path, environ: dict[str, str], count: int = 2) -> Iterator
                     raise AssertionError(f"gunicorn exited:\n{log.read_text()}")
                 return "Booting worker" in log.read_text() and _answers(port)
 
-            _poll(booted, 30, f"gunicorn on port {port}")
+            poll(booted, 30, f"gunicorn on port {port}")
         yield [port for _, _, port in procs]
     finally:
         for proc, _, _ in procs:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import free_port, poll
 
 #: The app gunicorn serves: writes a row per POST, reports its worker and database backend.
 APP = """
@@ -63,24 +64,6 @@ def pid():
 BACKEND_QUERY = {"postgres": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _poll(check: t.Callable[[], t.Any], timeout: float, what: str) -> t.Any:
-    """``check()`` until it returns something true, for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)  # a polling interval, not a wait for the outcome
-
-
 @contextlib.contextmanager
 def serve(
     tmp_path: Path,
@@ -92,7 +75,7 @@ def serve(
 ) -> Iterator[tuple[int, Path]]:
     """gunicorn serving :data:`APP` on ``url`` in production; yields the port and its log."""
     (tmp_path / "faultapp.py").write_text(APP.format(backend=BACKEND_QUERY[kind]))
-    port, log = _free_port(), tmp_path / "gunicorn.log"
+    port, log = free_port(), tmp_path / "gunicorn.log"
     environ = {
         k: v
         for k, v in os.environ.items()
@@ -120,7 +103,7 @@ def serve(
                 raise AssertionError(f"gunicorn exited:\n{log.read_text()}")
             return log.read_text().count("Booting worker") >= workers and _answers(port)
 
-        _poll(booted, 30, f"{workers} gunicorn workers")
+        poll(booted, 30, f"{workers} gunicorn workers")
         yield port, log
     finally:
         proc.terminate()
@@ -220,7 +203,7 @@ def test_terminated_backends_mid_load_lose_no_acknowledged_write(
     admin = sa.create_engine(pg_url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
     gthread = ("-k", "gthread", "--threads", "4")
     with serve(tmp_path, pg_url, "postgres", *gthread) as (port, _), Writers(port) as load:
-        _poll(lambda: load.count(status=201) >= 40, 20, "40 writes before the fault")
+        poll(lambda: load.count(status=201) >= 40, 20, "40 writes before the fault")
         with admin.connect() as conn:
             killed = list(
                 conn.execute(
@@ -239,9 +222,9 @@ def test_terminated_backends_mid_load_lose_no_acknowledged_write(
                 return conn.execute(sa.text(query), {"p": pids}).scalar() == 0
 
             # The retry window: until the terminated backends have exited.
-            _poll(gone, 10, "the terminated backends to exit")
+            poll(gone, 10, "the terminated backends to exit")
         after = time.monotonic()
-        _poll(lambda: load.count(since=after) >= 80, 30, "80 requests after the fault")
+        poll(lambda: load.count(since=after) >= 80, 30, "80 requests after the fault")
     admin.dispose()
     later = [r for r in load.results if r.start >= after]
     assert [r.status for r in later if r.status != 201] == []
@@ -277,7 +260,7 @@ def test_preloaded_workers_have_their_own_connections(pg_url: str, tmp_path: Pat
                 masters.add(found["master"])
             return len(seen) >= 3
 
-        _poll(three_workers, 20, "answers from 3 workers")
+        poll(three_workers, 20, "answers from 3 workers")
     backends = [b for found in seen.values() for b in found]
     assert len(backends) == len(set(backends)), seen  # no backend shared by two workers
     (master,) = masters
@@ -301,7 +284,7 @@ def test_mariadb_wait_timeout_the_next_request_succeeds(mysql_url: str, tmp_path
                 query = "SELECT count(*) FROM information_schema.processlist WHERE id = :i"
                 return conn.execute(sa.text(query), {"i": backend}).scalar() == 0
 
-            _poll(closed, 10, "the server to close the idle connection")
+            poll(closed, 10, "the server to close the idle connection")
         after = request(port, "POST", f"/rows?n={uuid.uuid4().hex}")
         assert after.status == 201, after.body
         again = request(port, "GET", "/pid")
@@ -322,7 +305,7 @@ def _table_mysql(url: str) -> None:
 def test_database_down_at_start_the_app_starts_and_health_answers_503_json(
     tmp_path: Path, preload: bool
 ) -> None:
-    url = f"postgresql://postgres@127.0.0.1:{_free_port()}/down"  # nothing listens there
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/down"  # nothing listens there
     args = ("--preload",) if preload else ()
     with serve(tmp_path, url, "postgres", *args) as (port, log):
         health = request(port, "GET", "/-/health", {"Accept": "text/html"})

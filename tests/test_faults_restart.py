@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import REQUIRE
-from test_faults import Writers, _free_port, _poll, _stored, _table, serve
+from conftest import REQUIRE, free_port, poll
+from test_faults import Writers, _stored, _table, serve
 
 
 class Cluster(t.NamedTuple):
@@ -48,7 +48,7 @@ def cluster() -> Iterator[Cluster]:
         # initdb refuses root: the cluster belongs to the postgres user.
         shutil.chown(folder, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", _free_port()
+    data, port = folder / "data", free_port()
 
     def run(*args: str) -> None:
         subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=60)
@@ -84,10 +84,10 @@ def cluster() -> Iterator[Cluster]:
 def test_a_restart_under_load_loses_no_acknowledged_write(cluster: Cluster, tmp_path: Path) -> None:
     _table(cluster.url)
     with serve(tmp_path, cluster.url, "postgres") as (port, _), Writers(port, threads=3) as load:
-        _poll(lambda: load.count(status=201) >= 30, 20, "30 writes before the restart")
+        poll(lambda: load.count(status=201) >= 30, 20, "30 writes before the restart")
         cluster.ctl("-m", "fast", "restart")  # returns once the server accepts connections
         after = time.monotonic()
-        _poll(lambda: load.count(since=after) >= 60, 30, "60 requests after the restart")
+        poll(lambda: load.count(since=after) >= 60, 30, "60 requests after the restart")
     later = [r for r in load.results if r.start >= after]
     assert [r.status for r in later if r.status != 201] == []
     acknowledged = {r.name for r in load.results if r.status == 201}

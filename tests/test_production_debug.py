@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import track
+from conftest import free_port, track
 from flask import Flask
 from werkzeug.debug import DebuggedApplication
 from werkzeug.test import Client
@@ -40,12 +39,6 @@ def index():
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str) -> int | None:
     """The status of ``GET url``; ``None`` when nothing answers."""
     try:
@@ -66,7 +59,7 @@ def _project(tmp_path: Path, settings: str = "") -> Path:
 def _serve(cwd: Path, *args: str, **env: str) -> tuple[int | None, str, int | None]:
     """Start ``flask run`` in production; the exit status (``None`` if it kept serving), its
     output, and what ``/console`` answered while it ran."""
-    port = _free_port()
+    port = free_port()
     base = {
         k: v
         for k, v in os.environ.items()
