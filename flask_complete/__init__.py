@@ -1,4 +1,10 @@
-"""One init call for the parts every Flask app with a database rebuilds."""
+"""One init call for the parts every Flask app with a database rebuilds.
+
+The public API is what this package, :mod:`flask_complete.api`, :mod:`flask_complete.auth`,
+:mod:`flask_complete.factories` and :mod:`flask_complete.testing` export (their ``__all__``),
+with the settings, the commands and the pytest plugin's options and fixtures. Every other module
+is internal and may change without a deprecation period.
+"""
 
 from __future__ import annotations
 
