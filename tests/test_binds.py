@@ -14,7 +14,7 @@ import sqlalchemy as sa
 # pytester drops the modules a run imported; a dialect imported again warns (an error here).
 import sqlalchemy.dialects.postgresql.psycopg
 from conftest import SERVERS, database_exists, require_server, server_database, unique_name
-from dbapps import fresh_db, run
+from dbapps import Apps, fresh_db, run
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import ForeignKey, String
@@ -75,10 +75,8 @@ def seed_for(models: Models) -> t.Callable[[], None]:
     return seed
 
 
-class BindApps:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.built: list[tuple[Flask, SQLAlchemy]] = []
+class BindApps(Apps):
+    """Apps with binds (and maybe no default database), disposed after the test."""
 
     def make(
         self,
@@ -99,13 +97,6 @@ class BindApps:
         Complete(app, db=models.db, env=env, root=self.root)
         self.built.append((app, models.db))
         return app
-
-    def close(self) -> None:
-        for app, sqla in self.built:
-            with app.app_context():
-                sqla.session.remove()
-                for engine in sqla.engines.values():
-                    engine.dispose()
 
 
 @pytest.fixture
