@@ -111,6 +111,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def answers(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    with contextlib.suppress(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    return False
+
+
 def poll(check: t.Callable[[], t.Any], timeout: float, what: str) -> t.Any:
     """``check()`` until it returns something true, for at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

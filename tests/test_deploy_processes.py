@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import typing as t
@@ -25,7 +24,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from authapps import REDIS, Answer, call, redis_or_skip
-from conftest import free_port, poll, server_database
+from conftest import answers, free_port, poll, server_database
 
 #: Random, fixed: production refuses guessable keys.
 SECRET = "Yk2P9vQeT5wZrN8uL1mHjD4sXcA7bG0oF3iKtEnR6yWq_VhMzUpCdSlJx-gBaIfO"
@@ -87,7 +86,7 @@ def servers(tmp_path: Path, environ: dict[str, str], count: int = 2) -> Iterator
             ) -> bool:
                 if proc.poll() is not None:
                     raise AssertionError(f"gunicorn exited:\n{log.read_text()}")
-                return "Booting worker" in log.read_text() and _answers(port)
+                return "Booting worker" in log.read_text() and answers(port)
 
             poll(booted, 30, f"gunicorn on port {port}")
         yield [port for _, _, port in procs]
@@ -100,13 +99,6 @@ def servers(tmp_path: Path, environ: dict[str, str], count: int = 2) -> Iterator
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    return False
 
 
 def send(

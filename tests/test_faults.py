@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import free_port, poll
+from conftest import answers, free_port, poll
 
 #: The app gunicorn serves: writes a row per POST, reports its worker and database backend.
 APP = """
@@ -101,7 +100,7 @@ def serve(
         def booted() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"gunicorn exited:\n{log.read_text()}")
-            return log.read_text().count("Booting worker") >= workers and _answers(port)
+            return log.read_text().count("Booting worker") >= workers and answers(port)
 
         poll(booted, 30, f"{workers} gunicorn workers")
         yield port, log
@@ -112,13 +111,6 @@ def serve(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    return False
 
 
 class Result(t.NamedTuple):
