@@ -9,6 +9,7 @@ The servers are PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) and Mar
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import socket
 import time
@@ -21,6 +22,26 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_complete.database import normalize_url
+
+# pytester restores sys.modules after each of its tests, so a module first imported during one
+# is imported anew later, with new classes (an `except DBAPIError` no longer matches what other
+# modules raise). Import the bundle's lazily loaded modules, and the drivers, once, up front.
+for _module in (
+    "flask_complete.api",
+    "flask_complete.binds",
+    "flask_complete.checks",
+    "flask_complete.datafixtures",
+    "flask_complete.dbcli",
+    "flask_complete.dbenv",
+    "flask_complete.health",
+    "flask_complete.migrations",
+    "flask_complete.testing",
+    "psycopg",
+    "pymysql",
+    "sqlalchemy.dialects.mysql.pymysql",
+    "sqlalchemy.dialects.postgresql.psycopg",
+):
+    importlib.import_module(_module)
 
 # The auth test modules load it as a plugin after importing from it: rewrite its asserts.
 pytest.register_assert_rewrite("authapps")

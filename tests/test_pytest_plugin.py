@@ -9,10 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-# pytester removes the modules a test imports when it ends; a dialect imported again re-registers
-# its SQL functions (an SAWarning, so an error here). Import what these tests load up front.
-import sqlalchemy.dialects.mysql.pymysql
-import sqlalchemy.dialects.postgresql.psycopg
+# conftest imports up front what pytester would otherwise import anew after each test.
 from conftest import (
     SERVERS,
     database_exists,
@@ -21,8 +18,6 @@ from conftest import (
     require_server,
     unique_name,
 )
-
-import flask_complete.migrations  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
