@@ -139,9 +139,22 @@ def _load(app: Flask, root: t.Any, env: str) -> _config.Settings | None:
         return None
 
 
+_development: weakref.WeakKeyDictionary[Flask, dict[str | None, tuple[str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def development_urls(app: Flask, root: t.Any) -> dict[str | None, tuple[str, str]]:
     """The URLs ``app`` would use in development (files, ``.env``, the environment and the
-    bundle's default; not code), normalised and absolute, with their sources."""
+    bundle's default; not code), normalised and absolute, with their sources; read once per
+    app (both the derivation and the protected databases need them)."""
+    found = _development.get(app)
+    if found is None:
+        found = _development[app] = _read_development_urls(app, root)
+    return found
+
+
+def _read_development_urls(app: Flask, root: t.Any) -> dict[str | None, tuple[str, str]]:
     from .database import absolute_sqlite, default_url, normalize_url
 
     settings = _load(app, root, "development")
