@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Flask
 
 from . import config as _config
+from . import routing
 from . import state as _state
 from .config import ConfigError, Settings
 from .state import EXTENSION_KEY, CompleteState, get_state
@@ -107,10 +108,13 @@ class Complete:
             del app.extensions[EXTENSION_KEY]
             raise ConfigError(state.problems)
 
+        rule_class = app.url_rule_class
+        routing.init_app(app)
         self._init_pieces(app, state)
         if state.problems and not collect:
             # A piece refused (e.g. CORS "*" with credentials): nothing half-starts.
             del app.extensions[EXTENSION_KEY]
+            app.url_rule_class = rule_class
             raise ConfigError(state.problems)
         state.init_values = {
             k: copy.deepcopy(v) for k, v in app.config.items() if _config.is_init_time_key(k)
