@@ -288,3 +288,58 @@ def test_strong_protection_keeps_a_session_restored_from_the_remember_cookie(
         assert changed.status_code == 401
     finally:
         dispose(app)
+
+
+def _session_routes(app: Flask) -> Flask:
+    from flask import session
+
+    app.add_url_rule("/public", "public", lambda: "same for everyone")
+    app.add_url_rule("/mine", "mine", lambda: str(session.get("_user_id") is not None))
+    return app
+
+
+def test_a_response_that_never_read_the_session_has_no_vary_cookie(tmp_path: Path) -> None:
+    """Flask-Login reads the session after every request: every response got "Vary: Cookie",
+    so no shared cache could keep a public page. Only the requests that read it get it now."""
+    app = _session_routes(make_app(f"sqlite:///{tmp_path / 'a.sqlite3'}", tmp_path))
+    add_user(app)
+    anonymous, member = app.test_client(), app.test_client()
+    assert login(member).status_code == 200
+    for client in (anonymous, member):
+        public = client.get("/public")
+        assert public.status_code == 200
+        assert "Vary" not in public.headers
+        assert "Set-Cookie" not in public.headers
+        assert client.get("/mine").headers.getlist("Vary") == ["Cookie"]
+        assert client.get("/auth/me").headers.getlist("Vary") == ["Cookie"]
+    assert member.get("/mine").data == b"True"
+
+
+def test_remember_cookie_is_set_cleared_and_refreshed(tmp_path: Path) -> None:
+    """Flask-Login's remember cookie still changes where it did: set by a login with remember,
+    deleted by the logout, renewed on every request with REMEMBER_COOKIE_REFRESH_EACH_REQUEST."""
+    app = _session_routes(make_app(f"sqlite:///{tmp_path / 'a.sqlite3'}", tmp_path))
+    add_user(app)
+    client = app.test_client()
+    response = login(client, remember=True)
+    assert "remember_token=" in " ".join(response.headers.getlist("Set-Cookie"))
+    assert "Set-Cookie" not in client.get("/public").headers
+    token = client.get("/auth/me").json["csrf_token"]
+    out = client.post("/auth/logout", headers={"X-CSRF-Token": token})
+    cleared = [c for c in out.headers.getlist("Set-Cookie") if c.startswith("remember_token=")]
+    assert len(cleared) == 1 and "Expires=Thu, 01 Jan 1970" in cleared[0], cleared
+    assert client.get_cookie("remember_token") is None
+    dispose(app)
+
+    refreshing = make_app(
+        f"sqlite:///{tmp_path / 'b.sqlite3'}", tmp_path, REMEMBER_COOKIE_REFRESH_EACH_REQUEST=True
+    )
+    _session_routes(refreshing)
+    add_user(refreshing)
+    client = refreshing.test_client()
+    response = login(client, remember=True)
+    assert response.status_code == 200, response.json
+    for path in ("/public", "/mine"):
+        renewed = client.get(path).headers.getlist("Set-Cookie")
+        assert any(c.startswith("remember_token=") for c in renewed), (path, renewed)
+    dispose(refreshing)

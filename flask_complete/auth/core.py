@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app, request, session
+from flask.globals import request_ctx
 from flask_login import LoginManager, user_logged_in, user_logged_out
 from flask_login.config import COOKIE_NAME
 from flask_login.signals import user_loaded_from_cookie
@@ -134,8 +135,20 @@ class BundleLoginManager(LoginManager):  # type: ignore[misc]
     """Flask-Login's manager with a cheaper request path.
 
     Anonymous requests return before session protection hashes the client address and browser
-    string; a ``Bearer`` header is authenticated by the token alone, never by the session.
+    string; a ``Bearer`` header is authenticated by the token alone, never by the session. A
+    response whose request left the session untouched is not given ``Vary: Cookie``.
     """
+
+    def _update_remember_cookie(self, response: Response) -> Response:
+        # Flask-Login reads the session after every request, which marks it accessed: every
+        # response, even one the session played no part in, then gets "Vary: Cookie" (which
+        # defeats shared caches) and pays for the header. The remember cookie only changes
+        # when a login or logout of this request left "_remember", or with the refresh setting.
+        if "_remember" not in _unmarked_session() and not current_app.config.get(
+            "REMEMBER_COOKIE_REFRESH_EACH_REQUEST"
+        ):
+            return response
+        return t.cast("Response", super()._update_remember_cookie(response))
 
     def _load_user(self) -> t.Any:
         if tokens.bearer_token(request) is not None:
@@ -195,6 +208,17 @@ class BundleLoginManager(LoginManager):  # type: ignore[misc]
             httponly=config.get("REMEMBER_COOKIE_HTTPONLY", True),
             samesite=config.get("REMEMBER_COOKIE_SAMESITE"),
         )
+
+
+def _unmarked_session() -> t.Mapping[str, t.Any]:
+    """This request's session, read without marking it accessed (which ``flask.session`` does).
+
+    Flask 3.1.3 keeps it in ``_session`` behind a property that marks it; 3.1.0 to 3.1.2 in the
+    plain attribute ``session``, where only the session's own getters mark it.
+    """
+    found = vars(request_ctx._get_current_object())  # type: ignore[attr-defined]
+    raw = found.get("_session", found.get("session"))
+    return t.cast("t.Mapping[str, t.Any]", raw) if raw is not None else {}
 
 
 def load_user(user_id: str) -> t.Any:
