@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 import typing as t
+from urllib.parse import unquote
 
 from flask import request
+from werkzeug.datastructures import Headers
 
 from .config import Problem
 
@@ -31,6 +33,10 @@ _OWN = (
     "CORS_MAX_AGE",
     "CORS_EXPOSE_HEADERS",
 )
+#: The request header of Private Network Access (a preflight's question) as a WSGI key.
+_PRIVATE_NETWORK = "HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"
+#: How many origins' answers are kept.
+_REPLAYED = 256
 _SCHEME = r"[a-z][a-z0-9+.-]*"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 #: A glob: ``*.`` before the host and/or ``:*`` as the port.
@@ -206,12 +212,53 @@ def init_app(app: Flask, state: CompleteState) -> None:
     CORS(app, **kwargs)
     if len(hooks) != count + 1:  # pragma: no cover - a flask-cors change; fail loudly
         raise RuntimeError("flask-cors did not register exactly one after_request hook")
-    cors_hook = hooks[-1]
+    cors_hook = t.cast("t.Callable[[Response], Response]", hooks[-1])
+    hooks[-1] = _replaying(cors_hook, kwargs["resources"])
+
+
+def _replaying(
+    cors_hook: t.Callable[[Response], Response], resources: list[re.Pattern[str]]
+) -> t.Callable[[Response], Response]:
+    """flask-cors' after-request hook, answering each simple request from an origin seen before
+    with the headers flask-cors added for it then.
+
+    Every resource has the same options, so for a request that is not a preflight and asks
+    nothing of the private network, the headers flask-cors adds depend on the origin alone
+    (once the path matches a resource, as flask-cors matches it). Every other request, and the
+    first from each origin, goes through flask-cors itself.
+    """
+    from flask_cors.core import ACL_ORIGIN, FLASK_CORS_EVALUATED
+
+    added: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def cors_after_request(response: Response) -> Response:
-        # A request without Origin is not cross-origin: skip flask-cors' per-response work.
-        if "HTTP_ORIGIN" not in request.environ:
+        environ = request.environ
+        origin = environ.get("HTTP_ORIGIN")
+        # A request without Origin is not cross-origin: nothing to add.
+        if origin is None:
             return response
-        return t.cast("Response", cors_hook(response))
+        headers = response.headers
+        if (
+            request.method == "OPTIONS"
+            or _PRIVATE_NETWORK in environ
+            or type(headers) is not Headers
+            or ACL_ORIGIN in headers
+            or hasattr(response, FLASK_CORS_EVALUATED)
+        ):
+            return cors_hook(response)
+        path = unquote(request.path)
+        if not any(pattern.match(path) for pattern in resources):
+            return response
+        replay = added.get(origin)
+        if replay is None:
+            before = len(headers)
+            response = cors_hook(response)
+            if len(added) >= _REPLAYED:
+                added.clear()  # bounded: Origin is whatever the client sends
+            added[origin] = tuple(response.headers.items())[before:]
+            return response
+        for name, value in replay:
+            headers.add(name, value)
+        return response
 
-    hooks[-1] = cors_after_request
+    return cors_after_request

@@ -337,3 +337,118 @@ def test_auth_never_blocks_a_real_preflight(tmp_path: Path) -> None:
     anonymous = client.get("/auth/me", headers=origin)
     assert anonymous.status_code == 401
     assert anonymous.headers["Access-Control-Allow-Origin"] == origin["Origin"]
+
+
+def _reference(app: Flask) -> Flask:
+    """The same routes with flask-cors registered directly, on the options the bundle gave it."""
+    from flask_cors import CORS
+
+    from flask_complete.cors import options
+
+    reference = Flask(__name__)
+    reference.config.update(app.config)
+    kwargs, problems = options(app.config)
+    assert kwargs and not problems
+    CORS(reference, **kwargs)
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint != "static":
+            reference.add_url_rule(
+                rule.rule,
+                rule.endpoint,
+                app.view_functions[rule.endpoint],
+                methods=rule.methods,
+                provide_automatic_options=getattr(rule, "provide_automatic_options", None),
+            )
+    return reference
+
+
+def _with_cors_views(app: Flask) -> Flask:
+    from flask_cors import cross_origin
+
+    @app.get("/api/preset")
+    def preset() -> t.Any:
+        return "preset", 200, {"Access-Control-Allow-Origin": "https://other.example.com"}
+
+    @app.get("/api/decorated")
+    @cross_origin(origins=["https://decorated.example.com"])
+    def decorated() -> str:
+        return "decorated"
+
+    return app
+
+
+CORS_VARIANTS = [
+    {"CORS_ORIGINS": ["https://app.example.com"], "CORS_SUPPORTS_CREDENTIALS": True},
+    {
+        "CORS_ORIGINS": ["https://app.example.com", "https://*.example.org", "http://localhost:*"],
+        "CORS_EXPOSE_HEADERS": ["X-Total"],
+        "CORS_MAX_AGE": 60,
+        "CORS_ALLOW_PRIVATE_NETWORK": True,
+    },
+    {"CORS_ORIGINS": ["*"], "CORS_RESOURCES": ["/api/*"]},
+]
+ORIGINS = [
+    None,
+    "https://app.example.com",
+    "HTTPS://App.Example.Com",
+    "https://a.example.org",
+    "http://localhost:5173",
+    "http://localhost",
+    "https://evil.test",
+    "https://app.example.com.evil.test",
+    "null",
+]
+PATHS = [
+    "/api/items",
+    "/api/%69tems",
+    "/API/items",
+    "/api/missing",
+    "/api/broken",
+    "/api/preset",
+    "/api/decorated",
+    "/auth/unknown",
+    "/page",
+]
+REQUESTS: list[tuple[str, dict[str, str]]] = [
+    ("GET", {}),
+    ("POST", {}),
+    ("HEAD", {}),
+    ("OPTIONS", PREFLIGHT),
+    ("GET", {"Access-Control-Request-Private-Network": "true"}),
+    ("OPTIONS", {**PREFLIGHT, "Access-Control-Request-Private-Network": "true"}),
+]
+
+
+@pytest.mark.parametrize("config", CORS_VARIANTS, ids=["credentials", "globs", "wildcard"])
+def test_cors_headers_are_flask_corss_own(tmp_path: Path, config: dict[str, t.Any]) -> None:
+    """The bundle answers a simple request from an origin seen before with the headers
+    flask-cors added for it then: every answer, first or repeated, is the one flask-cors alone
+    gives on the same options."""
+    app = _with_cors_views(make_app(tmp_path, **config))
+    reference = _reference(app)
+    ours, theirs = app.test_client(), reference.test_client()
+    compared = 0
+    for _round in range(2):
+        for origin in ORIGINS:
+            for path in PATHS:
+                for method, extra in REQUESTS:
+                    headers = {**extra, **({"Origin": origin} if origin else {})}
+                    got = ours.open(path, method=method, headers=headers)
+                    want = theirs.open(path, method=method, headers=headers)
+                    where = (method, path, origin, extra)
+                    assert got.status_code == want.status_code, where
+                    assert got.headers.to_wsgi_list() == want.headers.to_wsgi_list(), where
+                    compared += 1
+    assert compared == 2 * len(ORIGINS) * len(PATHS) * len(REQUESTS)
+
+
+def test_many_origins_each_get_their_own_answer(tmp_path: Path) -> None:
+    """More origins than the bundle keeps answers for: each still gets its own origin back."""
+    app = make_app(tmp_path, CORS_ORIGINS=["http://localhost:*"])
+    client = app.test_client()
+    for _round in range(2):
+        for port in range(3000, 3600):
+            origin = f"http://localhost:{port}"
+            response = client.get("/api/items", headers={"Origin": origin})
+            assert response.headers["Access-Control-Allow-Origin"] == origin
+            assert response.headers.getlist("Vary") == ["Origin"]
