@@ -206,7 +206,9 @@ def test_terminated_backends_mid_load_lose_no_acknowledged_write(
                     {"d": database},
                 )
             )
-            assert killed and all(ok for ok, _ in killed)
+            # False: that backend ended on its own between the two (a pool let it go); gone()
+            # below still requires every one of them to be gone.
+            assert any(ok for ok, _ in killed), killed
             pids = [pid for _, pid in killed]
 
             def gone() -> bool:
