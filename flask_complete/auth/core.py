@@ -211,13 +211,9 @@ class BundleLoginManager(LoginManager):  # type: ignore[misc]
 
 
 def _unmarked_session() -> t.Mapping[str, t.Any]:
-    """This request's session, read without marking it accessed (which ``flask.session`` does).
-
-    Flask 3.1.3 keeps it in ``_session`` behind a property that marks it; 3.1.0 to 3.1.2 in the
-    plain attribute ``session``, where only the session's own getters mark it.
-    """
-    found = vars(request_ctx._get_current_object())  # type: ignore[attr-defined]
-    raw = found.get("_session", found.get("session"))
+    """This request's session, read without marking it accessed (as ``flask.session`` does):
+    Flask keeps it in ``_session``, behind the property that marks it."""
+    raw = request_ctx._get_current_object()._session  # type: ignore[attr-defined]
     return t.cast("t.Mapping[str, t.Any]", raw) if raw is not None else {}
 
 
