@@ -84,7 +84,12 @@ CHECKS: tuple[Check, ...] = (
     Check("cors.wildcard", "warning", '"*" in CORS_ORIGINS'),
     Check("cors.http_origin", "warning", "an http:// CORS origin (an error with credentials)"),
     Check("secrets.readable", "warning", ".secrets.toml or .env open to other users"),
-    Check("database.unreachable", "error", "connecting and SELECT 1 fail", "the database"),
+    Check(
+        "database.unreachable",
+        "error",
+        "connecting and SELECT 1 fail, or the SQLite file is missing",
+        "the database",
+    ),
     Check("migrations.not_head", "error", "the database is behind the migrations", "the database"),
     Check("migrations.unreadable", "error", "the migrations cannot be compared", "the database"),
     Check("database.unstamped", "warning", "the database records no environment", "the database"),
@@ -150,6 +155,16 @@ def check_database(url: str | None, error: str | None) -> list[Problem]:
     if error is None:
         return []
     shown = _config.redact_url(url) if url else "the database"
+    if error.startswith(_NO_SQLITE_FILE):
+        return [
+            _found(
+                "database.unreachable",
+                "DATABASE_URL",
+                f"Cannot open {shown}: {error}",
+                "Run `flask db prepare` to create and migrate it, or correct DATABASE_URL if "
+                "the database is elsewhere.",
+            )
+        ]
     return [
         _found(
             "database.unreachable",
@@ -290,6 +305,9 @@ def check_versions(packages: list[Package]) -> list[Problem]:
     ]
 
 
+_NO_SQLITE_FILE = "the SQLite file"
+
+
 def database_error(app: Flask, state: CompleteState, bind: str | None = None) -> str | None:
     """Connect to the database ``bind`` (default: the default one) and run ``SELECT 1``; what
     went wrong, or ``None``.
@@ -304,6 +322,13 @@ def database_error(app: Flask, state: CompleteState, bind: str | None = None) ->
     assert state.db is not None
     with app.app_context():
         engine = binds.bind_of(state.db, bind).engine
+    if engine.dialect.name == "sqlite":
+        from .database import sqlite_file
+
+        path = sqlite_file(engine.url)
+        if path is not None and not path.exists():
+            # Connecting would create it: an empty file the app would then take for its data.
+            return f"{_NO_SQLITE_FILE} {path} does not exist."
     temporary = engine.dialect.name in ("postgresql", "mysql", "mariadb")
     if temporary:
         user = binds.connect_args(app, bind)

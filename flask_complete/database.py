@@ -8,6 +8,7 @@ import os
 import sqlite3
 import typing as t
 import weakref
+from pathlib import Path
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
@@ -105,6 +106,14 @@ def default_url(app: Flask, env: str) -> str | None:
     if name in ("__main__", ""):
         name = "app"
     return f"sqlite:///{name}-dev.sqlite3"
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite ``url``; ``None`` for an in-memory database (or a ``file:`` URI)."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def absolute_sqlite(url: str, instance_path: str) -> str:

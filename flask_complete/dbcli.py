@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
 from . import binds, dbenv, migrations
 from .config import ENVIRONMENTS, redact_url
-from .database import bundled_extra
+from .database import bundled_extra, sqlite_file
 from .state import get_state
 
 if t.TYPE_CHECKING:
@@ -156,17 +156,10 @@ def _admin_engine(url: URL, connect_args: dict[str, t.Any]) -> sa.Engine:
     )
 
 
-def _sqlite_path(url: URL) -> Path | None:
-    database = url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database)
-
-
 def database_exists(url: URL, connect_args: dict[str, t.Any] | None = None) -> bool:
     """Whether the database of ``url`` exists (an in-memory SQLite database always does)."""
     if url.get_backend_name() == "sqlite":
-        path = _sqlite_path(url)
+        path = sqlite_file(url)
         return path is None or path.exists()
     engine = _admin_engine(url, connect_args or {})
     try:
@@ -185,7 +178,7 @@ def create_database(url: URL, connect_args: dict[str, t.Any] | None = None) -> b
     if database_exists(url, connect_args):
         return False
     if url.get_backend_name() == "sqlite":
-        path = _sqlite_path(url)
+        path = sqlite_file(url)
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         sqlite3.connect(path).close()
@@ -209,7 +202,7 @@ def drop_database(url: URL, connect_args: dict[str, t.Any] | None = None) -> boo
     if not database_exists(url, connect_args):
         return False
     if url.get_backend_name() == "sqlite":
-        path = _sqlite_path(url)
+        path = sqlite_file(url)
         if path is None:
             return False
         for suffix in ("", "-wal", "-shm", "-journal"):

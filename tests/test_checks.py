@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import typing as t
@@ -144,6 +145,8 @@ def make_app(root: Path, env: str = "production", **config: t.Any) -> Flask:
 
 
 def test_database_reachable(database_url: str, tmp_path: Path) -> None:
+    if database_url.startswith("sqlite:"):
+        sqlite3.connect(database_url.removeprefix("sqlite:///")).close()
     app = make_app(tmp_path, SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=database_url)
     assert c.database_error(app, get_state(app)) is None
 
@@ -200,6 +203,9 @@ def test_check_reports_a_database_of_another_environment(pg_url: str, tmp_path: 
 def test_deploy_flag_runs_production_checks_in_development(tmp_path: Path) -> None:
     app = make_app(tmp_path, env="development", DEBUG=True, SECRET_KEY="dev")
     runner = app.test_cli_runner()
+    missing = runner.invoke(args=["complete", "check"])
+    assert missing.exit_code == 1 and "flask db prepare" in missing.output, missing.output
+    assert runner.invoke(args=["db", "create"]).exit_code == 0
     plain = runner.invoke(args=["complete", "check"])
     assert plain.exit_code == 0, plain.output
     deploy = runner.invoke(args=["complete", "check", "--deploy", "--format", "json"])
@@ -278,6 +284,19 @@ def test_app_without_flask_complete(tmp_path: Path) -> None:
     assert "add Complete(app)" in result.output
 
 
+def test_a_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> None:
+    """Connecting would create the file: the check would leave an empty database behind, which
+    the app would then open as if it were the real one."""
+    path = tmp_path / "data" / "app.sqlite3"
+    (tmp_path / "data").mkdir()
+    app = make_app(tmp_path, SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=f"sqlite:///{path}")
+    (finding,) = [f for f in c.run_checks(app) if f.id == "database.unreachable"]
+    assert f"{path} does not exist" in finding.message
+    assert "flask db prepare" in finding.fix
+    assert not path.exists()
+    assert c.run_checks(app, deploy=True) and not path.exists()
+
+
 def _example_copy(tmp_path: Path) -> Path:
     """The example app copied without local secrets, so the developer's files do not count."""
     shutil.copytree(
@@ -347,6 +366,7 @@ def test_broken_migrations_folder_is_a_finding(tmp_path: Path) -> None:
         if "down_revision = None" in p.read_text()
     ]
     first[0].unlink()
+    sqlite3.connect(tmp_path / "a.db").close()
     app = make_app(
         tmp_path, SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'a.db'}"
     )
