@@ -52,6 +52,8 @@ _DRIVERS = {
     "mariadb": ("mariadb+pymysql", "mysql"),
 }
 _QUEUE_POOL_ONLY = ("pool_size", "max_overflow", "pool_timeout")
+#: Drivers taking ``connect_timeout`` (seconds) as a connect argument.
+_CONNECT_TIMEOUT = ("psycopg", "psycopg2", "pymysql", "mysqldb")
 
 
 def bundled_extra(backend: str) -> str | None:
@@ -142,7 +144,8 @@ def engine_options(
     Options a dialect or pool class rejects (``pool_size`` on SQLite or ``NullPool``) are dropped,
     so one settings block serves every environment.
     """
-    backend = make_url(url).get_backend_name()
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
     options: dict[str, t.Any] = {}
     null_pool = config.get("DATABASE_POOL", "queue") == "null"
     if backend != "sqlite":
@@ -164,6 +167,11 @@ def engine_options(
             options["pool_size"] = config.get("DATABASE_POOL_SIZE", 5)
             options["max_overflow"] = config.get("DATABASE_MAX_OVERFLOW", 10)
             options["pool_timeout"] = config.get("DATABASE_POOL_TIMEOUT", 10)
+        timeout = config.get("DATABASE_CONNECT_TIMEOUT", 10)
+        # A connect_timeout in the URL's query is the user's: connect_args would override it.
+        user_set = "connect_timeout" in parsed.query
+        if timeout and not user_set and parsed.get_driver_name() in _CONNECT_TIMEOUT:
+            options.setdefault("connect_args", {})["connect_timeout"] = timeout
     merged = {**options, **{str(k).lower(): v for k, v in user.items()}}
     if "connect_args" in options and "connect_args" in user:
         merged["connect_args"] = {**options["connect_args"], **user["connect_args"]}

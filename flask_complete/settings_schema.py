@@ -124,6 +124,7 @@ BUNDLE: dict[str, Spec] = {
     "DATABASE_POOL_RECYCLE": integer(-1, "seconds", ", -1 for never"),
     "DATABASE_MYSQL_POOL_RECYCLE": integer(-1, "seconds", ", -1 for never"),
     "DATABASE_POOL_PRE_PING": boolean(),
+    "DATABASE_CONNECT_TIMEOUT": integer(0, "seconds", ", 0 for the driver's own"),
     "SQLITE_BUSY_TIMEOUT": integer(0, "milliseconds"),
     "SQLALCHEMY_ENGINE_OPTIONS": table("a table, e.g. {pool_size = 5}"),
     "SQLALCHEMY_BINDS": table('a table of URLs, e.g. {reports = "sqlite:///reports.db"}'),

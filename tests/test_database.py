@@ -107,10 +107,31 @@ def test_pool_options_dropped_where_rejected() -> None:
     assert "pool_size" not in engine_options("sqlite://", config, {"pool_size": 9})
     null = engine_options("postgresql+psycopg://h/db", {"DATABASE_POOL": "null"}, {})
     assert null["poolclass"].__name__ == "NullPool"
-    assert null["connect_args"] == {"prepare_threshold": None}
+    assert null["connect_args"] == {"prepare_threshold": None, "connect_timeout": 10}
     assert "pool_size" not in null
     mysql = engine_options("mysql+pymysql://h/db", {"DATABASE_MYSQL_POOL_RECYCLE": 280}, {})
     assert mysql["pool_recycle"] == 280
+
+
+@pytest.mark.parametrize(
+    ("url", "config", "user", "expected"),
+    [
+        ("postgresql+psycopg://h/db", {}, {}, 10),
+        ("postgresql://h/db", {"DATABASE_CONNECT_TIMEOUT": 3}, {}, 3),
+        ("mysql+pymysql://h/db", {}, {}, 10),
+        ("mariadb+pymysql://h/db", {}, {}, 10),
+        ("postgresql+psycopg://h/db", {"DATABASE_CONNECT_TIMEOUT": 0}, {}, None),
+        ("postgresql+psycopg://h/db?connect_timeout=4", {}, {}, None),
+        ("postgresql+psycopg://h/db", {}, {"connect_args": {"connect_timeout": 1}}, 1),
+        ("sqlite:///a.db", {}, {}, None),
+    ],
+)
+def test_connect_timeout(
+    url: str, config: dict[str, t.Any], user: dict[str, t.Any], expected: int | None
+) -> None:
+    """None: the driver's own (or the URL's) timeout applies."""
+    options = engine_options(url, config, user)
+    assert (options.get("connect_args") or {}).get("connect_timeout") == expected
 
 
 def test_user_engine_options_win_and_merge() -> None:

@@ -315,3 +315,47 @@ def test_database_down_at_start_the_app_starts_and_health_answers_503_json(
         assert request(port, "GET", "/pid").status in (500, 503)
         assert request(port, "GET", "/-/health").status == 503
     assert "Worker exiting" not in log.read_text().split("Handling signal: term")[0]
+
+
+@contextlib.contextmanager
+def dropping_port() -> Iterator[int]:
+    """A loopback port whose server takes no more connections: its accept queue is full, so
+    the kernel drops every further connection attempt, as a dead or firewalled host does."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        probe = socket.socket()
+        probe.settimeout(0.3)
+        with pytest.raises(TimeoutError), probe:
+            probe.connect(("127.0.0.1", port))
+        yield port
+    finally:
+        filler.close()
+        server.close()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_a_host_that_drops_connections_gets_503_within_the_connect_timeout(
+    tmp_path: Path, kind: str
+) -> None:
+    """Without a connect timeout, psycopg waits 130 s and PyMySQL 10 s for each connection: a
+    request outlives gunicorn's 30 s worker timeout, the worker is killed, the health check
+    never answers. With DATABASE_CONNECT_TIMEOUT each answers 503 JSON in time."""
+    scheme = "postgresql" if kind == "postgres" else "mysql"
+    with dropping_port() as dead:
+        url = f"{scheme}://app@127.0.0.1:{dead}/app"
+        env = {"FLASK_DATABASE_CONNECT_TIMEOUT": "2"}
+        with serve(tmp_path, url, kind, "--timeout", "8", env=env) as (port, log):
+            for path in ("/-/health", "/pid"):
+                health = request(port, "GET", path)
+                took = time.monotonic() - health.start
+                assert health.status in (500, 503) and took < 6, (path, health.status, took)
+            health = request(port, "GET", "/-/health")
+            assert health.status == 503
+            assert json.loads(health.body)["database"] == "unreachable"
+        assert "WORKER TIMEOUT" not in log.read_text()

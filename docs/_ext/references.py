@@ -67,6 +67,10 @@ SUMMARIES: dict[str, str] = {
     "``wait_timeout`` of 300 seconds.",
     "DATABASE_POOL_PRE_PING": "Test a pooled connection before handing it out, so a server "
     "restart costs no failed request.",
+    "DATABASE_CONNECT_TIMEOUT": "Seconds a new PostgreSQL or MySQL/MariaDB connection may take "
+    "(``0``: the driver's own, 130 s for psycopg). A dead or firewalled host then fails each "
+    "request with ``503`` well inside gunicorn's 30 s worker timeout. A ``connect_timeout`` in "
+    "the URL wins.",
     "SQLITE_BUSY_TIMEOUT": "Milliseconds a SQLite connection waits for a lock before failing.",
     "SQLALCHEMY_ENGINE_OPTIONS": "Flask-SQLAlchemy's engine options; the ``DATABASE_*`` pool "
     "settings are placed under what you set here.",
