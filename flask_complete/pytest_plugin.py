@@ -552,7 +552,10 @@ def _prepare(request: pytest.FixtureRequest, app: Flask, databases: TestDatabase
 def app(request: pytest.FixtureRequest) -> Iterator[Flask]:
     """The app under test (``--flask-app``, ``FLASK_APP`` or the ``flask_app`` ini key), built
     once per session in the testing environment; an app context is pushed for the test."""
+    from .testing import fresh_contexts
+
     application = _app(request.config)
+    fresh_contexts(application)
     with application.app_context():
         yield application
 
@@ -560,9 +563,14 @@ def app(request: pytest.FixtureRequest) -> Iterator[Flask]:
 @pytest.fixture
 def _flask_complete_context(app: Flask) -> Iterator[None]:
     """``app``'s context for the whole test, also when a conftest's own ``app`` fixture (any
-    scope) pushed none: ``db.session`` then works in the test body and in factories."""
+    scope) pushed none: ``db.session`` then works in the test body and in factories. Any
+    client's requests (``app.test_client()`` too) each get their own app context."""
     from flask import current_app, has_app_context
 
+    from .testing import fresh_contexts
+
+    # The test's requests each get their own app context, whatever client makes them.
+    fresh_contexts(app)
     if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
         yield
         return

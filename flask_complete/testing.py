@@ -73,25 +73,50 @@ def load_app(import_name: str, app_name: str | None) -> Flask:
 def test_client(app: Flask) -> FlaskClient:
     """A test client whose requests each get their own app context (and ``g``), as in
     production, although the test has the app's context pushed."""
+    return client_class(app)(app, app.response_class, use_cookies=True)
+
+
+def client_class(app: Flask) -> type[FlaskClient]:
+    """``app``'s test client class (Flask's, or the app's own), its requests each in their
+    own app context: Flask reuses a pushed app context for a request of the same app, so ``g``
+    (and Flask-Login's cached user) would leak from one request, and one client, to the next."""
     from flask.testing import FlaskClient
 
     base: type[FlaskClient] = app.test_client_class or FlaskClient
+    if issubclass(base, _FreshContexts):
+        return base
+    found = _CLIENT_CLASSES.get(base)
+    if found is None:
+        found = _CLIENT_CLASSES[base] = type(base.__name__, (_FreshContexts, base), {})
+    return found
 
-    class Client(base):  # type: ignore[valid-type,misc]
-        def open(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
-            if self.preserve_context:  # `with client:` keeps the request context: same context
-                return super().open(*args, **kwargs)
-            # Flask reuses a pushed app context for a request of the same app, so ``g`` (and
-            # Flask-Login's cached user) would leak from one request to the next.
-            session = _test_session(app)
-            if session is not None:
-                session.flush()  # the request sees what the test wrote
-            response = contextvars.Context().run(super().open, *args, **kwargs)
-            if session is not None:
-                session.expire_all()  # and the test sees what the request wrote
-            return response
 
-    return Client(app, app.response_class, use_cookies=True)
+def fresh_contexts(app: Flask) -> None:
+    """Make ``app.test_client()`` (a conftest's own ``client`` fixture) such a client too."""
+    app.test_client_class = client_class(app)
+
+
+class _FreshContexts:
+    """Mixed in before a ``FlaskClient`` class: see :func:`client_class`."""
+
+    application: Flask
+    preserve_context: bool
+
+    def open(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        opened = super().open  # type: ignore[misc]
+        if self.preserve_context:  # `with client:` keeps the request context: same context
+            return opened(*args, **kwargs)
+        session = _test_session(self.application)
+        if session is not None:
+            session.flush()  # the request sees what the test wrote
+        response = contextvars.Context().run(opened, *args, **kwargs)
+        if session is not None:
+            session.expire_all()  # and the test sees what the request wrote
+        return response
+
+
+#: FlaskClient class -> its subclass with :class:`_FreshContexts`.
+_CLIENT_CLASSES: dict[type[t.Any], type[t.Any]] = {}
 
 
 def _test_session(app: Flask) -> t.Any:

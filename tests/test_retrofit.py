@@ -432,6 +432,19 @@ CONFTEST_APPS = {
         def app():
             return application
         """,
+    # Its own client too: Flask reuses the test's pushed app context for each of its requests.
+    "own-client": """
+        import pytest
+        from notesapp import create_app
+
+        @pytest.fixture(scope="session")
+        def app():
+            return create_app()
+
+        @pytest.fixture
+        def client(app):
+            return app.test_client()
+        """,
 }
 
 EVERY_FIXTURE = """
@@ -500,6 +513,16 @@ def test_login(db, login, client, user_factory, note_factory):
     assert login(ann).get("/mine").json == ["ann's"]
 
 
+def test_two_users_on_two_clients(db, app, login, client, user_factory, note_factory):
+    ann, bob = user_factory(), user_factory()
+    note_factory(title="ann's", owner=ann)
+    note_factory(title="bob's", owner=bob)
+    assert login(ann).get("/mine").json == ["ann's"]
+    assert login(bob, to=app.test_client()).get("/mine").json == ["bob's"]
+    assert client.get("/mine").json == ["ann's"]
+    assert app.test_client().get("/mine").status_code == 401
+
+
 def test_settings(app, settings, client):
     settings["GREETING"] = "hello"
     assert app.config["GREETING"] == "hello"
@@ -532,7 +555,7 @@ def test_everything_rolled_back_or_emptied(db):
     assert counts(db) == [0, 0]
 """
 
-EVERY_FIXTURE_TESTS = 12
+EVERY_FIXTURE_TESTS = 13
 
 
 class NotesProject:
