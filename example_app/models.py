@@ -22,8 +22,13 @@ class Notebook(db.Model):
         back_populates="notebook", cascade="all, delete-orphan", order_by="Note.id"
     )
 
-    def to_dict(self) -> dict[str, object]:
-        return {"id": self.id, "name": self.name, "notes": len(self.notes)}
+    def to_dict(self, notes: int | None = None) -> dict[str, object]:
+        """``notes``: the count, when the query has it (else the notes are loaded)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "notes": len(self.notes) if notes is None else notes,
+        }
 
 
 class Note(db.Model):

@@ -83,6 +83,19 @@ def test_listing_notes_is_one_query_per_notebook(
         assert len(client.get(f"/api/notebooks/{inbox.id}/notes").json) == 5
 
 
+def test_listing_notebooks_costs_the_same_queries_for_any_count(
+    client: t.Any, note_factory: t.Any, notebook_factory: t.Any, assert_num_queries: t.Any
+) -> None:
+    for name, notes in (("Inbox", 3), ("Recipes", 0), ("Work", 2)):
+        note_factory.create_batch(notes, notebook=notebook_factory(name=name))
+    with assert_num_queries(1):
+        listed = client.get("/api/notebooks").json
+    assert [(n["name"], n["notes"]) for n in listed] == [("Inbox", 3), ("Recipes", 0), ("Work", 2)]
+    with assert_num_queries(2):
+        page = client.get("/").data
+    assert page.count(b"<li>") == 6
+
+
 def test_index_page(client: t.Any, notebook_factory: t.Any) -> None:
     notebook_factory(name="Recipes")
     assert b"Recipes" in client.get("/").data
