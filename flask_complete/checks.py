@@ -91,6 +91,7 @@ CHECKS: tuple[Check, ...] = (
         "the database",
     ),
     Check("migrations.not_head", "error", "the database is behind the migrations", "the database"),
+    Check("auth.tables_missing", "error", "a table the login needs does not exist", "the database"),
     Check("migrations.unreadable", "error", "the migrations cannot be compared", "the database"),
     Check("database.unstamped", "warning", "the database records no environment", "the database"),
     Check(
@@ -369,7 +370,44 @@ def _database_findings(app: Flask, state: CompleteState) -> list[Problem]:
     if reachable:
         findings += _migration_findings(app, reachable)
         findings += [p for p in dbenv.check(app) if p.key in {binds.setting(k) for k in reachable}]
+        findings += _auth_findings(app, reachable)
     return findings
+
+
+def check_auth_tables(missing: list[str], setting: str) -> list[Problem]:
+    """Tables of the login (users, tokens, login records, throttle) missing from the database."""
+    if not missing:
+        return []
+    return [
+        _found(
+            "auth.tables_missing",
+            setting,
+            f"The database has no table {', '.join(missing)}: logins answer 503 until it does.",
+            'Run `flask db migrate -m "auth tables"` and then `flask db upgrade` (without '
+            "migrations: `flask db prepare`).",
+        )
+    ]
+
+
+def _auth_findings(app: Flask, reachable: list[str | None]) -> list[Problem]:
+    import sqlalchemy as sa
+
+    from . import binds
+    from .auth import state_or_none
+
+    auth = state_or_none(app)
+    if auth is None:
+        return []
+    from .auth.core import tables
+
+    needed = tables(auth)
+    key = needed[0].metadata.info.get("bind_key")
+    if key not in reachable:
+        return []
+    with app.app_context(), binds.connect(auth.db, key) as connection:
+        inspector = sa.inspect(connection)
+        missing = [t.name for t in needed if not inspector.has_table(t.name, schema=t.schema)]
+    return check_auth_tables(missing, binds.setting(key))
 
 
 def _first_line(error: BaseException) -> str:

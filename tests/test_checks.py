@@ -297,6 +297,27 @@ def test_a_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> None:
     assert c.run_checks(app, deploy=True) and not path.exists()
 
 
+def test_missing_auth_tables_are_reported(tmp_path: Path) -> None:
+    """A release that adds a table (auth_session) to migrations at their head: `flask db
+    check` passed, the app started, and every login answered 503."""
+    from authapps import dispose
+    from authapps import make_app as auth_app
+
+    app = auth_app(f"sqlite:///{tmp_path / 'auth.sqlite3'}", tmp_path, env="production")
+    try:
+        assert "auth.tables_missing" not in ids(c.run_checks(app))
+        with app.app_context():
+            engine = app.extensions["sqlalchemy"].engine
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP TABLE auth_session")
+        (finding,) = [f for f in c.run_checks(app) if f.id == "auth.tables_missing"]
+        assert finding.level == "error" and finding.key == "DATABASE_URL"
+        assert "no table auth_session: logins answer 503" in finding.message
+        assert "flask db migrate" in finding.fix
+    finally:
+        dispose(app)
+
+
 def _example_copy(tmp_path: Path) -> Path:
     """The example app copied without local secrets, so the developer's files do not count."""
     shutil.copytree(

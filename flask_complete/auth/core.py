@@ -108,6 +108,20 @@ class AuthState:
         return t.cast("type[ApiTokenMixin] | None", self._token_model)
 
 
+def tables(auth: AuthState) -> list[sa.Table]:
+    """The tables the login reads and writes: the users', the API tokens', the login records'
+    and the throttle's (those in the database)."""
+    found = [auth.user_model.__table__]
+    token_model = auth.token_model()
+    if token_model is not None:
+        found.append(token_model.__table__)  # type: ignore[attr-defined]
+    for store in (auth.sessions, auth.throttle):
+        table = getattr(store, "table", None)  # None for their Redis stores
+        if isinstance(table, sa.Table):
+            found.append(table)
+    return found
+
+
 def exact(column: t.Any, value: str, dialect: str) -> t.Any:
     """``column == value``, compared exactly: MySQL's default ``utf8mb4_general_ci`` finds
     ``"ann@"`` for ``"ànn@"``, so there the bytes are compared too (after the plain comparison,
