@@ -714,9 +714,23 @@ def login(app: Flask, client: FlaskClient) -> t.Callable[..., FlaskClient]:
 
 
 @pytest.fixture
-def auth_user(app: Flask, db: SQLAlchemy) -> t.Any:
-    """A user of the app's user model in the test database (rolled back after the test)."""
-    return _auth_testing(app).create_user()
+def auth_user(request: pytest.FixtureRequest, app: Flask, db: SQLAlchemy) -> t.Any:
+    """A user of the app's user model in the test database (rolled back after the test), made
+    by the model's factory when the factories have one (``UserFactory`` for ``User``)."""
+    from .state import get_state
+
+    auth_testing = _auth_testing(app)
+    model = get_state(app).user_model
+    assert model is not None  # _auth_testing skipped otherwise
+    factory = None
+    with contextlib.suppress(pytest.FixtureLookupError):
+        factory = request.getfixturevalue(_snake(f"{model.__name__}Factory"))
+    if factory is not None and getattr(factory._meta, "model", None) is not model:
+        factory = None
+    try:
+        return auth_testing.create_user(factory=factory)
+    except auth_testing.UserFieldsError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture

@@ -775,3 +775,84 @@ def test_plugin_builds_the_test_database_through_an_old_env_py(
     assert _outcomes(result) == {"passed": 2}, result.stdout.str()
     assert dev.snapshot() == before
     assert sqlite_files(project) == ["instance/app-dev.sqlite3"]
+
+
+# -- reproductions: a user model with required columns of its own ---------------------------------
+
+NAMED_USER_APP = """
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from flask_complete import Complete
+from flask_complete.auth import UserMixin
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+class User(UserMixin, db.Model):
+    display_name: Mapped[str] = mapped_column(String(50))  # NOT NULL, no default
+
+
+def create_app():
+    app = Flask(__name__)
+    Complete(app, db=db, user_model=User)
+    return app
+"""
+
+NAMED_USER_FACTORY = """
+import factory
+
+from flask_complete.factories import ModelFactory
+from namedapp import User
+
+
+class UserFactory(ModelFactory):
+    class Meta:
+        model = User
+
+    email = factory.Sequence(lambda n: f"user{n}@example.test")
+    display_name = factory.Sequence(lambda n: f"User {n}")
+"""
+
+NAMED_USER_TESTS = """
+def test_auth_client(auth_client, auth_user):
+    assert auth_user.display_name
+    assert auth_client.get("/auth/me").json["user"]["email"] == auth_user.email
+
+
+def test_auth_user_checks_the_password(auth_user):
+    from flask_complete.auth.testing import DEFAULT_PASSWORD
+
+    assert auth_user.check_password(DEFAULT_PASSWORD)
+"""
+
+
+@pytest.mark.parametrize("factory", [True, False], ids=["with-factory", "without"])
+def test_auth_user_for_a_model_with_required_columns(
+    factory: bool, pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    """``auth_user`` made its user from an email and a password alone: a model with a required
+    column of its own failed every auth test with an IntegrityError from deep in the flush. It
+    uses the model's factory when there is one, and otherwise says how to give it one."""
+    package = pytester.path / "namedapp"
+    package.mkdir()
+    (package / "__init__.py").write_text(NAMED_USER_APP.lstrip())
+    if factory:
+        (package / "factories.py").write_text(NAMED_USER_FACTORY.lstrip())
+    (pytester.path / "test_named.py").write_text(NAMED_USER_TESTS.lstrip())
+    result = pytester.runpytest_subprocess(*QUIET, "-v", "--flask-app", "namedapp")
+    if factory:
+        assert _outcomes(result) == {"passed": 2}, result.stdout.str()
+        return
+    assert _outcomes(result) == {"errors": 2}, result.stdout.str()
+    out = result.stdout.str()
+    assert "auth_user cannot make a User from an email and a password" in out
+    assert "display_name" in out and "UserFactory" in out
+    assert "Traceback" not in out and "sqlalchemy.exc" not in out

@@ -75,22 +75,48 @@ _counter = 0
 
 
 def create_user(
-    email: str | None = None, password: str = DEFAULT_PASSWORD, **fields: t.Any
+    email: str | None = None,
+    password: str = DEFAULT_PASSWORD,
+    *,
+    factory: t.Any = None,
+    **fields: t.Any,
 ) -> t.Any:
     """Add and flush a user of the app's user model (in the current app context); a unique
-    email is made up when none is given. Extra ``fields`` (``is_admin=True``) are set as is."""
+    email is made up when none is given. Extra ``fields`` (``is_admin=True``) are set as is.
+
+    :param factory: A factory-boy factory of the user model, to fill the model's other columns.
+    """
+    import sqlalchemy as sa
+
     from .core import get_auth
 
     global _counter
     auth = get_auth()
-    if email is None:
+    if email is not None:
+        fields[auth.login_field] = email
+    elif factory is None:
         _counter += 1
-        email = f"user{_counter}-{secrets.token_hex(3)}@example.test"
-    user = auth.user_model(**{auth.login_field: email}, **fields)
+        fields[auth.login_field] = f"user{_counter}-{secrets.token_hex(3)}@example.test"
+    user = auth.user_model(**fields) if factory is None else factory.build(**fields)
     user.set_password(password)
-    auth.db.session.add(user)
-    auth.db.session.flush()
+    session = auth.db.session
+    session.add(user)
+    try:
+        session.flush()
+    except sa.exc.IntegrityError as e:
+        session.rollback()
+        name = auth.user_model.__name__
+        raise UserFieldsError(
+            f"auth_user cannot make a {name} from an email and a password alone: "
+            f"{str(e.orig).splitlines()[0]}. Add a factory of the model to the factories module "
+            f"(class {name}Factory, in flask_factories; auth_user then uses it), or pass the "
+            "fields: create_user(email, **fields)."
+        ) from None
     return user
+
+
+class UserFieldsError(Exception):
+    """The user model needs fields that :func:`create_user` was not given."""
 
 
 def logout_client(client: FlaskClient) -> None:
