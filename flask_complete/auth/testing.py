@@ -105,13 +105,17 @@ def create_user(
         session.flush()
     except sa.exc.IntegrityError as e:
         session.rollback()
-        name = auth.user_model.__name__
-        raise UserFieldsError(
-            f"auth_user cannot make a {name} from an email and a password alone: "
-            f"{str(e.orig).splitlines()[0]}. Add a factory of the model to the factories module "
-            f"(class {name}Factory, in flask_factories; auth_user then uses it), or pass the "
-            "fields: create_user(email, **fields)."
-        ) from None
+        name, error = auth.user_model.__name__, str(e.orig).splitlines()[0]
+        if factory is not None:
+            message = f"{factory.__name__} leaves a required column of {name} empty: {error}."
+        else:
+            message = (
+                f"auth_user cannot make a {name} from an email and a password alone: {error}. "
+                f"Add a factory of the model to the factories module (class {name}Factory, in "
+                "flask_factories; auth_user then uses it), or pass the fields: "
+                "create_user(email, **fields)."
+            )
+        raise UserFieldsError(message) from None
     return user
 
 
