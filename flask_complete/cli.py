@@ -42,7 +42,7 @@ class LazyGroup(AppGroup):
 
 #: Commands of ``flask complete`` defined in other modules, imported on use.
 _LAZY: dict[str, str] = {
-    "check": "flask_complete.checks:check_command",
+    "check": "flask_complete.check_cli:check_command",
     "versions": "flask_complete.versions:versions_command",
 }
 
