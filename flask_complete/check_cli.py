@@ -15,6 +15,7 @@ import click
 from flask import Flask, current_app
 
 from .checks import run_checks
+from .cli import format_option
 from .config import ConfigError, Problem
 
 
@@ -62,14 +63,7 @@ def _load_app(ctx: click.Context) -> Flask | list[Problem]:
 @click.option(
     "--deploy", is_flag=True, help="Also run the production checks (always in production)."
 )
-@click.option(
-    "--format",
-    "output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="json: one object for machines.",
-)
+@format_option("json: one object for machines.")
 @click.pass_context
 def check_command(ctx: click.Context, deploy: bool, output: str) -> None:
     """Check settings, secrets, database, migrations and versions; exit 1 on an error."""

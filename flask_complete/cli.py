@@ -94,16 +94,21 @@ def _source(key: str, state: CompleteState) -> str:
     return state.settings.sources.get(key, "flask default")
 
 
+def format_option(help: str) -> t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]:
+    """``--format table|json``, as the ``output`` parameter."""
+    return click.option(
+        "--format",
+        "output",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help=help,
+    )
+
+
 @complete_group.command("config")
 @click.argument("name", required=False)
-@click.option(
-    "--format",
-    "output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="json: one object for tools, secrets hidden as in the table.",
-)
+@format_option("json: one object for tools, secrets hidden as in the table.")
 def config_command(name: str | None, output: str) -> None:
     """Show every effective setting and where it came from."""
     from .sensitive import redact
