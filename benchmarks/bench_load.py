@@ -33,7 +33,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
+from _serve import free_port, stop, wait_booted
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = Path(tempfile.mkdtemp(prefix="fc-bench-load-"))
@@ -150,22 +150,9 @@ def pool_limits(env: dict[str, str]) -> tuple[int, int]:
 # --- gunicorn ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    return False
-
-
 @contextlib.contextmanager
 def gunicorn(env: dict[str, str], args: list[str], log: Path) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     command = [
         _bin("gunicorn"),
         *("--no-control-socket", *args, "-b", f"127.0.0.1:{port}", "--chdir", str(REPO)),
@@ -174,19 +161,10 @@ def gunicorn(env: dict[str, str], args: list[str], log: Path) -> Iterator[int]:
     with log.open("wb") as out:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while not (_answers(port) and log.read_text().count("Booting worker") >= WORKERS):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"gunicorn did not start:\n{log.read_text()}")
-            time.sleep(0.05)  # polling interval
+        wait_booted(proc, port, log, WORKERS, 60, "gunicorn")
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)
 
 
 # --- HTTP ----------------------------------------------------------------------------------------

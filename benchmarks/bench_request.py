@@ -41,7 +41,6 @@ import pstats
 import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +50,8 @@ import time
 import typing as t
 from collections.abc import Iterator
 from pathlib import Path
+
+from _serve import free_port, stop, wait_booted
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT = Path(tempfile.mkdtemp(prefix="fc-bench-request-"))
@@ -253,19 +254,6 @@ def in_process(rounds: int, count: int) -> dict[tuple[str, str], list[float]]:
 # --- over HTTP ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    with contextlib.suppress(OSError):
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    return False
-
-
 def _env() -> dict[str, str]:
     env = {
         k: v
@@ -285,7 +273,7 @@ def serve_all() -> Iterator[dict[str, int]]:
     logs: dict[str, Path] = {}
     try:
         for name in APPS:
-            ports[name], logs[name] = _free_port(), ROOT / f"{_stem(name)}.log"
+            ports[name], logs[name] = free_port(), ROOT / f"{_stem(name)}.log"
             with logs[name].open("wb") as out:
                 procs[name] = subprocess.Popen(
                     [
@@ -298,24 +286,14 @@ def serve_all() -> Iterator[dict[str, int]]:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
-        deadline = time.monotonic() + 30
         for name, proc in procs.items():
-            while not (_answers(ports[name]) and "Booting worker" in logs[name].read_text()):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"gunicorn for {name} did not start:\n{logs[name].read_text()}"
-                    )
-                time.sleep(0.05)  # polling interval
+            wait_booted(proc, ports[name], logs[name], 1, 30, f"gunicorn for {name}")
         yield ports
     finally:
         for proc in procs.values():
-            proc.terminate()
+            proc.terminate()  # all at once: they stop together
         for proc in procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def _wrk(port: int, path: str, seconds: float) -> float:

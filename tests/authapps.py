@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port as free_port
+from conftest import stop
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
@@ -234,12 +235,7 @@ def gunicorn(
         wait_for_workers(proc, 2)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)
         if proc.stderr is not None:
             proc.stderr.close()
 

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import os
 import socket
+import subprocess
 import time
 import typing as t
 import uuid
@@ -138,6 +139,16 @@ def answers(port: int) -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         return True
     return False
+
+
+def stop(proc: subprocess.Popen[t.Any], timeout: float = 10) -> None:
+    """Terminate a server the test started, and kill it if it has not exited in ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def poll(check: t.Callable[[], t.Any], timeout: float, what: str) -> t.Any:

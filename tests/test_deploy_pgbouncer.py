@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import REQUIRE, free_port, poll, server_database
+from conftest import REQUIRE, free_port, poll, server_database, stop
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
@@ -110,12 +110,7 @@ ignore_startup_parameters = extra_float_digits
             poll(answers, 15, "pgbouncer to accept connections")
             yield Bouncer(url, log)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
             shutil.rmtree(folder, ignore_errors=True)
         # server_database drops the database (closing PgBouncer's server connections if any).
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from authapps import REDIS, Answer, call, redis_or_skip
-from conftest import answers, free_port, poll, server_database
+from conftest import answers, free_port, poll, server_database, stop
 
 #: Random, fixed: production refuses guessable keys.
 SECRET = "Yk2P9vQeT5wZrN8uL1mHjD4sXcA7bG0oF3iKtEnR6yWq_VhMzUpCdSlJx-gBaIfO"
@@ -92,13 +92,9 @@ def servers(tmp_path: Path, environ: dict[str, str], count: int = 2) -> Iterator
         yield [port for _, _, port in procs]
     finally:
         for proc, _, _ in procs:
-            proc.terminate()
+            proc.terminate()  # all at once: they stop together
         for proc, _, _ in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def send(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import answers, free_port, poll
+from conftest import answers, free_port, poll, stop
 
 #: The app gunicorn serves: writes a row per POST, reports its worker and database backend.
 APP = """
@@ -105,12 +105,7 @@ def serve(
         poll(booted, 30, f"{workers} gunicorn workers")
         yield port, log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 class Result(t.NamedTuple):
