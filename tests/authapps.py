@@ -282,26 +282,26 @@ def call(
     return Answer(response.status, response.headers, response.read())
 
 
-def one_connection_per_worker(port: int) -> list[http.client.HTTPConnection]:
-    """Kept-alive connections served by two different worker processes."""
-    by_worker: dict[str, http.client.HTTPConnection] = {}
-    spare: list[http.client.HTTPConnection] = []
-    for _ in range(5):
-        batch = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(8)]
+def both_workers(
+    port: int, count: int = 2, timeout: float = 10
+) -> list[http.client.HTTPConnection]:
+    """``count`` kept-alive connections, the first two served by two different worker processes
+    (each asked ``GET /auth/me``): a worker may accept every connection of a burst."""
+    by_worker: dict[str, list[http.client.HTTPConnection]] = {}
+    for _ in range(10):
+        batch = [http.client.HTTPConnection("127.0.0.1", port, timeout=timeout) for _ in range(8)]
         for conn in batch:
             conn.connect()
         for conn in batch:
-            worker = call(conn, "GET", "/auth/me").worker
-            if worker in by_worker:
-                spare.append(conn)
-            else:
-                by_worker[worker] = conn
-        if len(by_worker) >= 2:
+            by_worker.setdefault(call(conn, "GET", "/auth/me").worker, []).append(conn)
+        if len(by_worker) >= 2 and sum(map(len, by_worker.values())) >= count:
             break
-    for conn in spare:
+    firsts = [conns[0] for conns in by_worker.values()]
+    ordered = firsts + [conn for conns in by_worker.values() for conn in conns[1:]]
+    for conn in ordered[count:]:
         conn.close()
     assert len(by_worker) >= 2, "every connection went to one worker"
-    return list(by_worker.values())[:2]
+    return ordered[:count]
 
 
 # --- a TCP proxy that can cut the database off ------------------------------------------------

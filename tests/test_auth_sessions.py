@@ -17,11 +17,11 @@ from authapps import (
     User,
     add_user,
     authdb,
+    both_workers,
     call,
     dispose,
     gunicorn,
     make_app,
-    one_connection_per_worker,
 )
 from flask import Flask
 from flask_login.utils import decode_cookie
@@ -264,7 +264,7 @@ def test_captured_cookies_replayed_over_http_after_logout(
     connections: list[http.client.HTTPConnection] = []
     with gunicorn(tmp_path, url, **config) as port:
         try:
-            connections = one_connection_per_worker(port)
+            connections = both_workers(port)
             credentials = {"email": EMAIL, "password": PASSWORD, "remember": True}
             logins = [call(connections[i], "POST", "/auth/login", credentials) for i in (0, 1)]
             assert [a.status for a in logins] == [200, 200]

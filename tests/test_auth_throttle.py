@@ -20,11 +20,11 @@ from authapps import (
     User,
     add_user,
     authdb,
+    both_workers,
     call,
     dispose,
     gunicorn,
     make_app,
-    one_connection_per_worker,
     redis_or_skip,
 )
 from flask import Flask
@@ -143,7 +143,7 @@ def test_throttle_holds_across_two_gunicorn_workers(
     connections: list[http.client.HTTPConnection] = []
     with gunicorn(tmp_path, pg_url, **config) as port:
         try:
-            connections = one_connection_per_worker(port)
+            connections = both_workers(port)
             wrong = {"email": "ann@example.test", "password": "wrong pass!"}
             seen = [call(connections[i % 2], "POST", "/auth/login", wrong) for i in range(5)]
             assert [a.status for a in seen] == [401] * 5
@@ -181,12 +181,9 @@ def test_parallel_attempts_verify_at_most_the_limit(
     with gunicorn(
         tmp_path, url, threads=16, env={"AUTH_TEST_VERIFY_LOG": str(log)}, **config
     ) as port:
-        connections = [
-            http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(count)
-        ]
+        # Both workers take part, whichever accepted the connections' burst.
+        connections = both_workers(port, count, timeout=30)
         try:
-            for conn in connections:
-                conn.connect()
             start = threading.Barrier(count)
             wrong = {"email": "ann@example.test", "password": "wrong pass!"}
 
