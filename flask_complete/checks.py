@@ -82,6 +82,7 @@ CHECKS: tuple[Check, ...] = (
     Check("cors.wildcard", "warning", '"*" in CORS_ORIGINS'),
     Check("cors.http_origin", "warning", "an http:// CORS origin (an error with credentials)"),
     Check("secrets.readable", "warning", ".secrets.toml or .env open to other users"),
+    Check("auth.throttle_fail_open", "warning", "logins unthrottled while the throttle is down"),
     Check(
         "database.unreachable",
         "error",
@@ -253,6 +254,25 @@ def check_cors(origins: list[str], credentials: bool) -> list[Problem]:
             )
         )
     return found
+
+
+def check_throttle_fail_open(config: t.Mapping[str, t.Any], login: bool) -> list[Problem]:
+    """``AUTH_THROTTLE_FAIL_OPEN`` on: while the throttle's storage is down, every login checks
+    its password without a limit, and a right one stands out (an unlimited guessing oracle)."""
+    throttled = login and config.get("AUTH_THROTTLE") is not False
+    if not throttled or config.get("AUTH_THROTTLE_FAIL_OPEN") is not True:
+        return []
+    return [
+        _found(
+            "auth.throttle_fail_open",
+            "AUTH_THROTTLE_FAIL_OPEN",
+            "AUTH_THROTTLE_FAIL_OPEN is true: while the login throttle's storage (Redis or its "
+            "table) is down, every login checks its password without a limit.",
+            "Delete the setting or set AUTH_THROTTLE_FAIL_OPEN = false "
+            + _SET_IN.format(key="AUTH_THROTTLE_FAIL_OPEN")
+            + ": logins then answer 503 until the storage is back.",
+        )
+    ]
 
 
 def check_readable(files: list[tuple[str, int]]) -> list[Problem]:
@@ -556,6 +576,7 @@ def production_findings(app: Flask, state: CompleteState) -> list[Problem]:
     found += check_debug(debug_source(state))
     found += check_sqlite(config.get("SQLALCHEMY_DATABASE_URI"))
     found += check_cookies(config, _has_login(app, state))
+    found += check_throttle_fail_open(config, _has_login(app, state))
     if config.get("COMPLETE_CORS", True):
         from .cors import parse_origins
 

@@ -164,6 +164,7 @@ BUNDLE: dict[str, Spec] = {
     "AUTH_THROTTLE_WINDOW": integer(1),
     "AUTH_THROTTLE_STORAGE": string('"database", "redis", a redis:// URL, or "" to choose'),
     "AUTH_THROTTLE_PREFIX": string("a key prefix string"),
+    "AUTH_THROTTLE_FAIL_OPEN": boolean(),
     # A security switch: anything but these three is an error, never "off".
     "CSRF_PROTECT": choice(True, False, "auto", expected='true, false or "auto"'),
     "AUTH_TRUSTED_ORIGINS": strings(

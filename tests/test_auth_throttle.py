@@ -3,9 +3,13 @@ storage, and shared state across two gunicorn workers over real HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import json
+import sqlite3
 import threading
 import typing as t
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -17,12 +21,14 @@ from authapps import (
     REDIS,
     STRONG,
     Answer,
+    Proxy,
     User,
     add_user,
     authdb,
     both_workers,
     call,
     dispose,
+    free_port,
     gunicorn,
     make_app,
     redis_or_skip,
@@ -30,8 +36,15 @@ from authapps import (
 from flask import Flask
 
 from flask_complete import Complete
+from flask_complete.auth import passwords, throttle
 from flask_complete.auth.models import utcnow
-from flask_complete.auth.throttle import TABLE, DatabaseThrottle, Policy, RedisThrottle
+from flask_complete.auth.throttle import (
+    TABLE,
+    DatabaseThrottle,
+    Policy,
+    RedisThrottle,
+    account_key,
+)
 
 pytest_plugins = ["authapps"]
 
@@ -223,18 +236,6 @@ def test_stale_rows_are_forgotten(tmp_path: Path) -> None:
     assert "a:stale" not in keys and "a:locked" not in keys and len(keys) == 2
 
 
-def test_a_missing_throttle_table_lets_logins_through_and_says_why(
-    auth_app: Flask, caplog: pytest.LogCaptureFixture
-) -> None:
-    add_user(auth_app)
-    with auth_app.app_context():
-        authdb.metadata.tables[TABLE].drop(authdb.engine)
-    client = auth_app.test_client()
-    assert [attempt(client).status_code for _ in range(6)] == [401] * 6
-    assert attempt(client, password=PASSWORD).status_code == 200
-    assert "login throttling is off" in caplog.text and "flask db migrate" in caplog.text
-
-
 def test_testing_keeps_counts_in_the_database_even_with_redis_url(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -246,3 +247,322 @@ def test_testing_keeps_counts_in_the_database_even_with_redis_url(
         Complete(app, db=authdb, user_model=User, env=env, root=tmp_path)
         kinds[env] = type(app.extensions["complete.auth"].throttle)
     assert kinds == {"testing": DatabaseThrottle, "development": RedisThrottle}
+
+
+# --- never fails open by accident ------------------------------------------------------------
+
+
+class Checks:
+    """Counts the password checks a login runs (its KDF runs), each still run for real: every
+    login path verifies through ``passwords.verify`` (a known user's ``check_password`` and the
+    stand-in check of an unknown account alike)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+        real = passwords.verify
+
+        def counted(stored: str | None, password: object, method: str = "scrypt") -> bool:
+            with self.lock:
+                self.count += 1
+            return real(stored, password, method)
+
+        monkeypatch.setattr(passwords, "verify", counted)
+
+
+def burst(app: Flask, count: int, password: str = "wrong pass!") -> list[int]:
+    """``count`` logins for ann at once, one thread and client each; their statuses."""
+    start = threading.Barrier(count)
+
+    def one(_: int) -> int:
+        client = app.test_client()
+        start.wait(timeout=30)
+        return int(attempt(client, password=password).status_code)
+
+    with ThreadPoolExecutor(count) as pool:
+        return sorted(pool.map(one, range(count)))
+
+
+def test_parallel_attempts_in_one_process_verify_at_most_the_limit(
+    any_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """32 threads of one process, one account, ten bursts: each burst checks at most the limit
+    (MariaDB checked 6 to 9 in about half the bursts when a reservation could deadlock)."""
+    app = make_app(
+        any_db_url,
+        tmp_path,
+        # A real KDF, so that the attempts overlap; connections for every thread.
+        AUTH_PASSWORD_METHOD="scrypt:16384:8:1",
+        AUTH_THROTTLE_ADDRESS_LIMIT=10**6,
+        DATABASE_POOL_SIZE=32,
+    )
+    add_user(app)
+    checks = Checks(monkeypatch)
+    table = authdb.metadata.tables[TABLE]
+    try:
+        for _ in range(10):
+            checks.count = 0
+            statuses = burst(app, 32)
+            assert checks.count <= 5, (checks.count, statuses)
+            assert statuses == [401] * checks.count + [429] * (32 - checks.count)
+            with app.app_context():
+                authdb.session.execute(sa.delete(table))
+                authdb.session.commit()
+    finally:
+        dispose(app)
+
+
+def lock_wait(url: str) -> dict[str, t.Any]:
+    """Settings under which the app's connections wait one second for a lock (a busy SQLite
+    file: 0.2 s), so that a held lock ends in the server's lock-timeout error in time."""
+    backend = sa.make_url(url).get_backend_name()
+    if backend == "postgresql":
+        args = {"options": "-c lock_timeout=1000"}
+    elif backend in ("mysql", "mariadb"):
+        args = {"init_command": "SET SESSION innodb_lock_wait_timeout = 1"}
+    else:
+        return {"SQLITE_BUSY_TIMEOUT": 200}
+    return {"SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": args}}
+
+
+@contextlib.contextmanager
+def holding_lock(app: Flask, key: str) -> Iterator[None]:
+    """Another connection holds the lock a reservation of ``key`` needs (its row; SQLite's
+    write lock) until the block ends."""
+    table = authdb.metadata.tables[TABLE]
+    with app.app_context():
+        engine = authdb.engine
+    if engine.dialect.name == "sqlite":
+        # The app's file (testing may use a copy of the one the URL names).
+        other = sqlite3.connect(str(engine.url.database), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            other.rollback()
+            other.close()
+        return
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(table).where(table.c.key == key).with_for_update()).first()
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+def test_a_held_lock_is_retried_then_refused_never_let_through(
+    any_db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lock wait that ends in the server's lock-timeout error is contention, not a lost
+    store: retried a bounded number of times, then the attempt waits (429) unchecked."""
+    app = make_app(any_db_url, tmp_path, **lock_wait(any_db_url))
+    add_user(app)
+    client = app.test_client()
+    assert attempt(client).status_code == 401  # the account's row exists
+    errors: list[BaseException] = []
+    with app.app_context():
+        engine = authdb.engine
+    sa.event.listen(engine, "handle_error", lambda ctx: errors.append(ctx.original_exception))
+    checks = Checks(monkeypatch)
+    try:
+        with holding_lock(app, account_key("ann@example.test")):
+            for password in ("wrong pass!", PASSWORD):
+                errors.clear()
+                answer = attempt(client, password=password)
+                assert answer.status_code == 429, answer.json
+                assert answer.headers["Retry-After"] == "1"
+                assert len(errors) == throttle.CONTENTION_TRIES
+                assert all(throttle.contended(e, engine.dialect.name) for e in errors), errors
+        assert checks.count == 0
+        assert "throttling is off" not in caplog.text
+        # The lock is free again: attempts count from where they were.
+        assert [attempt(client).status_code for _ in range(5)] == [401] * 4 + [429]
+        assert checks.count == 4
+    finally:
+        dispose(app)
+
+
+def test_contention_is_told_apart_from_a_lost_store(database_url: str, tmp_path: Path) -> None:
+    """Real errors of each server: deadlocks, lock timeouts and serialization failures are
+    contention (retried); a refused connection, a missing table or bad SQL are not."""
+    backend = sa.make_url(database_url).get_backend_name()
+    busy = {"timeout": 0.2} if backend == "sqlite" else {}  # seconds SQLite waits for its lock
+    engine = sa.create_engine(database_url, connect_args=busy)
+    contention: list[BaseException] = []
+    other: list[BaseException] = []
+
+    def error_of(conn: sa.Connection, sql: str) -> BaseException:
+        with pytest.raises(sa.exc.DBAPIError) as info:
+            conn.exec_driver_sql(sql)
+        conn.rollback()
+        return info.value
+
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE pair (id INTEGER PRIMARY KEY, n INTEGER)")
+            conn.exec_driver_sql("INSERT INTO pair VALUES (1, 0), (2, 0)")
+        a, b = engine.connect(), engine.connect()
+        if backend == "sqlite":
+            a.exec_driver_sql("UPDATE pair SET n = 1")
+            contention.append(error_of(b, "UPDATE pair SET n = 2"))  # busy
+        else:
+            # A deadlock: each holds one row and asks for the other's.
+            a.exec_driver_sql("UPDATE pair SET n = 1 WHERE id = 1")
+            b.exec_driver_sql("UPDATE pair SET n = 1 WHERE id = 2")
+            found: list[BaseException] = []
+
+            def cross(conn: sa.Connection, row: int) -> None:
+                try:
+                    conn.exec_driver_sql(f"UPDATE pair SET n = 2 WHERE id = {row}")
+                except sa.exc.DBAPIError as e:
+                    found.append(e)
+                conn.rollback()
+
+            first = threading.Thread(target=cross, args=(a, 2))
+            first.start()
+            cross(b, 1)
+            first.join()
+            contention += found
+            a.exec_driver_sql("UPDATE pair SET n = 1 WHERE id = 1")
+            if backend == "postgresql":
+                b.exec_driver_sql("SET lock_timeout = 200")
+            else:
+                b.exec_driver_sql("SET SESSION innodb_lock_wait_timeout = 1")
+            contention.append(error_of(b, "UPDATE pair SET n = 2 WHERE id = 1"))  # lock wait
+            if backend == "postgresql":
+                contention.append(error_of(b, "SELECT * FROM pair WHERE id = 1 FOR UPDATE NOWAIT"))
+            a.rollback()
+            if backend == "postgresql":
+                # A serialization failure: a snapshot's row changed by a committed transaction.
+                b.execution_options(isolation_level="REPEATABLE READ")
+                b.exec_driver_sql("SELECT n FROM pair WHERE id = 1").all()
+                a.exec_driver_sql("UPDATE pair SET n = 5 WHERE id = 1")
+                a.commit()
+                contention.append(error_of(b, "UPDATE pair SET n = 6 WHERE id = 1"))
+        a.rollback()
+        other.append(error_of(a, "SELECT * FROM no_such_table"))
+        other.append(error_of(a, "SELEKT 1"))
+        a.close()
+        b.close()
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE pair")
+        engine.dispose()
+    if backend != "sqlite":
+        refused = sa.make_url(database_url).set(host="127.0.0.1", port=free_port())
+        down = sa.create_engine(refused)
+        with pytest.raises(sa.exc.DBAPIError) as info:
+            down.connect()
+        other.append(info.value)
+    assert len(contention) == {"sqlite": 1, "postgresql": 4, "mysql": 2}[backend], contention
+    dialect = engine.dialect.name
+    assert [throttle.contended(e, dialect) for e in contention] == [True] * len(contention)
+    assert [throttle.contended(e, dialect) for e in other] == [False] * len(other), other
+
+
+# --- a store that is down ----------------------------------------------------------------------
+
+
+def dead_redis() -> str:
+    """A Redis URL on a loopback port where nothing listens."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def test_an_unreachable_redis_answers_503_before_any_password_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Throttle and sessions in a Redis that does not answer: a wrong and a right password both
+    answer 503 with Retry-After, every time, and no password is checked (before, all were
+    checked and only the right one answered 503: an oracle without a limit)."""
+    app = make_app("sqlite://", tmp_path, AUTH_THROTTLE_STORAGE=dead_redis())
+    add_user(app)
+    checks = Checks(monkeypatch)
+    client = app.test_client()
+    for i in range(12):
+        email = "ghost@example.test" if i % 3 == 2 else "ann@example.test"
+        answer = attempt(client, email, PASSWORD if i % 2 else "wrong pass!")
+        assert answer.status_code == 503, (i, answer.json)
+        assert answer.headers["Retry-After"].isdigit()
+        assert "AUTH_THROTTLE_STORAGE" not in answer.json["error"]  # the cause is logged
+    assert checks.count == 0
+    assert "logins answer 503" in caplog.text and "AUTH_THROTTLE_FAIL_OPEN" in caplog.text
+
+
+def test_fail_open_is_a_choice_that_checks_passwords_without_a_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(
+        "sqlite://",
+        tmp_path,
+        AUTH_THROTTLE_STORAGE=dead_redis(),
+        AUTH_SESSION_STORAGE="database",
+        AUTH_THROTTLE_FAIL_OPEN=True,
+    )
+    add_user(app)
+    checks = Checks(monkeypatch)
+    client = app.test_client()
+    assert [attempt(client).status_code for _ in range(8)] == [401] * 8
+    assert attempt(client, password=PASSWORD).status_code == 200
+    assert checks.count == 9
+    assert "login throttling is off" in caplog.text and "AUTH_THROTTLE_FAIL_OPEN" in caplog.text
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_a_missing_throttle_table_closes_logins_and_says_why(
+    auth_db_url: str,
+    tmp_path: Path,
+    fail_open: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(auth_db_url, tmp_path, AUTH_THROTTLE_FAIL_OPEN=fail_open)
+    add_user(app)
+    with app.app_context():
+        authdb.metadata.tables[TABLE].drop(authdb.engine)
+    checks = Checks(monkeypatch)
+    client = app.test_client()
+    statuses = [attempt(client).status_code for _ in range(6)]
+    right = attempt(client, password=PASSWORD)
+    assert "flask db migrate" in caplog.text and TABLE in caplog.text
+    if fail_open:
+        assert statuses == [401] * 6 and right.status_code == 200 and checks.count == 7
+    else:
+        assert statuses == [503] * 6 and right.status_code == 503 and checks.count == 0
+        assert right.headers["Retry-After"].isdigit()
+    dispose(app)
+
+
+def test_a_lost_database_answers_503_before_any_password_is_checked(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed = sa.make_url(pg_url)
+    proxy = Proxy((parsed.host or "127.0.0.1", int(parsed.port or 0)))
+    app = make_app(proxy.url(pg_url), tmp_path, DATABASE_CONNECT_TIMEOUT=2)
+    add_user(app)
+    checks = Checks(monkeypatch)
+    proxy.cut()
+    client = app.test_client()
+    for password in ("wrong pass!", PASSWORD):
+        answer = attempt(client, password=password)
+        assert answer.status_code == 503 and answer.headers["Retry-After"].isdigit()
+    assert checks.count == 0
+    dispose(app)
+
+
+def test_check_deploy_warns_about_fail_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'auth.sqlite3'}"
+    found = {}
+    for fail_open in (False, True):
+        app = make_app(url, tmp_path, env="development", AUTH_THROTTLE_FAIL_OPEN=fail_open)
+        result = app.test_cli_runner().invoke(
+            args=["complete", "check", "--deploy", "--format", "json"]
+        )
+        found[fail_open] = {f["id"]: f for f in json.loads(result.output)["findings"]}
+        dispose(app)
+    assert "auth.throttle_fail_open" not in found[False]
+    warning = found[True]["auth.throttle_fail_open"]
+    assert warning["level"] == "warning" and warning["key"] == "AUTH_THROTTLE_FAIL_OPEN"
+    assert "AUTH_THROTTLE_FAIL_OPEN = false" in warning["fix"]

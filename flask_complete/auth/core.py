@@ -37,7 +37,7 @@ _INTS = {
     "AUTH_THROTTLE_MAX_DELAY": 1,
     "AUTH_THROTTLE_WINDOW": 1,
 }
-_BOOLS = ("AUTH_ENDPOINTS", "AUTH_THROTTLE", "AUTH_SESSIONS")
+_BOOLS = ("AUTH_ENDPOINTS", "AUTH_THROTTLE", "AUTH_THROTTLE_FAIL_OPEN", "AUTH_SESSIONS")
 _STORAGES = ("AUTH_THROTTLE_STORAGE", "AUTH_SESSION_STORAGE")
 _UNSET: t.Any = object()
 
@@ -290,6 +290,7 @@ def setup(app: Flask, state: CompleteState) -> None:
         delay=config["AUTH_THROTTLE_DELAY"],
         max_delay=config["AUTH_THROTTLE_MAX_DELAY"],
         window=config["AUTH_THROTTLE_WINDOW"],
+        fail_open=config["AUTH_THROTTLE_FAIL_OPEN"],
     )
     metadata = getattr(state.user_model, "metadata", None)
     metadata = state.db.metadata if metadata is None else metadata

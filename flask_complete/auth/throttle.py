@@ -8,14 +8,21 @@ are checked; the rest answer ``429`` with ``Retry-After``. A correct password gi
 reservation back (and clears the account's count). State lives in the database (table
 ``auth_throttle``, part of the app's metadata so that migrations create it) or in Redis
 (``AUTH_THROTTLE_STORAGE = "redis"`` or a ``redis://`` URL, or ``REDIS_URL`` set).
+
+It never fails open by accident: a deadlock or lock timeout is retried, then refused; a storage
+that is down raises :class:`StoreUnavailable`, and the login answers ``503`` before checking
+the password unless ``AUTH_THROTTLE_FAIL_OPEN`` chooses otherwise.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
+import random
 import secrets
+import time
 import typing as t
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +40,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .models import normalise_email, utcnow
@@ -68,6 +76,9 @@ class Policy:
     delay: int = 30
     max_delay: int = 900
     window: int = 900
+    #: Let logins through unthrottled while the storage is down (``AUTH_THROTTLE_FAIL_OPEN``);
+    #: by default they answer 503 before any password is checked.
+    fail_open: bool = False
 
     def lock_seconds(self, failures: int, limit: int) -> int:
         """How long a key with ``failures`` failures stays locked (0: not locked)."""
@@ -102,7 +113,8 @@ class Throttle(t.Protocol):
 
     def reserve(self, keys: t.Sequence[tuple[str, int]]) -> Reservation | int:
         """Count an attempt for each ``(key, limit)`` before the password is checked: a
-        :class:`Reservation`, or the seconds to wait when a key is locked (nothing held then)."""
+        :class:`Reservation`, or the seconds to wait when a key is locked (nothing held then).
+        Raises :class:`StoreUnavailable` when the storage fails."""
 
     def release(self, reservation: Reservation) -> None:
         """A correct password: forget the first key's count (the account) and give the others
@@ -113,11 +125,58 @@ def _lock_mark() -> str:
     return secrets.token_hex(8)
 
 
+class StoreUnavailable(Exception):
+    """The throttle's storage failed (down, or its table missing): no attempt can be counted.
+    The message names the cause and the fix."""
+
+
+#: Tries of one step that meets contention (a deadlock, a lock timeout, a serialization
+#: failure) before the attempt is refused with ``429``: never let through uncounted.
+CONTENTION_TRIES = 3
+#: PostgreSQL's deadlock_detected, lock_not_available and serialization_failure.
+_PG_CONTENTION = {"40P01", "55P03", "40001"}
+#: MySQL and MariaDB: ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK.
+_MYSQL_CONTENTION = {1205, 1213}
+#: SQLite's primary result codes SQLITE_BUSY (its busy timeout ran out) and SQLITE_LOCKED.
+_SQLITE_CONTENTION = {5, 6}
+
+
+def contended(error: BaseException, dialect: str) -> bool:
+    """Whether ``error`` (from a database of ``dialect``) is contention for locks, which a new
+    transaction may not meet, rather than a lost or broken store: judged by the driver's error
+    code, never by the message."""
+    cause = getattr(error, "orig", None) or error
+    if dialect == "postgresql":
+        # psycopg 3 names it sqlstate, psycopg2 pgcode.
+        return (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) in (
+            _PG_CONTENTION
+        )
+    if dialect in ("mysql", "mariadb"):
+        args: tuple[t.Any, ...] = getattr(cause, "args", ())
+        return bool(args) and args[0] in _MYSQL_CONTENTION
+    if dialect == "sqlite":
+        code = getattr(cause, "sqlite_errorcode", None)
+        return isinstance(code, int) and code & 0xFF in _SQLITE_CONTENTION
+    return False
+
+
+T = t.TypeVar("T")
+
+
+class _Again(Exception):
+    """The key's row was forgotten between two statements of the step: take it again."""
+
+
 class DatabaseThrottle:
-    """Counts in the ``auth_throttle`` table through the app's session. A reservation updates
-    the key's row first, which locks it (a row lock on PostgreSQL and MySQL, the write lock on
-    SQLite) until the commit a few statements later: concurrent workers queue on the row, and
-    each sees the count and lock the previous one left."""
+    """Counts in the ``auth_throttle`` table through the app's session, one short transaction
+    per key. Each first makes sure the key's row exists and locks it (an upsert that writes
+    nothing when the row is there), then reads it with ``FOR UPDATE`` and writes the new count:
+    concurrent workers queue on the row, and each sees the count and lock the previous one
+    left. MariaDB has no ``UPDATE ... RETURNING``, and a missed ``UPDATE`` followed by an
+    insert deadlocks under its gap locks; the upsert works alike on PostgreSQL, MySQL, MariaDB
+    and SQLite (whose write lock serialises the whole step). Contention that still happens is
+    retried, and refused after :data:`CONTENTION_TRIES`; any other failure raises
+    :class:`StoreUnavailable`."""
 
     def __init__(self, db: SQLAlchemy, tbl: Table, policy: Policy) -> None:
         self.db = db
@@ -126,75 +185,118 @@ class DatabaseThrottle:
 
     def reserve(self, keys: t.Sequence[tuple[str, int]]) -> Reservation | int:
         reservation = Reservation()
-        try:
-            for key, limit in keys:
-                wait = self._reserve_one(key, limit, reservation)
-                if wait:
-                    self.release(reservation, success=False)
-                    return wait
-            self._forget_stale()
-        except SQLAlchemyError as e:
-            self.db.session.rollback()
-            self._failed_open(e)
-            return Reservation()
+        for key, limit in keys:
+            wait = self._retrying(functools.partial(self._reserve_one, key, limit), reservation)
+            if wait is None:
+                log.warning(
+                    "a login attempt was refused: its throttle row stayed contended after %d "
+                    "tries (many attempts for one account or address at once)",
+                    CONTENTION_TRIES,
+                )
+                wait = 1
+            if isinstance(wait, int):
+                self.release(reservation, success=False)
+                return wait
+            reservation.held.append(wait)
+        self._forget_stale()
         return reservation
 
-    def _reserve_one(self, key: str, limit: int, reservation: Reservation) -> int:
+    def _retrying(self, step: t.Callable[[], T], reservation: Reservation) -> T | None:
+        """``step()`` in its own transaction, tried again on contention; ``None`` when every
+        try met it. Any other failure gives back ``reservation`` and raises
+        :class:`StoreUnavailable`."""
+        session = self.db.session
+        dialect = self._dialect()
+        for n in range(1, CONTENTION_TRIES + 1):
+            try:
+                return step()
+            except _Again:
+                continue
+            except SQLAlchemyError as e:
+                session.rollback()
+                if not contended(e, dialect):
+                    if reservation.held:
+                        self.release(reservation, success=False)
+                    raise self._unavailable(e) from e
+                if n < CONTENTION_TRIES:
+                    # Apart from the others that met it, so that they do not meet again.
+                    time.sleep(random.uniform(0, 0.02 * n))
+        return None
+
+    def _dialect(self) -> str:
+        return str(self.db.session.get_bind(clause=self.table.select()).dialect.name)
+
+    def _claim(self, key: str, now: datetime) -> t.Any:
+        """A statement that creates the key's row if missing and locks it either way."""
+        values = {"key": key, "failures": 0, "last_failure": now}
+        dialect = self._dialect()
+        if dialect in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+            # A no-op update takes the duplicate's exclusive lock; INSERT IGNORE would take a
+            # shared one, and workers upgrading theirs at once deadlock.
+            upsert = mysql_insert(self.table).values(values)
+            return upsert.on_duplicate_key_update(key=self.table.c.key)
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(self.table).values(values).on_conflict_do_nothing()
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(self.table).values(values).on_conflict_do_nothing()
+        return None
+
+    def _reserve_one(self, key: str, limit: int) -> tuple[str, int, str | None] | int | None:
+        """Count an attempt on ``key``: what the reservation holds for it, the seconds its lock
+        has left, or ``None`` when its row went away meanwhile (try again)."""
         session = self.db.session
         c = self.table.c
         now = utcnow()
+        claim = self._claim(key, now)
+        if claim is not None:
+            session.execute(claim)
+        read = select(c.failures, c.last_failure, c.locked_until).where(c.key == key)
+        row = session.execute(read.with_for_update()).first()
+        if row is None and claim is None:
+            # Another database: insert, and let a worker that inserted first win.
+            try:
+                with session.begin_nested():
+                    session.execute(
+                        insert(self.table).values(key=key, failures=0, last_failure=now)
+                    )
+            except IntegrityError:
+                pass
+            row = session.execute(read.with_for_update()).first()
+        if row is None:
+            session.rollback()  # forgotten as stale since the claim
+            raise _Again
+        failures, last_failure, locked_until = row
+        wait = _seconds(locked_until, now)
+        if wait:
+            session.commit()
+            return wait
         cutoff = now - timedelta(seconds=self.policy.window)
-        free = (c.locked_until.is_(None)) | (c.locked_until <= now)
-        bump = (
+        count = 1 if last_failure < cutoff else failures + 1
+        seconds = self.policy.lock_seconds(count, limit)
+        mark = _lock_mark() if seconds else None
+        session.execute(
             update(self.table)
-            .where(c.key == key, free)
+            .where(c.key == key)
             .values(
-                failures=case((c.last_failure < cutoff, 1), else_=c.failures + 1),
+                failures=count,
                 last_failure=now,
+                locked_until=now + timedelta(seconds=seconds) if seconds else None,
             )
         )
-        for _ in range(3):
-            if session.execute(bump).rowcount:  # type: ignore[attr-defined]
-                break
-            # Locked, or no row yet. FOR UPDATE: the latest row, not a snapshot (MySQL).
-            row = session.execute(
-                select(c.locked_until).where(c.key == key).with_for_update()
-            ).first()
-            if row is not None:
-                wait = _seconds(row[0], now)
-                if wait:
-                    session.commit()
-                    return wait
-                continue  # created by another worker since the update: count on it
-            # Create the row on its own, then count on it: on MySQL the missed update holds a
-            # gap lock until the rollback, and inserting under it would deadlock other workers.
-            session.rollback()
-            try:
-                session.execute(insert(self.table).values(key=key, failures=0, last_failure=now))
-                session.commit()
-            except IntegrityError:
-                session.rollback()  # another worker created it first
-        else:
-            raise SQLAlchemyError(f"the {TABLE!r} row of a key could not be reserved")
-        count = session.execute(select(c.failures).where(c.key == key)).scalar_one()
-        seconds = self.policy.lock_seconds(count, limit)
-        mark = None
-        if seconds:
-            mark = _lock_mark()
-            session.execute(
-                update(self.table)
-                .where(c.key == key)
-                .values(locked_until=now + timedelta(seconds=seconds))
-            )
-        # Per key, at once: the row lock is held only for these few statements.
         session.commit()
-        reservation.held.append((key, count, mark))
-        return 0
+        return (key, count, mark)
 
     def release(self, reservation: Reservation, success: bool = True) -> None:
-        session = self.db.session
         c = self.table.c
-        try:
+
+        def give_back() -> bool:
+            session = self.db.session
             for i, (key, count, mark) in enumerate(reservation.held):
                 if success and i == 0:
                     session.execute(delete(self.table).where(c.key == key))
@@ -208,39 +310,57 @@ class DatabaseThrottle:
                     update(self.table).where(c.key == key, c.failures > 0).values(**values)
                 )
             session.commit()
-        except SQLAlchemyError as e:
-            session.rollback()
-            self._failed_open(e)
+            return True
+
+        try:
+            if self._retrying(give_back, Reservation()) is None:
+                log.warning("a login's throttle count was not given back: its row stayed contended")
+        except StoreUnavailable as e:
+            # The password was judged already: the count it leaves errs on the safe side.
+            log.error("a login's throttle count was not given back: %s", e)
 
     def _forget_stale(self) -> None:
-        # Keys whose attempts are out of the window and not locked: the table holds only recent
-        # attempts (a scan of a small table, once per login).
+        """Delete the keys whose attempts are out of the window and not locked, so that the
+        table holds only recent attempts. Found by a plain read, deleted by key: a locking scan
+        would lock every row (MySQL) and queue or deadlock with the logins."""
         c = self.table.c
+        session = self.db.session
         now = utcnow()
-        cutoff = now - timedelta(seconds=self.policy.window)
-        self.db.session.execute(
-            delete(self.table).where(
-                c.last_failure < cutoff, (c.locked_until.is_(None)) | (c.locked_until < now)
-            )
+        stale = (c.last_failure < now - timedelta(seconds=self.policy.window)) & (
+            (c.locked_until.is_(None)) | (c.locked_until < now)
         )
-        self.db.session.commit()
+        try:
+            keys = session.scalars(select(c.key).where(stale).limit(100)).all()
+            if keys:
+                session.execute(delete(self.table).where(c.key.in_(keys), stale))
+            session.commit()
+        except SQLAlchemyError as e:
+            # Housekeeping only: the next login tries again.
+            session.rollback()
+            log.debug("stale throttle rows were left for later: %s", e)
 
-    def _failed_open(self, error: Exception) -> int:
-        # Without its storage the throttle lets logins through rather than locking everyone out.
+    def _unavailable(self, error: SQLAlchemyError) -> StoreUnavailable:
+        """The failure, named: a lost database, or the table to create."""
         from ..api import DATABASE_UNAVAILABLE
 
         first = str(error).splitlines()[0]
-        # SQLite reports a missing table as an OperationalError too.
-        if isinstance(error, DATABASE_UNAVAILABLE) and "no such table" not in first:
-            log.error("login throttling is off: the database is unavailable: %s", first)
-        else:
-            log.error(
-                "login throttling is off: %s. Create the %r table: run `flask db migrate` and "
-                "`flask db upgrade` (or set AUTH_THROTTLE_STORAGE to a Redis URL).",
-                first,
-                TABLE,
-            )
-        return 0
+        if isinstance(error, DATABASE_UNAVAILABLE) and not self._table_missing():
+            return StoreUnavailable(f"the database is unavailable: {first}")
+        return StoreUnavailable(
+            f"{first}. Create the {TABLE!r} table: run `flask db migrate` and `flask db "
+            "upgrade` (or set AUTH_THROTTLE_STORAGE to a Redis URL)."
+        )
+
+    def _table_missing(self) -> bool:
+        # Asked of the database, not read from the error's wording (SQLite reports a missing
+        # table as an OperationalError, like a lost connection).
+        session = self.db.session
+        try:
+            return not sa_inspect(session.connection()).has_table(TABLE, schema=self.table.schema)
+        except SQLAlchemyError:
+            return False
+        finally:
+            session.rollback()
 
 
 #: Reserve an attempt: count it (the window starts at the first), lock at the limit.
@@ -301,8 +421,9 @@ class RedisThrottle:
                     return max(1, math.ceil(int(seconds) / 1000))
                 reservation.held.append((key, int(count), mark if int(seconds) else None))
         except self.errors as e:
-            log.error("login throttling is off: Redis failed: %s", e)
-            return Reservation()
+            if reservation.held:
+                self.release(reservation, success=False)
+            raise StoreUnavailable(f"Redis failed: {e}") from e
         return reservation
 
     def release(self, reservation: Reservation, success: bool = True) -> None:
@@ -313,7 +434,8 @@ class RedisThrottle:
                 else:
                     self._release(keys=self._keys(key), args=[count, mark or ""])
         except self.errors as e:
-            log.error("login throttling is off: Redis failed: %s", e)
+            # The password was judged already: the count it leaves errs on the safe side.
+            log.error("a login's throttle count was not given back: Redis failed: %s", e)
 
 
 def _seconds(until: datetime | None, now: datetime) -> int:

@@ -7,12 +7,13 @@ Every answer is JSON, a bad input a ``4xx`` naming the fix, a lost database a ``
 
 from __future__ import annotations
 
+import logging
 import typing as t
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, abort, jsonify, make_response, request
 from flask_login import current_user, login_user, logout_user
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from .. import api
 from . import csrf, passwords, sessions, throttle, tokens
@@ -21,6 +22,7 @@ from .decorators import login_required
 from .models import UserMixin, new_session_token, utcnow
 
 bp = Blueprint("complete_auth", __name__)
+log = logging.getLogger("flask_complete.auth")
 
 #: One answer for an unknown account, a wrong password and a deactivated user.
 INVALID = "Invalid email or password."
@@ -79,6 +81,18 @@ def _too_many(seconds: int) -> Response:
     return response
 
 
+def _throttle_down(error: throttle.StoreUnavailable) -> Response:
+    # Without a count no password is checked: a right one must not stand out from wrong ones.
+    log.error(
+        "logins answer 503 until the login throttle's storage is back: %s "
+        "(AUTH_THROTTLE_FAIL_OPEN = true would let them through unthrottled)",
+        error,
+    )
+    message = "Logging in is unavailable at the moment; try again shortly."
+    answer = api.error_response(ServiceUnavailable(message, retry_after=api.RETRY_AFTER))
+    return t.cast(Response, answer)
+
+
 @bp.post("/login")
 @csrf.exempt
 def login() -> Response:
@@ -95,12 +109,17 @@ def login() -> Response:
     reservation: throttle.Reservation | None = None
     if auth.throttle is not None:
         # Reserved before the password is checked: parallel attempts cannot outrun the count.
-        reserved = auth.throttle.reserve(
-            [
-                (throttle.account_key(key or login_value[:_MAX_LOGIN]), auth.policy.account_limit),
-                (throttle.address_key(request.remote_addr or "unknown"), auth.policy.address_limit),
-            ]
-        )
+        keys = [
+            (throttle.account_key(key or login_value[:_MAX_LOGIN]), auth.policy.account_limit),
+            (throttle.address_key(request.remote_addr or "unknown"), auth.policy.address_limit),
+        ]
+        try:
+            reserved = auth.throttle.reserve(keys)
+        except throttle.StoreUnavailable as e:
+            if not auth.policy.fail_open:
+                return _throttle_down(e)
+            log.error("login throttling is off (AUTH_THROTTLE_FAIL_OPEN = true): %s", e)
+            reserved = throttle.Reservation()
         if isinstance(reserved, int):
             return _too_many(reserved)
         reservation = reserved
