@@ -13,6 +13,7 @@ insert gets a fresh key. Call these inside an app context.
 from __future__ import annotations
 
 import contextlib
+import os
 import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,17 +21,17 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.ddl import sort_tables_and_constraints
+from sqlalchemy.exc import StatementError
 
 from . import binds
-from .fixture_format import FixtureError, Record, Writer, codec, format_of, models_in, read
+from .fixture_format import FixtureError, Record, Writer, format_of, models_in, read
+from .fixture_models import Model, chosen, lookup, models
+from .fixture_values import SQL_NULL, differs
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from flask import Flask
-    from flask_sqlalchemy import SQLAlchemy
 
 #: Rows per executemany (and per SELECT of the existing keys).
 BATCH = 1000
@@ -38,153 +39,16 @@ BATCH = 1000
 FETCH = 2000
 FOLDER = "fixtures"
 
-__all__ = ["FixtureError", "Report", "dump", "find", "load", "load_in_session", "models"]
-
-
-@dataclass
-class Column:
-    """A field of a model: its name in fixtures, its column and codec."""
-
-    name: str
-    column: sa.Column[t.Any]
-    encode: t.Callable[[t.Any], t.Any] | None
-    decode: t.Callable[[t.Any], t.Any] | None
-
-
-@dataclass
-class Model:
-    """A table as fixtures see it: the name records use, its database, fields and key."""
-
-    name: str
-    table: sa.Table
-    bind: str | None
-    rank: int
-    fields: dict[str, Column]
-    pk: list[Column]
-    #: Foreign key columns set by a second pass (a cycle or a self-reference).
-    deferred: set[str] = field(default_factory=set)
-
-    def pk_of(self, record: Record) -> tuple[t.Any, ...] | None:
-        if record.pk is None:
-            return None
-        values = record.pk if isinstance(record.pk, list) else [record.pk]
-        if len(values) != len(self.pk):
-            raise FixtureError(
-                f"pk has {len(values)} value(s), the key has {len(self.pk)} column(s) "
-                f"({', '.join(c.name for c in self.pk)})",
-                file=record.file,
-                record=record.number,
-                model=self.name,
-            )
-        return tuple(_decode(c, v, record, self.name) for c, v in zip(self.pk, values, strict=True))
-
-
-def _decode(column: Column, value: t.Any, record: Record, model: str) -> t.Any:
-    if value is None or column.decode is None:
-        return value
-    try:
-        return column.decode(value)
-    except (ValueError, TypeError, ArithmeticError) as e:
-        raise FixtureError(
-            f"{value!r} is not a valid {column.column.type}: {e}",
-            file=record.file,
-            record=record.number,
-            model=model,
-            field=column.name,
-        ) from None
-
-
-def _fields(table: sa.Table, mapper: t.Any) -> dict[str, Column]:
-    names: dict[sa.Column[t.Any], str] = {}
-    if mapper is not None:
-        for prop in mapper.column_attrs:
-            for col in prop.columns:
-                if col.table is table:
-                    names.setdefault(col, prop.key)
-    found = {}
-    for col in table.columns:
-        name = names.get(col, col.key)
-        found[name] = Column(name, col, *codec(col))
-    return found
-
-
-def models(app: Flask) -> dict[str, Model]:
-    """Every table of the models, in every database, by the name records use (the mapped class
-    name, else the table name), parents before the tables that reference them."""
-    sqla = binds.sqla_of(app)
-    mappers: dict[sa.Table, t.Any] = {}
-    for registry in {m.registry for m in _mappers(sqla)}:
-        for mapper in registry.mappers:
-            local = mapper.local_table
-            if isinstance(local, sa.Table) and (
-                mapper.inherits is None or mapper.inherits.local_table is not local
-            ):
-                mappers.setdefault(local, mapper)
-    found: dict[str, Model] = {}
-    rank = 0
-    for key in binds.keys(app):
-        tables = binds.tables(sqla, key)
-        cyclic = _cycles(tables)
-        for table in tables:
-            mapper = mappers.get(table)
-            name = mapper.class_.__name__ if mapper is not None else table.name
-            if name in found:
-                name = table.name if table.name not in found else f"{binds.label(key)}.{name}"
-            columns = _fields(table, mapper)
-            by_column = {c.column: c for c in columns.values()}
-            deferred = {
-                by_column[fk.parent].name
-                for fk in table.foreign_keys
-                if (fk.column.table is table or fk in cyclic) and fk.parent.nullable
-            }
-            pk = [by_column[c] for c in table.primary_key.columns]
-            found[name] = Model(name, table, key, rank, columns, pk, deferred)
-            rank += 1
-    return found
-
-
-def _cycles(tables: list[sa.Table]) -> set[sa.ForeignKey]:
-    """The foreign keys SQLAlchemy leaves out of the tables' order to break a cycle."""
-    found: set[sa.ForeignKey] = set()
-    for table, constraints in sort_tables_and_constraints(tables):  # type: ignore[no-untyped-call]
-        if table is None:
-            found.update(fk for constraint in constraints for fk in constraint.elements)
-    return found
-
-
-def _mappers(sqla: SQLAlchemy) -> list[t.Any]:
-    model = getattr(sqla, "Model", None)
-    registry = getattr(model, "registry", None)
-    return list(registry.mappers) if registry is not None else []
-
-
-def _lookup(known: dict[str, Model], name: str) -> Model | None:
-    if name in known:
-        return known[name]
-    lowered = name.lower()
-    for model in known.values():
-        if model.table.name == name or model.name.lower() == lowered:
-            return model
-    return None
-
-
-def chosen(app: Flask, names: Iterable[str] = (), bind_names: Iterable[str] = ()) -> list[Model]:
-    """The models ``names`` (every one when empty) of the databases ``bind_names``, in load
-    order; a usage error for an unknown name."""
-    known = models(app)
-    keys = set(binds.select(bind_names, app))
-    picked = []
-    for name in names:
-        model = _lookup(known, name)
-        if model is None:
-            raise click.UsageError(
-                f"No model {name!r}. Models: {', '.join(known) or 'none'} (class or table names)."
-            )
-        picked.append(model)
-    return sorted(
-        {m.name: m for m in picked or known.values() if m.bind in keys}.values(),
-        key=lambda m: m.rank,
-    )
+__all__ = [
+    "FixtureError",
+    "Report",
+    "chosen",
+    "dump",
+    "find",
+    "load",
+    "load_in_session",
+    "models",
+]
 
 
 # -- dump -----------------------------------------------------------------------------------------
@@ -209,13 +73,17 @@ def dump(
     for model in chosen(app, names, bind_names):
         fields = [c for c in model.fields.values() if c not in model.pk]
         pk = model.pk
-        query = sa.select(*(c.column for c in pk), *(c.column for c in fields)).order_by(
-            *(c.column for c in pk)
-        )
+        # JSON null and SQL NULL both read as None: ask the database which one each is.
+        json_fields = [c for c in fields if c.json]
+        query = sa.select(
+            *(c.column for c in pk),
+            *(c.column for c in fields),
+            *(c.column.is_(None) for c in json_fields),
+        ).order_by(*(c.column for c in pk))
         n = 0
         with open_(model.bind) as conn:
             result = conn.execution_options(stream_results=True, yield_per=FETCH).execute(query)
-            width = len(pk)
+            width, end = len(pk), len(pk) + len(fields)
             for row in result:
                 keys = [
                     v if v is None or c.encode is None else c.encode(v)
@@ -223,9 +91,14 @@ def dump(
                 ]
                 values = {
                     c.name: v if v is None or c.encode is None else c.encode(v)
-                    for c, v in zip(fields, row[width:], strict=True)
+                    for c, v in zip(fields, row[width:end], strict=True)
                 }
-                writer.write(model.name, keys[0] if width == 1 else keys, values)
+                json_null = [
+                    c.name
+                    for c, sql_null in zip(json_fields, row[end:], strict=True)
+                    if values[c.name] is None and not sql_null
+                ]
+                writer.write(model.name, keys[0] if width == 1 else keys, values, json_null)
                 n += 1
         counts[model.name] = n
     writer.close()
@@ -254,24 +127,32 @@ class Report:
         ]
 
 
-def find(app: Flask, name: str) -> Path:
-    """The fixture file ``name``: a path as it is, else ``fixtures/<env>/<name>`` then
-    ``fixtures/<name>`` under the project root (``.json``, ``.yaml`` or ``.yml`` may be left
-    out)."""
+def find(app: Flask, name: str | os.PathLike[str], *, paths: bool = False) -> Path:
+    """The fixture file ``name`` in ``fixtures/<env>/`` then ``fixtures/`` under the project root
+    (``.json``, ``.yaml`` or ``.yml`` may be left out); a usage error when the file it names is
+    outside ``fixtures/`` (judged by its real path: ``..``, an absolute path and a symbolic link
+    leading out are all refused). A path object, or with ``paths`` (the command line) a name that
+    is a file from the current directory, is that file: the caller named it."""
     from .state import get_state
 
-    path = Path(name)
-    if path.is_file():
-        return path
+    if isinstance(name, os.PathLike) or (paths and Path(name).is_file()):
+        return Path(name)
     state = get_state(app)
+    top = (state.root / FOLDER).resolve()
     folders = [state.root / FOLDER / state.env, state.root / FOLDER]
-    tried = []
     for folder in folders:
         for suffix in ("", ".json", ".yaml", ".yml"):
             candidate = folder / f"{name}{suffix}"
-            tried.append(candidate)
-            if candidate.is_file():
-                return candidate
+            if not candidate.is_file():
+                continue
+            real = candidate.resolve()
+            if not real.is_relative_to(top):
+                raise click.UsageError(
+                    f"Fixture name {name!r} leads outside {top} (to {real}): a name is a file "
+                    f"inside {FOLDER}/. Move or copy the file there"
+                    + (", or give its path to `flask db load`." if not paths else ".")
+                )
+            return candidate
     raise click.UsageError(
         f"No fixture file {name!r}: not a file, and none in {folders[0]} or {folders[1]} "
         "(NAME.json, NAME.yaml). Write one with `flask db dump MODEL -o FILE`."
@@ -286,23 +167,32 @@ class _Loader:
         self.rows: dict[t.Any, tuple[Record, dict[str, t.Any]]] = {}
         self.keyless: list[tuple[Record, dict[str, t.Any]]] = []
         #: (pk, {column key: value}) for the second pass.
-        self.later: list[tuple[tuple[t.Any, ...], dict[str, t.Any]]] = []
+        self.later: list[tuple[Record, tuple[t.Any, ...], dict[str, t.Any]]] = []
         self.dialect = conn.dialect.name
+        self.checked = False
+
+    def _check_table(self, record: Record) -> None:
+        """A usage error naming the fix when the database lacks the model's table, or one its
+        foreign keys reference (before a statement fails with the driver's words)."""
+        table = self.model.table
+        inspector = sa.inspect(self.conn)
+        for needed in (table, *(fk.column.table for fk in table.foreign_keys)):
+            if not inspector.has_table(needed.name, schema=needed.schema):
+                raise FixtureError(
+                    f"no table {needed.name} in the database ({binds.label(self.model.bind)}): "
+                    "create the tables with `flask db upgrade` (or `flask db prepare`), then "
+                    "load again",
+                    file=record.file,
+                    record=record.number,
+                    model=self.model.name,
+                )
+        self.checked = True
 
     def add(self, record: Record) -> None:
         model = self.model
-        params: dict[str, t.Any] = {}
-        for name, value in record.fields.items():
-            column = model.fields.get(name)
-            if column is None:
-                raise FixtureError(
-                    f"no such field (fields: {', '.join(model.fields)})",
-                    file=record.file,
-                    record=record.number,
-                    model=model.name,
-                    field=name,
-                )
-            params[column.column.key] = _decode(column, value, record, model.name)
+        if not self.checked:
+            self._check_table(record)
+        params = model.params(record)
         pk = model.pk_of(record)
         if pk is not None:
             for column, value in zip(model.pk, pk, strict=True):
@@ -317,13 +207,20 @@ class _Loader:
         if not self.rows and not self.keyless:
             return
         model, table = self.model, self.model.table
-        existing: dict[tuple[t.Any, ...], t.Any] = {}
+        existing: dict[tuple[t.Any, ...], dict[str, t.Any]] = {}
         if self.rows:
             pk_columns = [c.column for c in model.pk]
             key = pk_columns[0] if len(pk_columns) == 1 else sa.tuple_(*pk_columns)
             wanted = [k[0] if len(pk_columns) == 1 else k for k in self.rows]
-            for row in self.conn.execute(sa.select(table).where(key.in_(wanted))):
-                existing[tuple(row._mapping[c] for c in pk_columns)] = row._mapping
+            # SQL NULL and JSON null both read as None: read which one a JSON column holds.
+            nulls = [c.column for c in model.fields.values() if c.json]
+            query = sa.select(table, *(c.is_(None) for c in nulls)).where(key.in_(wanted))
+            for row in self.conn.execute(query):
+                stored = {c.key: row._mapping[c] for c in table.columns}
+                for column, sql_null in zip(nulls, row[len(table.columns) :], strict=True):
+                    if sql_null:
+                        stored[column.key] = SQL_NULL
+                existing[tuple(row._mapping[c] for c in pk_columns)] = stored
         inserts: list[tuple[Record, dict[str, t.Any]]] = list(self.keyless)
         updates = []
         unchanged = 0
@@ -335,9 +232,9 @@ class _Loader:
                     # Set by the second pass, once every row it may point at is there.
                     later = {k: params.pop(k) for k in deferred if params.get(k) is not None}
                     if later:
-                        self.later.append((pk, later))
+                        self.later.append((record, pk, later))
                 inserts.append((record, params))
-            elif any(found[table.c[k]] != v for k, v in params.items()):
+            elif any(differs(v, found[k]) for k, v in params.items()):
                 updates.append((record, params))
             else:
                 unchanged += 1
@@ -390,47 +287,46 @@ class _Loader:
             self._execute(statement(keys), batch, [r for r, _ in group])
 
     def _execute(
-        self, statement: sa.Executable, batch: list[dict[str, t.Any]], records: list[Record]
+        self,
+        statement: sa.Executable,
+        batch: list[dict[str, t.Any]],
+        records: list[Record],
+        field: str | None = None,
     ) -> None:
         try:
             with self.conn.begin_nested():
                 self.conn.execute(statement, batch)
-        except DBAPIError:
+        except StatementError:
             # Find the record: one at a time, each in its own savepoint.
             for record, params in zip(records, batch, strict=True):
                 try:
                     with self.conn.begin_nested():
                         self.conn.execute(statement, [params])
-                except DBAPIError as e:
+                except StatementError as e:
                     raise FixtureError(
                         _first_line(e),
                         file=record.file,
                         record=record.number,
                         model=self.model.name,
+                        field=field,
                     ) from None
             raise
 
     def second_pass(self) -> None:
         """Set the deferred foreign key columns, once every model's rows are in."""
-        if not self.later:
-            return
-        groups: dict[frozenset[str], list[dict[str, t.Any]]] = {}
-        for pk, values in self.later:
+        groups: dict[frozenset[str], list[tuple[Record, dict[str, t.Any]]]] = {}
+        for record, pk, values in self.later:
             where = {f"_pk_{c.column.key}": v for c, v in zip(self.model.pk, pk, strict=True)}
             groups.setdefault(frozenset(values), []).append(
-                {**where, **{f"_v_{k}": v for k, v in values.items()}}
+                (record, {**where, **{f"_v_{k}": v for k, v in values.items()}})
             )
-        for keys, batch in groups.items():
+        names = {c.column.key: c.name for c in self.model.fields.values()}
+        for keys, rows in groups.items():
             statement = self._update(keys)
-            for start in range(0, len(batch), BATCH):
-                try:
-                    with self.conn.begin_nested():
-                        self.conn.execute(statement, batch[start : start + BATCH])
-                except DBAPIError as e:
-                    raise FixtureError(
-                        f"setting {', '.join(sorted(keys))}: {_first_line(e)}",
-                        model=self.model.name,
-                    ) from None
+            field = ", ".join(sorted(names[k] for k in keys))
+            for start in range(0, len(rows), BATCH):
+                chunk = rows[start : start + BATCH]
+                self._execute(statement, [p for _, p in chunk], [r for r, _ in chunk], field)
         self.later = []
 
     def reset_sequence(self) -> None:
@@ -444,16 +340,18 @@ class _Loader:
         preparer = self.conn.dialect.identifier_preparer
         table = preparer.format_table(self.model.table)
         name = preparer.quote(column.name)
+        # No arithmetic on the largest key: MAX + 1 overflows a BIGINT holding 2**63 - 1. With
+        # keys, the next is MAX + 1 (is_called); without, or with none above 0, it is 1.
         self.conn.execute(
             sa.text(
                 f"SELECT setval(pg_get_serial_sequence(:table, :column), "
-                f"COALESCE((SELECT MAX({name}) FROM {table}), 0) + 1, false)"
+                f"GREATEST(MAX({name}), 1), COALESCE(MAX({name}) >= 1, false)) FROM {table}"
             ),
             {"table": table, "column": column.name},
         )
 
 
-def _first_line(error: DBAPIError) -> str:
+def _first_line(error: StatementError) -> str:
     text = str(error.orig if error.orig is not None else error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
@@ -469,7 +367,7 @@ def _plan(
         if names is None:
             return False, files
         for name in names:
-            model = _lookup(known, name)
+            model = lookup(known, name)
             rank = model.rank if model is not None else last
             if rank < last:
                 return False, files
@@ -491,7 +389,7 @@ def _records(files: list[tuple[Path, str]], known: dict[str, Model]) -> Iterator
     for path, fmt in files:
         if (path, fmt) not in whole:
             names.update(models_in(path, fmt) or [])
-    ordered = sorted(names, key=lambda n: (m.rank if (m := _lookup(known, n)) else -1, n))
+    ordered = sorted(names, key=lambda n: (m.rank if (m := lookup(known, n)) else -1, n))
     for name in ordered:
         yield from (r for r in held if r.model == name)
         for path, fmt in files:
@@ -515,7 +413,7 @@ def load_on(
     loaders: dict[str, _Loader] = {}
     current: _Loader | None = None
     for record in _records(files, known):
-        model = _lookup(known, record.model)
+        model = lookup(known, record.model)
         if model is None:
             raise FixtureError(
                 f"no model {record.model!r} (models: {', '.join(known) or 'none'})",

@@ -78,7 +78,7 @@ def load_command(
 ) -> None:
     """Load data fixture files (or names under fixtures/) in one transaction per database."""
     app = _app()
-    paths = [datafixtures.find(app, name) for name in files]
+    paths = [datafixtures.find(app, name, paths=True) for name in files]
     sqla = binds.sqla_of(app)
     keys = binds.select(bind_names, app)
     if not dry_run:

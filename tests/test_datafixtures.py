@@ -22,7 +22,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flask_complete import Complete, datafixtures
-from flask_complete.fixture_format import FixtureError
+from flask_complete.fixture_format import YAML_HEAD, FixtureError, models_in
 
 STRONG = "Xq7vN2mL9pR4sT1uW8yZ3aB6cD0eF5gH2jK7lM4nP9qR6sT3uV0wX8yZ1aB5cD2e"
 # SQLite stores NUMERIC as a float: SQLAlchemy says so once per type.
@@ -278,6 +278,40 @@ def test_dry_run_changes_nothing(built: tuple[Flask, Models], tmp_path: Path) ->
     assert count(app, m, m.Owner) == 0
 
 
+@sqlite_decimal
+def test_dumped_files_given_children_first_load_parents_first(
+    built: tuple[Flask, Models], tmp_path: Path
+) -> None:
+    """Files ``dump`` wrote are streamed, a pass per model, when their order is not the foreign
+    keys' (the one-line files above are read whole instead)."""
+    app, m = built
+    assert run(app, "db", "prepare").exit_code == 0
+    fill(app, m)
+    before = dumped(app)
+    items, owners = tmp_path / "items.json", tmp_path / "owners.json"
+    assert run(app, "db", "dump", "Item", "-o", str(items)).exit_code == 0
+    assert run(app, "db", "dump", "Owner", "-o", str(owners)).exit_code == 0
+    assert models_in(items, "json") == ["Item"] * 3
+    assert models_in(owners, "json") == ["Owner"] * 2
+    assert run(app, "db", "drop", "--yes").exit_code == 0
+    assert run(app, "db", "prepare").exit_code == 0
+    result = run(app, "db", "load", str(items), str(owners))
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(
+        "Owner: 2 added, 0 updated, 0 unchanged\nItem: 3 added, 0 updated, 0 unchanged\n"
+    )
+    assert dumped(app, "Owner", "Item") == dumped_models(before, "Owner", "Item")
+    result = run(app, "db", "load", str(items), str(owners))
+    assert "Item: 0 added, 0 updated, 3 unchanged" in result.output
+
+
+def dumped_models(text: str, *names: str) -> str:
+    """The records of ``names`` in a file ``dump`` wrote, as ``dump NAME...`` writes them."""
+    lines = [line.rstrip(",") for line in text.splitlines()[1:-1]]
+    kept = [line for line in lines if json.loads(line)["model"] in names]
+    return "[\n" + ",\n".join(kept) + "\n]\n"
+
+
 def test_out_of_order_records_load_parents_first(
     built: tuple[Flask, Models], tmp_path: Path
 ) -> None:
@@ -346,7 +380,8 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     fill(app, m)
     out = tmp_path / "all.yaml"
     assert run(app, "db", "dump", "-o", str(out)).exit_code == 0
-    assert out.read_text().startswith("- model: Owner\n")
+    text = out.read_text()
+    assert text.startswith(f"{YAML_HEAD}\n- model: Owner\n") and text.endswith("\n...\n")
     json_before = dumped(app)
     assert run(app, "db", "drop", "--yes").exit_code == 0
     assert run(app, "db", "prepare").exit_code == 0
