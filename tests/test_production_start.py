@@ -178,6 +178,7 @@ def test_every_check_reports_an_id_of_the_table_at_its_level() -> None:
         *c.check_cookies({"REMEMBER_COOKIE_HTTPONLY": False}, remember_cookie=True),
         *c.check_cors(["*", "http://a.test"], credentials=False),
         *c.check_readable([(".env", 0o644)]),
+        *c.check_throttle_fail_open({"AUTH_THROTTLE_FAIL_OPEN": True}, login=True),
         *c.check_tracked([".env"]),
         *c.check_versions([Package("flask", None, ">=3.1,<3.2", "3.0.3", False)]),
     ]
