@@ -483,10 +483,10 @@ def _transaction(conn: Connection, *, commit: bool) -> Iterator[None]:
         transaction.rollback()
 
 
-def load_in_session(app: Flask, *names: str, session: t.Any = None) -> Report:
-    """Load the fixtures ``names`` (files, or names under ``fixtures/``) inside the current
-    session's transaction, for tests and seeds: rolled back with it. A bad record leaves the
-    transaction as it was."""
+def load_in_session(app: Flask, *names: str | os.PathLike[str], session: t.Any = None) -> Report:
+    """Load the fixtures ``names`` (names under ``fixtures/``, or :class:`~pathlib.Path` objects
+    for files elsewhere) inside the current session's transaction, for tests and seeds: rolled
+    back with it. A bad record leaves the transaction as it was."""
     sqla = binds.sqla_of(app)
     session = session if session is not None else sqla.session
     session.flush()

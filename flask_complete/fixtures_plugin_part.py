@@ -2,9 +2,10 @@
 fixture, the ``fixtures`` marker and the ``--load-fixtures`` session option.
 
 * ``load_fixtures("users", "notes")`` (a fixture returning a function) loads fixture files
-  (paths, or names under ``fixtures/testing/`` then ``fixtures/``) into the test's transaction:
-  rolled back with it. Call it inside the app context the test uses (the plugin's ``app``
-  fixture pushes one): a new context would have a session of its own, ended with it.
+  (names under ``fixtures/testing/`` then ``fixtures/``, which must stay inside ``fixtures/``; a
+  ``pathlib.Path`` for a file elsewhere) into the test's transaction: rolled back with it. Call
+  it inside the app context the test uses (the plugin's ``app`` fixture pushes one): a new
+  context would have a session of its own, ended with it.
 * ``@pytest.mark.fixtures("users", "notes")`` does the same before the test.
 * ``--load-fixtures users,notes`` (ini ``load_fixtures``) loads them once for the whole run into
   the test database, committed, on top of the migrations.
@@ -15,6 +16,7 @@ module level, so the plugin can import it lazily.
 
 from __future__ import annotations
 
+import os
 import typing as t
 
 from . import datafixtures
@@ -45,7 +47,7 @@ def loader(app: Flask) -> t.Callable[..., Report]:
     """What the ``load_fixtures`` fixture returns: loads names into the current session's
     transaction (the test's, under the ``db`` fixture's isolation)."""
 
-    def load_fixtures(*names: str) -> Report:
+    def load_fixtures(*names: str | os.PathLike[str]) -> Report:
         from flask import current_app, has_app_context
 
         if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
