@@ -172,11 +172,11 @@ class DatabaseThrottle:
     per key. Each first makes sure the key's row exists and locks it (an upsert that writes
     nothing when the row is there), then reads it with ``FOR UPDATE`` and writes the new count:
     concurrent workers queue on the row, and each sees the count and lock the previous one
-    left. MariaDB has no ``UPDATE ... RETURNING``, and a missed ``UPDATE`` followed by an
-    insert deadlocks under its gap locks; the upsert works alike on PostgreSQL, MySQL, MariaDB
-    and SQLite (whose write lock serialises the whole step). Contention that still happens is
-    retried, and refused after :data:`CONTENTION_TRIES`; any other failure raises
-    :class:`StoreUnavailable`."""
+    left. MariaDB has no ``UPDATE ... RETURNING``, and an ``UPDATE`` that missed, a locking read
+    and an ``INSERT`` of the missing row deadlocked under its gap locks; the upsert works alike
+    on PostgreSQL, MySQL, MariaDB and SQLite (whose write lock serialises the whole step).
+    Contention that still happens is retried, and refused after :data:`CONTENTION_TRIES`; any
+    other failure raises :class:`StoreUnavailable`."""
 
     def __init__(self, db: SQLAlchemy, tbl: Table, policy: Policy) -> None:
         self.db = db
@@ -247,9 +247,9 @@ class DatabaseThrottle:
             return sqlite_insert(self.table).values(values).on_conflict_do_nothing()
         return None
 
-    def _reserve_one(self, key: str, limit: int) -> tuple[str, int, str | None] | int | None:
-        """Count an attempt on ``key``: what the reservation holds for it, the seconds its lock
-        has left, or ``None`` when its row went away meanwhile (try again)."""
+    def _reserve_one(self, key: str, limit: int) -> tuple[str, int, str | None] | int:
+        """Count an attempt on ``key``: what the reservation holds for it, or the seconds its
+        lock has left."""
         session = self.db.session
         c = self.table.c
         now = utcnow()
@@ -293,6 +293,8 @@ class DatabaseThrottle:
         return (key, count, mark)
 
     def release(self, reservation: Reservation, success: bool = True) -> None:
+        if not reservation.held:
+            return
         c = self.table.c
 
         def give_back() -> bool:
