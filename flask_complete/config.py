@@ -274,12 +274,15 @@ def _typed(key: str, value: t.Any, source: str, *, tomlfy: bool) -> t.Any:
             warnings.simplefilter("ignore")  # "@reset": Dynaconf warns it is no longer needed
             parsed = parse_conf_data(value, tomlfy=tomlfy, box_settings={})
     except Exception as e:  # Dynaconf's casts raise their own errors: "@int abc"
+        shown = redact(key, value)
+        # The cast's error quotes the value: only when the value may be shown.
+        why = f": {e}" if shown == value else "."
         raise ConfigError(
             [
                 Problem(
                     "config.token",
                     key,
-                    f"{key} = {value!r} (from {source}) cannot be read: {e}",
+                    f"{key} = {shown!r} (from {source}) cannot be read{why}",
                     "Fix the value after the token (e.g. @int 5), or write the plain value.",
                 )
             ]
