@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
 import os
+import re
 import sqlite3
 import typing as t
 import weakref
@@ -16,6 +19,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
 
+from . import settings_schema as schema
 from .config import ConfigError, Problem, redact_url
 
 if t.TYPE_CHECKING:
@@ -71,7 +75,7 @@ def normalize_url(url: str | URL, setting: str = "DATABASE_URL") -> str:
                 Problem(
                     "database.url",
                     setting,
-                    f"{setting} = {text!r} is not a database URL.",
+                    f"{setting} = {redact_url(text)!r} is not a database URL.",
                     "Use the form dialect://user:password@host:port/name, "
                     "e.g. postgresql://app@127.0.0.1/app or sqlite:///app.sqlite3.",
                 )
@@ -81,7 +85,7 @@ def normalize_url(url: str | URL, setting: str = "DATABASE_URL") -> str:
         text = f"{_DRIVERS[scheme][0]}://{rest}"
     try:
         parsed = make_url(text)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
         raise ConfigError(
             [
                 Problem(
@@ -182,6 +186,142 @@ def engine_options(
     return merged
 
 
+# -- engine options: what create_engine and the driver take ------------------------------------
+
+#: Dialects a settings block shared by every environment may hold options for.
+_BUNDLED_DIALECTS = ("sqlite", "postgresql+psycopg", "mysql+pymysql", "mariadb+pymysql")
+_ENGINE_DOCS = "https://docs.sqlalchemy.org/en/20/core/engines.html#sqlalchemy.create_engine"
+
+
+@functools.cache
+def _engine_names() -> frozenset[str]:
+    """The arguments create_engine takes for any database: its own, the engine's and every
+    pool's (by their create_engine names: ``pool_pre_ping`` for the pool's ``pre_ping``)."""
+    from sqlalchemy import pool, util
+    from sqlalchemy.engine import base, create
+
+    names = {"connect_args", "creator", "module", "pool", "poolclass", "plugins", "future"}
+    for overload in t.get_overloads(create.create_engine):
+        names.update(inspect.signature(overload).parameters)
+    names.update(util.get_cls_kwargs(base.Engine))
+    # create_engine renames some pool arguments; the table is private, so it may be missing.
+    renamed: t.Mapping[str, str] = getattr(create, "_pool_translate_kwargs", {})
+    pools, classes = [], [pool.Pool]
+    while classes:
+        pools.append(cls := classes.pop())
+        classes += cls.__subclasses__()
+    for cls in pools:
+        names.update(renamed.get(k, k) for k in util.get_cls_kwargs(cls))
+    return frozenset(names - {"url", "kwargs", "dialect"})
+
+
+@functools.cache
+def _dialect_names(drivername: str) -> frozenset[str]:
+    """The arguments create_engine hands to the dialect ``drivername`` (``mysql+pymysql``)
+    and to its DBAPI import."""
+    from sqlalchemy import util
+
+    dialect = make_url(f"{drivername}://").get_dialect()
+    names = set(util.get_cls_kwargs(dialect)) | set(util.get_func_kwargs(dialect.import_dbapi))
+    return frozenset(names - {"cls", "dbapi"})
+
+
+@functools.cache
+def _any_dialect_names() -> frozenset[str]:
+    names = set(_engine_names())
+    for name in _BUNDLED_DIALECTS:
+        with contextlib.suppress(NoSuchModuleError, ImportError):
+            names |= _dialect_names(name)
+    return frozenset(names)
+
+
+@functools.cache
+def _connect_names(driver: str) -> frozenset[str] | None:
+    """The keyword arguments the DBAPI ``driver``'s ``connect()`` takes, as the driver states
+    them; ``None`` when it cannot say."""
+    try:
+        if driver == "psycopg":
+            import psycopg
+
+            # The connection parameters this libpq knows, and psycopg's own.
+            libpq = {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()}
+            own = inspect.signature(psycopg.Connection.connect).parameters
+            return frozenset(libpq | set(own) - {"conninfo", "kwargs"})
+        if driver == "pymysql":
+            import pymysql
+
+            own = inspect.signature(pymysql.connections.Connection.__init__).parameters
+            return frozenset(set(own) - {"self", "args", "kwargs"})
+        if driver == "pysqlite":
+            # sqlite3.connect states its arguments only as text (inspect cannot parse it).
+            stated = getattr(sqlite3.connect, "__text_signature__", None) or ""
+            return frozenset(re.findall(r"(\w+)\s*=", stated)) | {"database"} if stated else None
+    except (ImportError, AttributeError, ValueError, TypeError):
+        pass
+    return None
+
+
+def check_engine_options(
+    url: str, options: t.Any, setting: str, source: str, env: str
+) -> tuple[dict[str, t.Any], list[Problem]]:
+    """``options`` as the engine of ``url`` can take them, and a problem for each key that is
+    no engine option (of any database) or no connect argument of the driver.
+
+    The problem is an error in production (from a file or the environment) and a warning
+    elsewhere, like a misspelt setting; the key is left out either way, so the engine is built
+    without it. An option of another database (``use_native_hstore`` on SQLite) is left out
+    quietly, as the pool's sizes are on SQLite: one settings block serves every environment.
+    """
+    if not isinstance(options, t.Mapping) or not options:
+        return {}, []  # the settings check reports a value that is no table
+    parsed = make_url(url)
+    try:
+        here = _engine_names() | _dialect_names(parsed.drivername)
+    except (NoSuchModuleError, ImportError):
+        return dict(options), []  # an unknown driver is reported where the engine is built
+    if "plugins" in options or "plugin" in parsed.query:
+        return dict(options), []  # plugins take arguments of their own
+    kept: dict[str, t.Any] = {}
+    problems = []
+    level = "error" if env == "production" and source != "code" else "warning"
+    for key, value in options.items():
+        name = str(key).lower()
+        if name in here:
+            kept[key] = value
+        elif name not in _any_dialect_names():
+            problems.append(_unknown(setting, name, here, source, level, "an engine option"))
+    args = kept.get("connect_args")
+    accepted = _connect_names(parsed.get_driver_name()) if isinstance(args, t.Mapping) else None
+    if args and accepted is not None:
+        driver = parsed.get_driver_name()
+        kept["connect_args"] = {k: v for k, v in args.items() if k in accepted}
+        problems += [
+            _unknown(f"{setting}.connect_args", k, accepted, source, level, f"{driver}'s")
+            for k in args
+            if k not in accepted
+        ]
+    return kept, problems
+
+
+def _unknown(
+    setting: str, key: str, known: t.Iterable[str], source: str, level: str, what: str
+) -> Problem:
+    guess = schema.near(key, known)
+    connect = what.endswith("'s")
+    kind = f"a connect argument of {what[:-2]}" if connect else what
+    message = f"{setting}.{key} (from {source}) is not {kind}"
+    message += f"; did you mean {guess}?" if guess else "."
+    if guess:
+        fix = f"Rename it to {guess}."
+    elif connect:
+        fix = f"Remove it: the connect arguments are those of {what[:-2]}'s connect()."
+    else:
+        fix = f"Remove it: the engine options are create_engine()'s arguments ({_ENGINE_DOCS})."
+    if level == "warning":
+        fix += " Until then the engine is built without it."
+    return Problem("config.typo", setting.partition(".")[0], message, fix, level=level)
+
+
 def _sqlite_pragmas(busy_timeout: int) -> t.Callable[[t.Any, t.Any], None]:
     def on_connect(dbapi_connection: t.Any, connection_record: t.Any) -> None:
         if not isinstance(dbapi_connection, sqlite3.Connection):
@@ -270,17 +410,53 @@ def configure(app: Flask, state: CompleteState) -> None:
     if any(_under(u, app.instance_path) for u in urls.values()):
         # Flask-SQLAlchemy creates the instance folder for the relative paths it resolves.
         os.makedirs(app.instance_path, exist_ok=True)
+    sources = state.settings.sources
+    setting = "SQLALCHEMY_ENGINE_OPTIONS"
+    # Flask-SQLAlchemy gives these options to every engine, the binds' too.
+    first = urls[None] if None in urls else next(iter(urls.values()), None)
+    user = _checked(state, first, config.get(setting) or {}, setting, sources) if first else {}
     if None in urls:
         config["SQLALCHEMY_DATABASE_URI"] = urls[None]
-        config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(
-            urls[None], config, config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
-        )
-    binds = {
-        key: {"url": urls[key], **engine_options(urls[key], config, options)}
-        for key, options in bind_options.items()
-    }
+        config[setting] = engine_options(urls[None], config, user)
+    elif first:
+        config[setting] = user
+    binds = {}
+    for key, options in bind_options.items():
+        user = _checked(state, urls[key], options, f"SQLALCHEMY_BINDS.{key}", sources)
+        binds[key] = {"url": urls[key], **engine_options(urls[key], config, user)}
     if binds:
         config["SQLALCHEMY_BINDS"] = binds
+
+
+def _checked(
+    state: CompleteState, url: str, options: t.Any, setting: str, sources: t.Mapping[str, str]
+) -> dict[str, t.Any]:
+    """``options`` as :func:`check_engine_options` keeps them; its errors are refusals, its
+    warnings are logged and listed with the settings' own."""
+    source = sources.get(setting.partition(".")[0], "code")
+    kept, problems = check_engine_options(url, options, setting, source, state.env)
+    for problem in problems:
+        if problem.level == "error":
+            state.problems.append(problem)
+        else:
+            state.settings.problems.append(problem)
+            log.warning("[%s] %s %s", problem.id, problem.message, problem.fix)
+    return kept
+
+
+def _without_driver(app: Flask) -> tuple[str, URL]:
+    """The setting and URL of the first database whose driver does not import (an app may have
+    binds and no default database)."""
+    urls = [("DATABASE_URL", app.config.get("SQLALCHEMY_DATABASE_URI"))]
+    binds = app.config.get("SQLALCHEMY_BINDS") or {}
+    urls += [(f"SQLALCHEMY_BINDS.{key}", bind.get("url")) for key, bind in binds.items()]
+    found = [(setting, make_url(url)) for setting, url in urls if url]
+    for setting, url in found:
+        try:
+            url.get_dialect().import_dbapi()
+        except (ModuleNotFoundError, NoSuchModuleError):
+            return setting, url
+    return found[0]
 
 
 def _under(url: str, folder: str) -> bool:
@@ -362,8 +538,23 @@ def init_app(app: Flask, state: CompleteState) -> None:
         except (ModuleNotFoundError, NoSuchModuleError) as e:
             from .dbcli import explain
 
-            url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
-            state.problems.append(Problem("database.driver", "DATABASE_URL", str(explain(e, url))))
+            setting, url = _without_driver(app)
+            state.problems.append(Problem("database.driver", setting, str(explain(e, url))))
+            app.extensions.pop("sqlalchemy", None)
+            return
+        except (TypeError, ArgumentError) as e:
+            # What the check of the options could not foresee (a pool_size with poolclass =
+            # StaticPool): SQLAlchemy's own words, never a traceback.
+            app.extensions.pop("sqlalchemy", None)
+            state.problems.append(
+                Problem(
+                    "database.options",
+                    "SQLALCHEMY_ENGINE_OPTIONS",
+                    "SQLAlchemy refuses the engine options (SQLALCHEMY_ENGINE_OPTIONS, "
+                    f"SQLALCHEMY_BINDS): {redact_url(str(e).splitlines()[0])}",
+                    "Fix or remove the option it names.",
+                )
+            )
             return
     else:
         bound = _bound_urls(app, sqla)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import tempfile
 import tomllib
 import typing as t
 from pathlib import Path
@@ -11,6 +13,8 @@ from pathlib import Path
 import flask_login
 import pytest
 from flask import Flask
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
 
 from flask_complete import Complete, ConfigError, config
 from flask_complete import settings_schema as schema
@@ -278,3 +282,194 @@ def test_a_second_look_need_not_log(tmp_path: Path, caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.WARNING, logger="flask_complete"):
         settings = config.load(Flask("q"), env="development", root=tmp_path, log=False)
     assert settings.problems and caplog.records == []
+
+
+# -- keys inside table settings ---------------------------------------------------------------
+
+#: Engine options as the SQLAlchemy documentation spells them.
+ENGINE_OPTIONS = [
+    *("pool_pre_ping", "pool_size", "max_overflow", "pool_recycle", "pool_timeout"),
+    *("pool_use_lifo", "echo", "echo_pool", "isolation_level", "hide_parameters"),
+    *("execution_options", "query_cache_size", "pool_reset_on_return", "connect_args"),
+]
+
+
+def taken(option: str) -> bool:
+    """Whether create_engine takes ``option`` (for a server database; none is contacted)."""
+    import sqlalchemy as sa
+
+    value: t.Any = {} if option in ("connect_args", "execution_options") else 1
+    try:
+        sa.create_engine("postgresql+psycopg://u@127.0.0.1:1/db", **{option: value}).dispose()
+    except TypeError:
+        return False
+    except Exception:  # a value of the wrong type: the name itself was taken
+        return True
+    return True
+
+
+@st.composite
+def misspelt_options(draw: st.DrawFn) -> tuple[str, str]:
+    """An engine option with one edit (a letter dropped, doubled, swapped or replaced) that
+    create_engine does not take."""
+    option = draw(st.sampled_from(ENGINE_OPTIONS))
+    i = draw(st.integers(0, len(option) - 2))
+    letter = draw(st.sampled_from("abcdefghijklmnopqrstuvwxyz_"))
+    edit = draw(st.sampled_from(["drop", "double", "swap", "replace"]))
+    typo = {
+        "drop": option[:i] + option[i + 1 :],
+        "double": option[: i + 1] + option[i:],
+        "swap": option[:i] + option[i + 1] + option[i] + option[i + 2 :],
+        "replace": option[:i] + letter + option[i + 1 :],
+    }[edit]
+    assume(typo != option and not taken(typo))
+    return option, typo
+
+
+def guess_of(message: str) -> str:
+    found = re.search(r"did you mean ([\w.]+)\?", message)
+    assert found, message
+    return found[1]
+
+
+def engine_typo_app(root: Path, env: str, settings: str, **code: t.Any) -> Flask:
+    (root / "settings.toml").write_text(settings)
+    app = Flask("engine", root_path=str(root), instance_path=str(root / "instance"))
+    app.config.update(SECRET_KEY=STRONG, **code)
+    Complete(app, env=env, root=root)
+    return app
+
+
+@pytest.mark.usefixtures("clean_env")
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(misspelt=misspelt_options(), table=st.sampled_from(["options", "bind"]))
+@example(misspelt=("pool_pre_ping", "pool_pre_pingg"), table="options")
+def test_a_misspelt_engine_option_is_one_named_problem(
+    misspelt: tuple[str, str], table: str
+) -> None:
+    option, typo = misspelt
+    url = "postgresql://app@127.0.0.1:1/app"
+    if table == "options":
+        setting = "SQLALCHEMY_ENGINE_OPTIONS"
+        settings = f'DATABASE_URL = "{url}"\n{setting} = {{{typo} = 1}}\n'
+    else:
+        setting = "SQLALCHEMY_BINDS.reports"
+        settings = f'SQLALCHEMY_BINDS = {{reports = {{url = "{url}", {typo} = 1}}}}\n'
+    head = f"{setting}.{typo} (from settings.toml [default]) is not an engine option"
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        # Development: a warning; the app starts (without the key), config and check show it.
+        app = engine_typo_app(root, "development", settings)
+        runner = app.test_cli_runner()
+        shown = runner.invoke(args=["complete", "config"])
+        checked = runner.invoke(args=["complete", "check", "--format", "json"])
+        # check exits 1 for the unreachable database, never on an exception of its own.
+        assert shown.exception is None, shown.output
+        assert checked.exception is None or isinstance(checked.exception, SystemExit)
+        (finding,) = [f for f in json.loads(checked.output)["findings"] if typo in f["message"]]
+        assert finding["id"] == "config.typo" and finding["level"] == "warning"
+        assert finding["message"].startswith(head), finding["message"]
+        assert finding["key"] == setting.partition(".")[0]
+        assert f"warning: {head}" in shown.output
+        guess = guess_of(finding["message"])
+        # The closest option create_engine takes: the one meant, or one as near.
+        assert taken(guess), guess
+        assert schema.distance(typo, guess) <= schema.distance(typo, option)
+        # Production: refused, the same problem first; never a traceback.
+        with pytest.raises(ConfigError) as e:
+            engine_typo_app(root, "production", settings)
+        assert e.value.format_message().startswith(head)
+        assert f"did you mean {guess}? Rename it to {guess}. [config.typo]" in (
+            e.value.format_message()
+        )
+
+
+@pytest.mark.usefixtures("clean_env")
+class TestTableKeys:
+    def test_the_issue_example_in_every_printer(self, tmp_path: Path) -> None:
+        settings = "SQLALCHEMY_ENGINE_OPTIONS = {pool_pre_pingg = true}\n"
+        app = engine_typo_app(tmp_path, "development", settings)
+        runner = app.test_cli_runner()
+        line = (
+            "SQLALCHEMY_ENGINE_OPTIONS.pool_pre_pingg (from settings.toml [default]) is not an "
+            "engine option; did you mean pool_pre_ping?"
+        )
+        assert line in runner.invoke(args=["complete", "config"]).output
+        check = runner.invoke(args=["complete", "check", "--format", "json"])
+        assert line in check.output
+        assert check.exception is None or isinstance(check.exception, SystemExit)
+        # The engine was built without it.
+        assert "pool_pre_pingg" not in app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+        with app.app_context():
+            assert app.extensions["sqlalchemy"].engine.dialect.name == "sqlite"
+
+    @pytest.mark.parametrize(
+        ("url", "written", "meant", "driver"),
+        [
+            ("sqlite:///app.db", "timeuot", "timeout", "pysqlite"),
+            ("postgresql://app@127.0.0.1:1/app", "sslmdoe", "sslmode", "psycopg"),
+            ("mysql://app@127.0.0.1:1/app", "init_comand", "init_command", "pymysql"),
+        ],
+    )
+    def test_a_misspelt_connect_argument(
+        self, tmp_path: Path, url: str, written: str, meant: str, driver: str
+    ) -> None:
+        settings = (
+            f'[production]\nDATABASE_URL = "{url}"\n'
+            f'SQLALCHEMY_ENGINE_OPTIONS = {{connect_args = {{{written} = "x"}}}}\n'
+        )
+        with pytest.raises(ConfigError) as e:
+            engine_typo_app(tmp_path, "production", settings)
+        assert e.value.format_message().startswith(
+            f"SQLALCHEMY_ENGINE_OPTIONS.connect_args.{written} (from settings.toml [production])"
+            f" is not a connect argument of {driver}; did you mean {meant}? Rename it to {meant}."
+        )
+
+    def test_an_unknown_key_like_nothing_names_the_documentation(self, tmp_path: Path) -> None:
+        settings = "SQLALCHEMY_ENGINE_OPTIONS = {colour = 1}\n"
+        with pytest.raises(ConfigError) as e:
+            engine_typo_app(tmp_path, "production", f'DATABASE_URL = "sqlite://"\n{settings}')
+        first = e.value.format_message().splitlines()[0]
+        assert first.startswith("SQLALCHEMY_ENGINE_OPTIONS.colour (from settings.toml [default])")
+        assert "is not an engine option. Remove it: the engine options are create_engine()'s" in (
+            first
+        )
+
+    def test_another_databases_option_is_left_out_quietly(self, tmp_path: Path) -> None:
+        # One block for every environment: PostgreSQL's hstore switch on development's SQLite.
+        settings = "SQLALCHEMY_ENGINE_OPTIONS = {use_native_hstore = false, pool_size = 3}\n"
+        app = engine_typo_app(tmp_path, "development", settings)
+        assert app.extensions["complete"].settings.problems == []
+        assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {}
+
+    def test_set_in_code_only_warns_even_in_production(self, tmp_path: Path) -> None:
+        options = {"pool_pre_pingg": True}
+        app = engine_typo_app(
+            tmp_path,
+            "production",
+            "",
+            SQLALCHEMY_DATABASE_URI="sqlite://",
+            **{"SQLALCHEMY_ENGINE_OPTIONS": options},
+        )
+        (problem,) = app.extensions["complete"].settings.problems
+        assert (problem.level, problem.key) == ("warning", "SQLALCHEMY_ENGINE_OPTIONS")
+        assert problem.message.startswith("SQLALCHEMY_ENGINE_OPTIONS.pool_pre_pingg (from code)")
+
+    def test_what_sqlalchemy_still_refuses_is_a_problem_too(self, tmp_path: Path) -> None:
+        from sqlalchemy.pool import StaticPool
+
+        # Both are options; together SQLAlchemy refuses them (a static pool has no size).
+        options = {"poolclass": StaticPool, "pool_size": 3}
+        with pytest.raises(ConfigError) as e:
+            engine_typo_app(
+                tmp_path,
+                "development",
+                "",
+                SQLALCHEMY_DATABASE_URI="postgresql://app@127.0.0.1:1/app",
+                SQLALCHEMY_ENGINE_OPTIONS=options,
+            )
+        message = e.value.format_message()
+        assert message.startswith("SQLAlchemy refuses the engine options")
+        assert "'pool_size'" in message and "[database.options]" in message
