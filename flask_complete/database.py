@@ -573,6 +573,11 @@ def init_app(app: Flask, state: CompleteState) -> None:
     busy_timeout = int(app.config.get("SQLITE_BUSY_TIMEOUT", 5000))
     with app.app_context():
         engines = dict(sqla.engines)
+    if state.env == "testing":
+        from . import testguard
+
+        # Every connection of a testing app is judged by what it is on, before it is used.
+        testguard.watch(app)
     for engine in engines.values():
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))

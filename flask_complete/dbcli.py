@@ -91,9 +91,11 @@ def explain(error: BaseException, url: URL) -> str | None:
             f"({shown}). Check the user name and password in DATABASE_URL."
         )
     if code == 1049 or ("database" in text and "does not exist" in text):
+        from .identity import declared_name
+
         return (
-            f"The database {url.database!r} does not exist on the server at {where} ({shown}). "
-            "Create it with `flask db create` (or `flask db prepare`)."
+            f"The database {declared_name(url)!r} does not exist on the server at {where} "
+            f"({shown}). Create it with `flask db create` (or `flask db prepare`)."
         )
     unreachable = (
         "connection refused",
@@ -146,14 +148,37 @@ def _failed_url() -> URL | None:
 
 
 def _admin_engine(url: URL, connect_args: dict[str, t.Any]) -> sa.Engine:
-    """An autocommit engine on the server's maintenance database."""
+    """An autocommit engine on the server's maintenance database, on the server ``url`` reaches
+    (whatever query parameter or connect argument would pick another database is left out)."""
+    from .identity import strip_overrides, without_overrides
+
     maintenance = "postgres" if url.get_backend_name() == "postgresql" else None
     return sa.create_engine(
-        url._replace(database=maintenance),  # set() cannot clear the name
+        without_overrides(url, maintenance),
         poolclass=sa.pool.NullPool,
         isolation_level="AUTOCOMMIT",
-        connect_args=connect_args,
+        connect_args=strip_overrides(url, connect_args),
     )
+
+
+def _quote(url: URL, name: str) -> str:
+    # Not the dialect's preparer: it doubles "%" for the driver, and text() doubles it again.
+    if url.get_backend_name() == "postgresql":
+        return '"' + name.replace('"', '""') + '"'
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _name(url: URL, connect_args: dict[str, t.Any] | None) -> str:
+    """The database ``url`` names, as its driver reads it (query overrides included)."""
+    from .identity import declared_name
+
+    name = declared_name(url, connect_args)
+    if not name:
+        raise click.ClickException(
+            f"{redact_url(url)} names no database: put its name in the URL's path "
+            "(dialect://user@host/NAME)."
+        )
+    return name
 
 
 def database_exists(url: URL, connect_args: dict[str, t.Any] | None = None) -> bool:
@@ -161,6 +186,7 @@ def database_exists(url: URL, connect_args: dict[str, t.Any] | None = None) -> b
     if url.get_backend_name() == "sqlite":
         path = sqlite_file(url)
         return path is None or path.exists()
+    name = _name(url, connect_args)
     engine = _admin_engine(url, connect_args or {})
     try:
         with database_errors(url), engine.connect() as conn:
@@ -168,13 +194,14 @@ def database_exists(url: URL, connect_args: dict[str, t.Any] | None = None) -> b
                 query = "SELECT 1 FROM pg_database WHERE datname = :name"
             else:
                 query = "SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"
-            return conn.execute(sa.text(query), {"name": url.database}).first() is not None
+            return conn.execute(sa.text(query), {"name": name}).first() is not None
     finally:
         engine.dispose()
 
 
 def create_database(url: URL, connect_args: dict[str, t.Any] | None = None) -> bool:
-    """Create the database of ``url``; ``False`` when it exists already."""
+    """Create the database of ``url`` (the one its driver will connect to); ``False`` when it
+    exists already."""
     if database_exists(url, connect_args):
         return False
     if url.get_backend_name() == "sqlite":
@@ -183,35 +210,63 @@ def create_database(url: URL, connect_args: dict[str, t.Any] | None = None) -> b
         path.parent.mkdir(parents=True, exist_ok=True)
         sqlite3.connect(path).close()
         return True
+    name = _name(url, connect_args)
     engine = _admin_engine(url, connect_args or {})
     try:
         with database_errors(url), engine.connect() as conn:
-            name = engine.dialect.identifier_preparer.quote_identifier(str(url.database))
+            quoted = _quote(url, name)
             if url.get_backend_name() == "postgresql":
-                conn.execute(sa.text(f"CREATE DATABASE {name}"))
+                conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
             else:
                 charset = url.query.get("charset", "utf8mb4")
-                conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET {charset}"))
+                conn.execute(sa.text(f"CREATE DATABASE {quoted} CHARACTER SET {charset}"))
     finally:
         engine.dispose()
     return True
 
 
-def drop_database(url: URL, connect_args: dict[str, t.Any] | None = None) -> bool:
-    """Drop the database of ``url``; ``False`` when there was none."""
-    if not database_exists(url, connect_args):
-        return False
+def drop_database(
+    url: URL,
+    connect_args: dict[str, t.Any] | None = None,
+    *,
+    check: t.Callable[[sa.Connection], None] | None = None,
+) -> bool:
+    """Drop the database ``url`` really connects to, as its server names it; ``False`` when
+    there was none. ``check`` is given the connection to it first, and may refuse."""
+    from .identity import ask, missing_database
+
     if url.get_backend_name() == "sqlite":
         path = sqlite_file(url)
-        if path is None:
+        if path is None or not path.exists():
             return False
+    target = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args or {})
+    try:
+        with database_errors(url), target.connect() as conn:
+            if check is not None:
+                check(conn)
+            found = ask(conn)
+    except click.ClickException as e:
+        cause = e.__cause__
+        if isinstance(cause, DBAPIError) and missing_database(cause):
+            return False
+        raise
+    finally:
+        target.dispose()
+    if url.get_backend_name() == "sqlite":
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return True
     engine = _admin_engine(url, connect_args or {})
     try:
         with database_errors(url), engine.connect() as conn:
-            name = engine.dialect.identifier_preparer.quote_identifier(str(url.database))
+            admin = ask(conn)
+            if admin.server != found.server:
+                raise click.ClickException(
+                    f"Refusing to drop {found.name!r}: {redact_url(url)} reaches the server "
+                    f"{found.server}, but its maintenance connection reached {admin.server}. "
+                    "Give the host and port in the URL itself."
+                )
+            name = _quote(url, found.name)
             if url.get_backend_name() == "postgresql":
                 # Other sessions (a shell, a worker) would block the drop.
                 conn.execute(
@@ -219,7 +274,7 @@ def drop_database(url: URL, connect_args: dict[str, t.Any] | None = None) -> boo
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                         "WHERE datname = :name AND pid <> pg_backend_pid()"
                     ),
-                    {"name": url.database},
+                    {"name": found.name},
                 )
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
     finally:

@@ -249,6 +249,14 @@ def guard(
     from .state import get_state
 
     env = get_state(app).env
+    if env == "testing":
+        from .testguard import DatabaseRefused, require_test_databases
+
+        # In testing, commands touch test databases only: the test run's one gate decides.
+        try:
+            require_test_databases(app)
+        except DatabaseRefused as e:
+            raise EnvironmentRefused(str(e)) from None
     found: dict[str | None, str | None] = {}
     plugins = False
     for key in binds.resolve(bind, app):

@@ -4,12 +4,10 @@ and dropped (per xdist worker), its schema built from the migrations, access blo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import typing as t
 import warnings
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -21,15 +19,20 @@ from . import config as _config
 from .state import EXTENSION_KEY
 from .testguard import (
     DatabaseRefused,
-    identity,
-    refusal,
+    access_allowed,
+    database_access,
+    judge,
+    protected,
     require_test_databases,
-    require_test_url,
     suite_owned,
+    verify,
+    watch,
 )
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
+
+ConnectArgs = dict[str, t.Any] | None
 
 
 class DatabaseBlocked(RuntimeError):
@@ -64,40 +67,19 @@ _checked: weakref.WeakSet[Flask] = weakref.WeakSet()
 
 
 def guard_app(app: Flask) -> None:
-    """Make every engine of a testing ``app`` that is not a test database refuse to connect
-    (:func:`flask_complete.testguard.refusal`), also for apps a suite builds and uses without
-    the fixtures. Runs on each app context push; after the first it costs a set lookup."""
+    """Put every engine of a testing ``app`` behind the gate
+    (:func:`flask_complete.testguard.verify`), also for apps a suite builds and uses without the
+    fixtures. Runs on each app context push; after the first it costs a set lookup."""
     if app in _checked:
         return
     _checked.add(app)
     state = app.extensions.get(EXTENSION_KEY)
     if state is None or state.env != "testing" or "sqlalchemy" not in app.extensions:
         return
-    message = refusal(app)
-    if message is None:
-        return
-
-    def refuse(*args: t.Any) -> None:
-        raise DatabaseRefused(message)
-
-    for engine in engines_of(app).values():
-        event.listen(engine, "do_connect", refuse)
+    watch(app)
 
 
 # -- the test database ----------------------------------------------------------------------------
-
-_allowed = 0
-
-
-@contextlib.contextmanager
-def database_access() -> Iterator[None]:
-    """Allow the plugin-built app's engines to connect inside this block."""
-    global _allowed
-    _allowed += 1
-    try:
-        yield
-    finally:
-        _allowed -= 1
 
 
 def block(engine: Engine) -> None:
@@ -112,11 +94,11 @@ def block(engine: Engine) -> None:
         )
 
     def on_new_connection(*args: t.Any) -> None:
-        if not _allowed:
+        if not access_allowed():
             refuse()
 
     def on_connect(conn: Connection) -> None:
-        if not _allowed:
+        if not access_allowed():
             conn.close()
             refuse()
 
@@ -147,45 +129,56 @@ def _sqlite_savepoints(engine: Engine) -> None:
 
 
 def _in_memory(url: URL) -> bool:
-    from .testguard import identity
+    from .identity import sqlite_path
 
-    return url.get_backend_name() == "sqlite" and identity(url, "") is None
+    return url.get_backend_name() == "sqlite" and not sqlite_path(url, "")
 
 
-def create_database(url: URL, app: Flask | None = None) -> None:
-    """Create the test database of ``url`` (refused unless it is one)."""
+def create_database(url: URL, app: Flask | None = None, connect_args: ConnectArgs = None) -> None:
+    """Create the test database of ``url``, refused unless what it names (as its driver reads
+    it) is a test database; the gate judges it again, as its server names it, on the first
+    connection."""
     from . import dbcli
+    from .identity import declared
 
-    if not _in_memory(url):
-        _authorize(url, app, "create")
-        dbcli.create_database(url)
-
-
-def drop_database(url: URL, app: Flask | None = None) -> None:
-    """Drop the test database of ``url`` if it exists (refused unless it is one, and unless the
-    database itself records the testing environment or none)."""
-    from . import dbcli
-
-    if not _in_memory(url):
-        _authorize(url, app, "drop")
-        dbcli.drop_database(url)
-
-
-def _authorize(url: URL, app: Flask | None, action: str) -> None:
-    from . import dbenv
-
-    require_test_url(url, app, action)
-    try:
-        dbenv.authorize(url, env="testing", action=action, command="the test run")
-    except dbenv.EnvironmentRefused as e:
-        raise DatabaseRefused(e.format_message()) from None
+    if _in_memory(url):
+        return
+    if app is not None:
+        ident = declared(url, app.instance_path, connect_args)
+        root = app.extensions[EXTENSION_KEY].root if EXTENSION_KEY in app.extensions else "."
+        why = judge(ident, None, protected(app, root).items(), root)
+        if why is not None:
+            raise DatabaseRefused(
+                f"flask_complete will not create {ident.describe()} for the tests: it {why}. "
+                "Leave the test URL to the plugin (it derives test_<name>) or name it test_..."
+            )
+    dbcli.create_database(url, connect_args)
 
 
-def database_exists(url: URL) -> bool:
+def drop_database(url: URL, app: Flask | None = None, connect_args: ConnectArgs = None) -> None:
+    """Drop the test database of ``url`` if it exists: refused unless the gate, asking the
+    database itself, finds a test database that records the testing environment or none."""
+    from . import dbcli, dbenv
+
+    if _in_memory(url):
+        return
+
+    def check(connection: Connection) -> None:
+        if app is not None:
+            verify(connection, app, "drop")
+        try:
+            dbenv.authorize(connection, env="testing", action="drop", command="the test run")
+        except dbenv.EnvironmentRefused as e:
+            raise DatabaseRefused(e.format_message()) from None
+
+    dbcli.drop_database(url, connect_args, check=check)
+
+
+def database_exists(url: URL, connect_args: ConnectArgs = None) -> bool:
     """Whether the database of ``url`` exists (a file for SQLite)."""
     from . import dbcli
 
-    return dbcli.database_exists(url)
+    return dbcli.database_exists(url, connect_args)
 
 
 def _render(url: URL) -> str:
@@ -269,14 +262,16 @@ class TestDatabase:
                 and not self.recreate
                 and self.cache is not None
                 and self.cache.get(self._cache_key(), None) == fingerprint
-                and all(database_exists(url) for url in self.urls.values())
+                and all(
+                    database_exists(url, self._connect_args(key)) for key, url in self.urls.items()
+                )
             ):
                 self.reused = True
                 return
             self._dispose()
-            for url in self.urls.values():
-                drop_database(url, self.app)
-                create_database(url, self.app)
+            for key, url in self.urls.items():
+                drop_database(url, self.app, self._connect_args(key))
+                create_database(url, self.app, self._connect_args(key))
             self.build_schema()
             if self.cache is not None:
                 self.cache.set(self._cache_key(), fingerprint if self.reuse else None)
@@ -284,9 +279,9 @@ class TestDatabase:
     def _adopt(self) -> None:
         # The suite's own database: create what is missing, build the schema only where the
         # models' tables are not there yet (the suite's fixtures may have made them, and rows).
-        for url in self.urls.values():
-            if not _in_memory(url) and not database_exists(url):
-                create_database(url, self.app)
+        for key, url in self.urls.items():
+            if not _in_memory(url) and not database_exists(url, self._connect_args(key)):
+                create_database(url, self.app, self._connect_args(key))
                 self.created.append(url)
         for key, engine in engines_of(self.app).items():
             metadata = self.sqla.metadatas.get(key)
@@ -320,13 +315,19 @@ class TestDatabase:
         for app in list(self.apps):
             _dispose(app)
         if self.suites_own:
-            for url in self.created:
-                drop_database(url, self.app)
+            for key, url in self.urls.items():
+                if url in self.created:
+                    drop_database(url, self.app, self._connect_args(key))
             return
         if self.reuse:
             return
-        for url in self.urls.values():
-            drop_database(url, self.app)
+        for key, url in self.urls.items():
+            drop_database(url, self.app, self._connect_args(key))
+
+    def _connect_args(self, key: str | None) -> dict[str, t.Any]:
+        from . import binds
+
+        return binds.connect_args(self.app, key)
 
     def _dispose(self) -> None:
         _dispose(self.app)
@@ -377,6 +378,8 @@ class TestDatabases:
 
     def prepare(self, app: Flask) -> TestDatabase:
         """The test database of ``app``, created and migrated on first use."""
+        from .identity import declared
+
         require_test_databases(app)
         engines = {k: e for k, e in engines_of(app).items() if isinstance(e, Engine)}
         memory = [e for e in engines.values() if _in_memory(e.url)]
@@ -390,7 +393,7 @@ class TestDatabases:
                     self.in_memory[engine] = found
             return found
         # By what the URLs address: two spellings of one database are one test database.
-        key = tuple(sorted(f"{k}={identity(e.url, app.instance_path)}" for k, e in engines.items()))
+        key = tuple(sorted(f"{k}={declared(e.url, app.instance_path)}" for k, e in engines.items()))
         found = self.by_urls.get(key)
         if found is None:
             # Kept only once set up: a refusal is raised again for every test that asks.

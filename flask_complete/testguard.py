@@ -1,24 +1,38 @@
 """Which databases tests may use: the testing URL derived from the development one, and the one
-gate that every test fixture and helper passes before it touches an engine.
+gate that every connection of the test run passes before any statement of a fixture, a helper, a
+command or the code under test.
 
 The rule, as pytest-django's: the configured database is never used by tests. In the testing
 environment every URL is the one the app would use in development (or the one ``[testing]`` or
-the app's code names), given a ``test_`` name unless it already is a test database: in-memory
-SQLite, a temporary file, or a ``test_``-named database. No test database is ever the
-development or production database, compared by what the URLs address, not how they are spelled.
+the app's code names), given a ``test_`` name unless it already is a test database. The gate
+judges what a connection is really on, as the server or the filesystem names it
+(:mod:`flask_complete.identity`): a ``test_``-named database, an in-memory SQLite database or a
+temporary file outside the project; never the development or production database, never one
+stamped development or production. A URL's text is never trusted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import typing as t
 import weakref
+from collections.abc import Iterator
 
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from . import config as _config
+from .identity import (
+    Identity,
+    declared,
+    declared_name,
+    probe,
+    sqlite_path,
+    without_overrides,
+)
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -30,34 +44,8 @@ class DatabaseRefused(Exception):
     """Tests will not use, create or drop this database; the message says why and how."""
 
 
-#: What a URL addresses: ``("sqlite", real path)`` or ``(backend, host, port, database)``.
-Identity = tuple[str, ...]
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
-_LOOPBACK = {"localhost", "127.0.0.1", "::1", "0:0:0:0:0:0:0:1", "localhost.localdomain"}
-
-
-def identity(url: str | URL, instance_path: str) -> Identity | None:
-    """What ``url`` addresses, however it is spelled (driver, default port, loopback name,
-    query order, relative SQLite path); ``None`` for an in-memory SQLite database."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    database = parsed.database or ""
-    if backend == "sqlite":
-        if database.startswith("file:"):
-            database = database[5:].partition("?")[0]
-            if "mode=memory" in str(parsed.query.get("mode", "")) or not database:
-                return None
-        if not database or database == ":memory:":
-            return None
-        return ("sqlite", os.path.realpath(os.path.join(instance_path, database)))
-    if backend == "mariadb":
-        backend = "mysql"
-    host = (parsed.host or str(parsed.query.get("host") or "") or "localhost").lower()
-    host = host.strip("[]")
-    if host in _LOOPBACK or host.startswith("/"):  # a Unix socket is this machine too
-        host = "localhost"
-    port = parsed.port or _DEFAULT_PORTS.get(backend)
-    return (backend, host, str(port or ""), database)
+#: Stamps that no test may touch, whatever the database is called.
+REFUSED_STAMPS = ("development", "production")
 
 
 def _inside(folder: str, path: str) -> bool:
@@ -65,44 +53,60 @@ def _inside(folder: str, path: str) -> bool:
     return os.path.commonpath([folder, path]) == folder
 
 
-def is_test_database(
-    ident: Identity | None, protected: t.Container[Identity], root: str | os.PathLike[str]
-) -> bool:
-    """Whether a database may be used by tests: in-memory, ``test_``-named, or a temporary file
-    outside the project ``root`` (a test's own ``tmp_path``); never the development or
-    production database (``protected``)."""
-    if ident is None:
+def test_named(ident: Identity, root: str | os.PathLike[str]) -> bool:
+    """Whether ``ident`` is a test database by what it is called: in memory, a ``test_`` name,
+    or a temporary file outside the project ``root`` (a test's own ``tmp_path``)."""
+    if ident.in_memory:
         return True
-    if ident in protected:
-        return False
-    if ident[0] == "sqlite":
-        path = ident[1]
+    if ident.backend == "sqlite":
+        path = ident.name
         temporary = _inside(tempfile.gettempdir(), path) and not _inside(str(root), path)
         return os.path.basename(path).startswith("test_") or temporary
-    return ident[-1].startswith("test_")
+    return ident.name.startswith("test_")
 
 
-def derive_test_url(url: str) -> str:
-    """``url`` with a ``test_`` name: ``test_<name>`` on a server, ``test_<file>`` beside a
-    SQLite file (and ``_<worker>`` under pytest-xdist, one database per worker)."""
+def judge(
+    ident: Identity,
+    stamp: str | None,
+    guarded: t.Iterable[tuple[Identity, str]],
+    root: str | os.PathLike[str],
+) -> str | None:
+    """Why tests must not touch the database ``ident`` (stamped ``stamp``), or ``None`` when it
+    is a test database. The one rule."""
+    for other, why in guarded:
+        if not ident.in_memory and ident.same(other):
+            return f"is {why}"
+    if stamp in REFUSED_STAMPS:
+        return f"is stamped {stamp}"
+    if not test_named(ident, root):
+        return "is not a test database"
+    return None
+
+
+def derive_test_url(url: str, name: str | None = None) -> str:
+    """``url`` with a ``test_`` name: ``test_<name>`` on a server (``name``: the database the
+    server reported for ``url``; by default what the URL names, read as its driver reads it),
+    ``test_<file>`` beside a SQLite file (and ``_<worker>`` under pytest-xdist, one database per
+    worker). Query parameters that would pick another database are dropped."""
     parsed = make_url(url)
-    database = parsed.database or ""
     worker = _worker()
-    if identity(parsed, "") is None:
-        return url
     if parsed.get_backend_name() == "sqlite":
-        folder, name = os.path.split(database)
-        stem, suffix = os.path.splitext(name)
+        if not sqlite_path(parsed, ""):
+            return url
+        folder, base = os.path.split(parsed.database or "")
+        stem, suffix = os.path.splitext(base)
         if not stem.startswith("test_"):
             stem = f"test_{stem}"
         if worker:
             stem = f"{stem}_{worker}"
-        new = os.path.join(folder, stem + suffix)
-    else:
-        new = database if database.startswith("test_") else f"test_{database}"
-        if worker:
-            new = f"{new}_{worker}"
-    return parsed.set(database=new).render_as_string(hide_password=False)
+        return parsed.set(database=os.path.join(folder, stem + suffix)).render_as_string(
+            hide_password=False
+        )
+    database = declared_name(parsed) if name is None else name
+    new = database if database.startswith("test_") else f"test_{database}"
+    if worker:
+        new = f"{new}_{worker}"
+    return without_overrides(parsed, new).render_as_string(hide_password=False)
 
 
 def _worker() -> str:
@@ -174,33 +178,55 @@ def _read_development_urls(app: Flask, root: t.Any) -> dict[str | None, tuple[st
     return found
 
 
+def _probe_args(url: URL) -> dict[str, t.Any]:
+    # A development server that is down must not stall the test run for long.
+    driver = url.get_driver_name()
+    return {"connect_timeout": 5} if driver in ("psycopg", "psycopg2", "pymysql") else {}
+
+
+def real_identity(url: str | URL, instance_path: str) -> Identity:
+    """What ``url`` is: asked of its server when the database exists and answers (kept for the
+    process), else read from the URL as its driver reads it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        with contextlib.suppress(DBAPIError, ArgumentError, ImportError):
+            found = probe(parsed, _probe_args(parsed), cache=True)
+            if found is not None:
+                return found
+    return declared(parsed, instance_path)
+
+
 def protected(app: Flask, root: t.Any) -> dict[Identity, str]:
-    """The development and production databases of ``app`` (every bind) by :func:`identity`,
-    each with a description; computed once per app."""
+    """The development and production databases of ``app`` (every bind), each with a
+    description: the development ones as their servers name them, the production ones as their
+    URLs do (tests never connect to production); computed once per app."""
     found = _protected.get(app)
     if found is not None:
         return found
-    from .database import normalize_url
+    from .database import absolute_sqlite, normalize_url
 
     found = {}
-    sources = {"development": development_urls(app, root)}
+    for key, (url, source) in development_urls(app, root).items():
+        ident = real_identity(url, app.instance_path)
+        bind = f" (bind {key!r})" if key else ""
+        if not ident.in_memory:
+            found.setdefault(
+                ident,
+                f"the development database {_config.redact_url(url)}{bind}, from {source}",
+            )
     production = _load(app, root, "production")
-    sources["production"] = {
-        key: (url, source)
-        for key, (url, source) in (_settings_urls(production) if production else {}).items()
-        if isinstance(url, str)
-    }
-    for env, urls in sources.items():
-        for key, (url, source) in urls.items():
-            try:
-                ident = identity(normalize_url(url), app.instance_path)
-            except (_config.ConfigError, ArgumentError):
-                continue
-            if ident is not None:
-                bind = f" (bind {key!r})" if key else ""
-                found.setdefault(
-                    ident, f"the {env} database {_config.redact_url(url)}{bind}, from {source}"
-                )
+    for key, (url, source) in (_settings_urls(production) if production else {}).items():
+        if not isinstance(url, str):
+            continue
+        try:
+            ident = declared(absolute_sqlite(normalize_url(url), app.instance_path), "")
+        except (_config.ConfigError, ArgumentError):
+            continue
+        bind = f" (bind {key!r})" if key else ""
+        if not ident.in_memory:
+            found.setdefault(
+                ident, f"the production database {_config.redact_url(url)}{bind}, from {source}"
+            )
     _protected[app] = found
     return found
 
@@ -212,8 +238,9 @@ def testing_urls(
     app: Flask, state: CompleteState, urls: dict[str | None, str]
 ) -> dict[str | None, str]:
     """The test database of each bind in ``urls`` (the testing environment's, normalised and
-    absolute): the URL ``[testing]`` or code names, else the development one, given a ``test_``
-    name unless it already is a test database. Records where each came from."""
+    absolute): the URL ``[testing]`` or code names when it is a test database already, else
+    ``test_`` + the name the server reports for the development database (or for the URL
+    given). Records where each came from."""
     sources = state.settings.sources
     development: dict[str | None, tuple[str, str]] | None = None
     guarded = protected(app, state.root)
@@ -226,17 +253,19 @@ def testing_urls(
             if development is None:
                 development = development_urls(app, state.root)
             url, source = development.get(key, (url, source))
-        ident = identity(url, app.instance_path)
+        ident = real_identity(url, app.instance_path)
         # Under pytest-xdist each worker gets its own copy of every database the run creates;
         # a URL set in code is the suite's own business.
         per_worker = bool(_worker()) and source != "code"
-        if ident is None or (is_test_database(ident, guarded, state.root) and not per_worker):
+        if ident.in_memory or (
+            judge(ident, None, guarded.items(), state.root) is None and not per_worker
+        ):
             chosen[key] = url
             origins[key] = f"set in {source or 'code'}, a test database already"
             if source in ("code", ""):
                 suites.add(key)
         else:
-            chosen[key] = derive_test_url(url)
+            chosen[key] = derive_test_url(url, ident.name or None)
             origins[key] = f"derived from {_config.redact_url(url)} ({source or 'code'})"
     _origins[app] = origins
     _suites[app] = suites
@@ -256,77 +285,142 @@ def origins(app: Flask) -> dict[str | None, str]:
 
 # -- the gate -------------------------------------------------------------------------------------
 
-_verified: weakref.WeakKeyDictionary[Flask, frozenset[str]] = weakref.WeakKeyDictionary()
+_allowed = 0
 
 
-def _engine_urls(app: Flask) -> dict[str | None, URL]:
+@contextlib.contextmanager
+def database_access() -> Iterator[None]:
+    """Allow the plugin-built app's engines to connect inside this block."""
+    global _allowed
+    _allowed += 1
+    try:
+        yield
+    finally:
+        _allowed -= 1
+
+
+def access_allowed() -> bool:
+    """Whether a :func:`database_access` block is open."""
+    return _allowed > 0
+
+
+def _root(app: Flask) -> t.Any:
+    state = app.extensions.get("complete")
+    return state.root if state is not None else app.root_path
+
+
+def _message(ident: Identity, shown: str, why: str, action: str) -> str:
+    said = ident.describe()
+    return (
+        f"flask_complete refuses to let tests {action} {shown}: the server says it is {said}, "
+        f"which {why}. Tests get their own database: build the app in the testing environment "
+        "(the pytest plugin does; do not pin Complete(app, env=...)) so that flask_complete "
+        "derives test_<name> from the development database, or give it an in-memory SQLite "
+        "URL, a temporary file or a database whose name starts with test_ (and is not stamped "
+        "development or production)."
+    )
+
+
+def verify(connection: Connection, app: Flask, action: str = "touch") -> Identity:
+    """The gate: raise :class:`DatabaseRefused` unless ``connection`` is on a test database of
+    ``app``, by what its server reports (name, server, file) and the environment it records;
+    return what it is on."""
+    from . import dbenv
+    from .identity import ask
+
+    ident = ask(connection)
+    stamp = dbenv.read_stamp(connection)
+    root = _root(app)
+    why = judge(ident, stamp, protected(app, root).items(), root)
+    if why is not None:
+        shown = _config.redact_url(connection.engine.url)
+        raise DatabaseRefused(_message(ident, shown, why, action))
+    return ident
+
+
+_VERIFIED = "flask_complete.verified"
+_watched: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _engines(app: Flask) -> dict[str | None, t.Any]:
     state = app.extensions.get("complete")
     sqla = state.db if state is not None else app.extensions.get("sqlalchemy")
     if sqla is None or "sqlalchemy" not in app.extensions:
         return {}
     with app.app_context():
-        engines = dict(sqla.engines)
-    return {key: (e.url if isinstance(e, Engine) else e.engine.url) for key, e in engines.items()}
+        return dict(sqla.engines)
 
 
-def refusal(app: Flask) -> str | None:
-    """Why tests must not touch ``app``'s databases; ``None`` when every one is a test database.
-    The one rule: every fixture, helper and command of the test run asks it first."""
-    urls = _engine_urls(app)
-    rendered = frozenset(f"{k}={u.render_as_string(hide_password=False)}" for k, u in urls.items())
-    if _verified.get(app) == rendered:
-        return None
-    state = app.extensions.get("complete")
-    root = state.root if state is not None else app.root_path
-    guarded = protected(app, root)
-    hits = []
-    for key, url in urls.items():
-        ident = identity(url, app.instance_path)
-        if is_test_database(ident, guarded, root):
-            continue
-        bind = f" (bind {key!r})" if key else ""
-        why = guarded.get(ident) if ident is not None else None
-        hits.append(
-            f"{_config.redact_url(url)}{bind} is {why}"
-            if why
-            else f"{_config.redact_url(url)}{bind} is not a test database"
-        )
-    if not hits:
-        _verified[app] = rendered
-        return None
-    return (
-        "flask_complete refuses to let tests touch a database that is not a test database: "
-        + "; ".join(hits)
-        + ". Tests get their own database: build the app in the testing environment (the "
-        "pytest plugin does; do not pin Complete(app, env=...)) so that flask_complete derives "
-        "test_<name> from the development URL, or give it an in-memory SQLite URL, a temporary "
-        "file or a database whose name starts with test_."
-    )
+def watch(app: Flask) -> None:
+    """Put every engine of ``app`` behind the gate: each new connection (and each pooled one not
+    yet judged) is verified before the statement that asked for it."""
+    ref = weakref.ref(app)
+    for engine in _engines(app).values():
+        if isinstance(engine, Engine) and engine not in _watched:
+            _watched.add(engine)
+            event.listen(engine, "engine_connect", _verifier(ref))
+
+
+def _verifier(ref: weakref.ref[Flask]) -> t.Callable[[Connection], None]:
+    def on_connect(connection: Connection) -> None:
+        if connection.info.get(_VERIFIED):
+            return
+        app = ref()
+        if app is None:
+            return
+        try:
+            verify(connection, app)
+        except BaseException:
+            connection.invalidate()
+            connection.close()
+            raise
+        connection.info[_VERIFIED] = True
+
+    return on_connect
+
+
+def _unopened(engine: Engine, app: Flask) -> Identity | None:
+    """What ``engine`` would open, when the database is not there yet (nothing in it to
+    protect; judged by what it would be); ``None`` when it exists."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        path = sqlite_path(url, app.instance_path)
+        return None if not path or os.path.exists(path) else declared(url, app.instance_path)
+    return None
 
 
 def require_test_databases(app: Flask) -> None:
-    """Raise :class:`DatabaseRefused` unless every database of ``app`` is a test database."""
-    message = refusal(app)
-    if message is not None:
-        raise DatabaseRefused(message)
+    """Raise :class:`DatabaseRefused` unless every database of ``app`` is a test database, asked
+    of its server now (a missing one is judged by what it would be), and keep asking on every
+    new connection."""
+    from .identity import missing_database
+
+    watch(app)
+    root = _root(app)
+    with database_access():
+        for engine in _engines(app).values():
+            if not isinstance(engine, Engine):
+                continue  # under isolation: a connection the gate already judged
+            ident = _unopened(engine, app)
+            if ident is None:
+                try:
+                    with engine.connect():
+                        continue
+                except DBAPIError as e:
+                    if not missing_database(e):
+                        continue  # unreachable: the step that needs it explains
+                ident = declared(engine.url, app.instance_path)
+            why = judge(ident, None, protected(app, root).items(), root)
+            if why is not None:
+                shown = _config.redact_url(engine.url)
+                raise DatabaseRefused(_message(ident, shown, why, "create"))
 
 
-def require_test_url(url: URL, app: Flask | None, action: str) -> None:
-    """Raise :class:`DatabaseRefused` unless ``url`` is a test database (before ``action``:
-    create, drop)."""
-    instance = app.instance_path if app is not None else os.getcwd()
-    guarded: dict[Identity, str] = {}
-    root = instance
-    if app is not None and "complete" in app.extensions:
-        root = app.extensions["complete"].root
-        guarded = protected(app, root)
-    ident = identity(url, instance)
-    if not is_test_database(ident, guarded, root):
-        why = guarded.get(ident) if ident is not None else None
-        raise DatabaseRefused(
-            f"flask_complete will not {action} the database {_config.redact_url(url)}: "
-            + (f"it is {why}. " if why else "it is not a test database. ")
-            + "Only in-memory SQLite, temporary files and databases whose name starts with "
-            "test_ are created and dropped by the test run. Leave the test URL to the plugin (it "
-            "derives test_<name>) or name it test_..."
-        )
+def refusal(app: Flask) -> str | None:
+    """Why tests must not touch ``app``'s databases, or ``None``: :func:`require_test_databases`
+    as a message."""
+    try:
+        require_test_databases(app)
+    except DatabaseRefused as e:
+        return str(e)
+    return None
