@@ -32,9 +32,9 @@ from .dotenv_loaded import dotenv_problem, flask_dotenv
 from .problems import ConfigError as ConfigError
 from .problems import Problem as Problem
 from .sensitive import MIN_SECRET_BYTES as MIN_SECRET_BYTES
-from .sensitive import PLACEHOLDER_SECRETS, weakness
 from .sensitive import redact as redact
 from .sensitive import redact_url as redact_url
+from .sensitive import weakness
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -596,22 +596,41 @@ def _dev_secret(path: Path) -> str:
     return key
 
 
-def check_secret(value: t.Any, env: str, source: str) -> list[Problem]:
-    """Refuse a missing or guessable ``SECRET_KEY`` in production: shorter than 32 bytes, a
-    known placeholder, or with little randomness (see :func:`flask_complete.sensitive.weakness`).
+def check_secret(
+    value: t.Any,
+    env: str,
+    source: str,
+    *,
+    key: str = "SECRET_KEY",
+    names: t.Iterable[str] = (),
+) -> list[Problem]:
+    """Refuse a missing or guessable signing key in production: ``SECRET_KEY``, or any key
+    Flask or an extension signs or verifies with (``key`` names it, e.g.
+    ``SECRET_KEY_FALLBACKS[0]``). Guessable: shorter than 32 bytes, or estimated below 128 bits
+    (:func:`flask_complete.sensitive.weakness`; ``names``, the app's, count for little).
     """
     if env != "production":
         return []
-    where = (
-        "Set it in the environment (SECRET_KEY=...) or in .secrets.toml; "
-        "`flask complete init` writes a strong one, or use "
-        "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
-    )
+    setting = key.split("[")[0]
+    generate = "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+    if setting == "SECRET_KEY":
+        where = (
+            "Set it in the environment (SECRET_KEY=...) or in .secrets.toml; `flask complete "
+            f"init` writes a strong one, or use {generate}."
+        )
+    else:
+        where = f"Set a random key ({generate}) or remove it from {setting}" + (
+            ": an old key belongs there only until the cookies it signed have expired."
+            if setting == "SECRET_KEY_FALLBACKS"
+            else "."
+        )
 
-    def weak(id: str, why: str) -> list[Problem]:
-        return [Problem(id, "SECRET_KEY", f"SECRET_KEY (from {source}) {why}.", where)]
+    def weak(why: str) -> list[Problem]:
+        return [Problem("secret.weak", setting, f"{key} (from {source}) {why}.", where)]
 
     if value is None or value in ("", b""):
+        if setting != "SECRET_KEY":
+            return weak("is empty")
         return [
             Problem(
                 "secret.missing",
@@ -621,14 +640,12 @@ def check_secret(value: t.Any, env: str, source: str) -> list[Problem]:
             )
         ]
     if not isinstance(value, str | bytes):
-        return weak("secret.weak", f"is of type {type(value).__name__}, not a string")
-    if isinstance(value, str) and PLACEHOLDER_SECRETS.match(value.strip()):
-        return weak("secret.placeholder", "is a known placeholder")
+        return weak(f"is of type {type(value).__name__}, not a string")
     size = len(value.encode() if isinstance(value, str) else value)
     if size < MIN_SECRET_BYTES:
-        return weak("secret.weak", f"is {size} bytes; production needs at least {MIN_SECRET_BYTES}")
-    if why := weakness(value):
-        return weak("secret.weak", f"is guessable: it {why}")
+        return weak(f"is {size} bytes; production needs at least {MIN_SECRET_BYTES}")
+    if why := weakness(value, names):
+        return weak(why)
     return []
 
 

@@ -1,5 +1,5 @@
 """What is secret, and how guessable a secret is: the strength test behind production's
-``SECRET_KEY`` refusal, and the redaction of every value ``flask complete config`` prints.
+refusal of guessable keys, and the redaction of every value ``flask complete config`` prints.
 
 Pure functions of values; :mod:`flask_complete.config` turns the answers into problems.
 """
@@ -9,108 +9,166 @@ from __future__ import annotations
 import functools
 import math
 import re
+import string
 import typing as t
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from .settings_schema import NOT_SECRET
 
+if t.TYPE_CHECKING:
+    from zxcvbn.matching import _Match
+
 #: Fewer bytes than this is refused in production.
 MIN_SECRET_BYTES = 32
-#: Fewer different characters than this is refused. A smaller alphabet gets a lower bar: random
-#: 32-character hex keys use 14 different digits on average (fewer than 9: 1 in 370,000),
-#: random 32-digit numbers 9 or 10 (fewer than 6: 1 in 17 million).
-MIN_DISTINCT = 10
-MIN_DISTINCT_HEX = 9
-MIN_DISTINCT_DIGITS = 6
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_DIGITS = frozenset(b"0123456789")
-#: A key whose runs and repeats make up this share of it is padding around a word.
-MAX_FILLER = 0.45
-#: A key estimated below this many bits of randomness is refused. Random 32-digit numbers, the
-#: poorest random keys we accept, estimate at 63 bits or more.
-MIN_SECRET_BITS = 60
+#: A key estimated below this many bits is refused in production: ``secrets.token_hex(16)``,
+#: ``token_urlsafe(24)`` and longer random keys estimate at 128 or more.
+MIN_SECRET_BITS = 128
+#: Bits the patterns found must save over drawing the characters at random before a key counts
+#: as made of them. Random keys save some by chance (short words, keypad runs, dates among the
+#: digits of a hex key): at most 33 bits in 6,000 random 32-character hex keys.
+STRUCTURE_BITS = 48
+#: What naming one pattern costs on top of its own guesses: which of the few kinds it is.
+PATTERN_BITS = 3
+#: Characters judged: enough for any key; keeps the quadratic pattern search cheap.
+MAX_JUDGED = 128
 
-PLACEHOLDER_SECRETS = re.compile(
-    r"^(dev|development|secret|changeme|change[-_ ]?me.*|.*not[-_ ]?secret.*|your[-_ ]?secret.*|"
-    r"replace[-_ ]?me.*|test|testing|password|xxx+)$",
-    re.IGNORECASE,
-)
-
-
-def _symbols(value: str | bytes) -> list[int]:
-    return list(value) if isinstance(value, bytes) else [ord(c) for c in value]
-
-
-def _chunks(seq: list[int]) -> tuple[int, int]:
-    """How many pieces ``seq`` is made of when a run (``aaaa``, ``1234``, ``dcba``) or a repeat
-    of earlier text, three symbols or longer, counts as one piece; and how many symbols those
-    pieces absorbed. A rough measure of how much of a key is not filler."""
-    pieces, filler, i = 0, 0, 0
-    while i < len(seq):
-        longest = 1
-        for step in (-1, 0, 1):
-            n = 1
-            while i + n < len(seq) and seq[i + n] - seq[i + n - 1] == step:
-                n += 1
-            longest = max(longest, n)
-        for start in range(i):  # repeats may overlap the text they copy, as in LZ77
-            n = 0
-            while i + n < len(seq) and seq[start + n] == seq[i + n]:
-                n += 1
-            longest = max(longest, n)
-        pieces += 1
-        if longest >= 3:
-            filler += longest - 1
-            i += longest
-        else:
-            i += 1
-    return pieces, filler
+#: The alphabets random keys are drawn from, smallest first: a key's characters are priced at
+#: the smallest one holding them all (anything else: a byte, 8 bits).
+_ALPHABETS = [
+    frozenset(chars)
+    for chars in (
+        string.digits,
+        string.digits + "abcdef",
+        string.digits + "ABCDEF",
+        string.ascii_lowercase,
+        string.ascii_uppercase,
+        string.ascii_lowercase + string.digits,
+        string.ascii_uppercase + string.digits,
+        string.ascii_letters,
+        string.ascii_letters + string.digits,
+        string.ascii_letters + string.digits + "-_",  # token_urlsafe
+        string.ascii_letters + string.digits + "+/=",  # base64
+        string.ascii_letters + string.digits + string.punctuation + " ",
+    )
+]
+_SEPARATORS = frozenset(string.punctuation + string.whitespace)
+_KINDS = {
+    "dictionary": "dictionary word",
+    "spatial": "keyboard run",
+    "repeat": "repeat",
+    "sequence": "sequence",
+    "regex": "year",
+    "date": "date",
+}
 
 
-def _period(seq: list[int]) -> int | None:
-    """The length of the shortest pattern ``seq`` repeats at least twice, if any."""
-    for p in range(1, len(seq) // 2 + 1):
-        if all(seq[i] == seq[i - p] for i in range(p, len(seq))):
-            return p
-    return None
+@dataclass(frozen=True)
+class Strength:
+    """The estimate of :func:`strength`."""
+
+    #: Estimated bits: how many guesses, as a power of two, finding the key would take.
+    bits: float
+    #: The kinds of pattern the estimate found the key made of, in order ("dictionary word",
+    #: "keyboard run", "the app's name", ...); empty for a key judged random.
+    patterns: tuple[str, ...]
 
 
-def weakness(value: str | bytes) -> str | None:
-    """Why ``value`` is a guessable key (a phrase completing "the key ..."), or ``None``.
+def _text(value: str | bytes) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")  # raw bytes: each one a character of the 256
 
-    Judged besides its length: only whitespace, one character or a short pattern repeated, too
-    few different characters, mostly filler (runs, repeats) around a word, or too few bits of
-    randomness by a rough estimate (pieces times the bits of one character).
+
+def _alphabet(text: str) -> int:
+    chars = set(text)
+    return next((len(a) for a in _ALPHABETS if chars <= a), 256)
+
+
+def strength(value: str | bytes, names: t.Iterable[str] = ()) -> Strength:
+    """Estimate how many bits of guessing ``value`` takes, zxcvbn-style.
+
+    Two ways to guess are compared. At random: every character drawn from the smallest common
+    alphabet holding them (hex, base64, printable, bytes). By patterns: zxcvbn finds dictionary
+    words (also reversed, capitalised or in l33t), keyboard runs, sequences, repeats, years and
+    dates, and ``names`` (the app's name, its parts) as words of rank 1; the cheapest cover of
+    the key by patterns and random characters is taken, a separator used again costing about
+    one bit. When the patterns save :data:`STRUCTURE_BITS` or more, the key is made of them and
+    their estimate counts; otherwise what they found is chance and the random estimate counts.
+
+    zxcvbn is imported here, on first use: only production's checks judge keys.
     """
-    if isinstance(value, str) and not value.strip():
-        return "is only whitespace"
-    seq = _symbols(value)[:256]  # long enough to judge; keeps the quadratic scan cheap
-    symbols = set(seq)
-    distinct = len(symbols)
-    if distinct == 1:
-        return "is one character repeated"
-    if (period := _period(seq)) is not None:
-        return f"is a pattern of {period} characters repeated"
-    if symbols <= _DIGITS:
-        needed = MIN_DISTINCT_DIGITS
-    elif symbols <= _HEX:
-        needed = MIN_DISTINCT_HEX
+    from zxcvbn import matching, scoring
+
+    text = _text(value)[:MAX_JUDGED]
+    if not text:
+        return Strength(0.0, ())
+    per_char = math.log2(_alphabet(text))
+    at_random = len(text) * per_char
+    inputs = {n.lower() for name in names for n in (name, *re.split(r"[\W_]+", name)) if n}
+    dictionaries = {
+        **matching.RANKED_DICTIONARIES,
+        "user_inputs": matching.build_ranked_dict(sorted(inputs)),
+    }
+    ending: list[list[_Match]] = [[] for _ in text]
+    for match in matching.omnimatch(text, dictionaries):
+        ending[match["j"]].append(match)
+    # best[k]: the cheapest cover of text[:k]; via[k]: its last pattern (None: a character).
+    best = [0.0] + [math.inf] * len(text)
+    via: list[_Match | None] = [None] * (len(text) + 1)
+    separators: list[str] = []
+    for k, char in enumerate(text, 1):
+        if char in separators:
+            cost = math.log2(len(separators) + 1)  # "the same separator as before"
+        else:
+            cost = per_char
+            if char in _SEPARATORS:
+                separators.append(char)
+        best[k], via[k] = best[k - 1] + cost, None
+        for match in ending[k - 1]:
+            bits = math.log2(scoring.estimate_guesses(match, text)) + PATTERN_BITS
+            if best[match["i"]] + bits < best[k]:
+                best[k], via[k] = best[match["i"]] + bits, match
+    if at_random - best[-1] < STRUCTURE_BITS:
+        return Strength(at_random, ())
+    patterns = []
+    k = len(text)
+    while k:
+        found = via[k]
+        if found is None:
+            k -= 1
+            continue
+        user = found.get("dictionary_name") == "user_inputs"
+        patterns.append("the app's name" if user else _KINDS.get(found["pattern"], "pattern"))
+        k = found["i"]
+    return Strength(best[-1], tuple(reversed(patterns)))
+
+
+def weakness(value: str | bytes, names: t.Iterable[str] = ()) -> str | None:
+    """Why ``value`` is a guessable key (a phrase completing "the key ..."), or ``None``:
+    estimated below :data:`MIN_SECRET_BITS` by :func:`strength`. Names no part of the key."""
+    found = strength(value, names)
+    if found.bits >= MIN_SECRET_BITS:
+        return None
+    if found.patterns:
+        counts: dict[str, int] = {}
+        for kind in found.patterns:
+            counts[kind] = counts.get(kind, 0) + 1
+        parts = [
+            kind if kind.startswith("the ") else f"{n} {kind}s" if n > 1 else f"a {kind}"
+            for kind, n in counts.items()
+        ]
+        made = f" (made of {', '.join(parts)})"
     else:
-        needed = MIN_DISTINCT
-    if distinct < needed:
-        return f"uses only {distinct} different characters; a random key uses {needed} or more"
-    pieces, filler = _chunks(seq)
-    if filler >= MAX_FILLER * len(seq):
-        return (
-            f"is mostly filler: {filler} of its {len(seq)} characters repeat earlier text or "
-            "continue runs like aaaa or 1234"
-        )
-    if (bits := pieces * math.log2(distinct)) < MIN_SECRET_BITS:
-        return (
-            f"has about {bits:.0f} bits of randomness by a rough estimate; production needs "
-            f"{MIN_SECRET_BITS}"
-        )
-    return None
+        made = ""
+    return (
+        f"is guessable: about {found.bits:.0f} bits by an estimate that counts dictionary words, "
+        f"keyboard runs, repeats and the app's name for little{made}; production needs "
+        f"{MIN_SECRET_BITS}"
+    )
 
 
 # -- redaction -------------------------------------------------------------------------------
