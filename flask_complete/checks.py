@@ -13,9 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
-import stat
-import subprocess
 import typing as t
 from dataclasses import dataclass
 
@@ -25,10 +22,14 @@ from flask import Flask, request
 
 from . import config as _config
 from .config import Problem
+from .secret_files import (
+    Committed,
+    committed_secrets,
+    readable_secret_files,
+    tracked_secret_files,
+)
 
 if t.TYPE_CHECKING:
-    from pathlib import Path
-
     from flask import Response
 
     from .state import CompleteState
@@ -70,9 +71,20 @@ def _cookie(key: str, why: str) -> Check:
 #: that need nothing beyond the settings and files (:func:`production_findings`).
 CHECKS: tuple[Check, ...] = (
     Check("secret.missing", "error", "SECRET_KEY is not set (a generated development key counts)"),
-    Check("secret.placeholder", "error", "SECRET_KEY is a known placeholder such as changeme"),
-    Check("secret.weak", "error", "SECRET_KEY is shorter than 32 bytes"),
+    Check(
+        "secret.weak",
+        "error",
+        "SECRET_KEY, a SECRET_KEY_FALLBACKS entry or another *SECRET_KEY is under 32 bytes or "
+        "estimated under 128 bits",
+    ),
     Check("debug.on", "error", "debug mode: --debug, FLASK_DEBUG, flask run --debugger, DEBUG"),
+    Check("auth.login_disabled", "error", "LOGIN_DISABLED lets everyone past login_required"),
+    Check(
+        "csrf.off",
+        "warning",
+        "CSRF_PROTECT or WTF_CSRF_ENABLED is false (an error without SameSite session cookies)",
+    ),
+    Check("auth.throttle_off", "warning", "AUTH_THROTTLE is false: password guessing is unlimited"),
     Check("database.sqlite", "warning", "SQLite as the production database"),
     _cookie("SESSION_COOKIE_SECURE", "the session cookie is also sent over plain HTTP"),
     _cookie("SESSION_COOKIE_HTTPONLY", "page scripts can read the session cookie"),
@@ -97,6 +109,12 @@ CHECKS: tuple[Check, ...] = (
         "database.env_mismatch", "error", "the database is another environment's", "the database"
     ),
     Check("secrets.tracked", "error", ".secrets.toml or .env tracked by git", "git"),
+    Check(
+        "secrets.committed",
+        "error",
+        "a secret value in a settings file git tracks (settings.toml, .flaskenv, .env.example)",
+        "git",
+    ),
     Check("versions.outside", "warning", "a package outside its tested range", "package metadata"),
 )
 _BY_ID = {c.id: c for c in CHECKS}
@@ -107,9 +125,94 @@ def _found(check: str, key: str, message: str, fix: str, level: str | None = Non
     return Problem(check, key, message, fix, level or _BY_ID[check].level)
 
 
-def check_secret(value: t.Any, source: str) -> list[Problem]:
-    """``SECRET_KEY`` missing, a placeholder, or shorter than 32 bytes (judged as production)."""
-    return _config.check_secret(value, "production", source)
+def check_secret(value: t.Any, source: str, names: t.Iterable[str] = ()) -> list[Problem]:
+    """``SECRET_KEY`` missing or guessable, judged as production (``names``: the app's)."""
+    return _config.check_secret(value, "production", source, names=names)
+
+
+def check_keys(
+    config: t.Mapping[str, t.Any], sources: t.Mapping[str, str], names: t.Iterable[str] = ()
+) -> list[Problem]:
+    """Every key Flask or an extension signs or verifies with, held to the ``SECRET_KEY``
+    rules: each ``SECRET_KEY_FALLBACKS`` entry (Flask 3.1 accepts cookies signed with any of
+    them) and any other ``*SECRET_KEY`` that is set (``WTF_CSRF_SECRET_KEY``,
+    ``JWT_SECRET_KEY``). ``SECRET_KEY`` itself: :func:`check_secret`."""
+    names = list(names)
+    found: list[Problem] = []
+    fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
+    source = sources.get("SECRET_KEY_FALLBACKS", "code")
+    if not isinstance(fallbacks, list | tuple):
+        # Flask would iterate a string: every character a key that verifies cookies.
+        return [
+            Problem(
+                "secret.weak",
+                "SECRET_KEY_FALLBACKS",
+                f"SECRET_KEY_FALLBACKS (from {source}) is a {type(fallbacks).__name__}, not a "
+                "list: Flask would verify cookies with each of its items (a string's characters).",
+                'Write a list of old keys, SECRET_KEY_FALLBACKS = ["<old key>"], or remove it.',
+            )
+        ]
+    for index, old in enumerate(fallbacks):
+        found += _config.check_secret(
+            old, "production", source, key=f"SECRET_KEY_FALLBACKS[{index}]", names=names
+        )
+    for key in sorted(config):
+        if key.endswith("SECRET_KEY") and key != "SECRET_KEY" and config[key] is not None:
+            found += _config.check_secret(
+                config[key], "production", sources.get(key, "code"), key=key, names=names
+            )
+    return found
+
+
+def check_switches(config: t.Mapping[str, t.Any], login: bool) -> list[Problem]:
+    """Settings that switch a protection off: ``LOGIN_DISABLED`` (refused), the CSRF checks
+    and, with a login, the password throttle."""
+    found = []
+    if config.get("LOGIN_DISABLED"):
+        found.append(
+            _found(
+                "auth.login_disabled",
+                "LOGIN_DISABLED",
+                "LOGIN_DISABLED is on in production: every view behind login_required answers "
+                "anonymous visitors as if they had logged in.",
+                "Remove LOGIN_DISABLED from the production settings and code; it is for tests "
+                "(the pytest plugin logs users in for you).",
+            )
+        )
+    off = [
+        key
+        for key, on in (("CSRF_PROTECT", login), ("WTF_CSRF_ENABLED", True))
+        if on and config.get(key, True) is False
+    ]
+    if off:
+        same_site = config.get("SESSION_COOKIE_SAMESITE") in ("Lax", "Strict")
+        found.append(
+            _found(
+                "csrf.off",
+                off[0],
+                f"{' and '.join(off)} {'is' if len(off) == 1 else 'are'} false: forms and API "
+                "calls authenticated by the session cookie are not checked for cross-site "
+                "requests"
+                + (
+                    "; SESSION_COOKIE_SAMESITE keeps browsers from sending it on most of them."
+                    if same_site
+                    else ", and SESSION_COOKIE_SAMESITE does not stop browsers from sending it."
+                ),
+                f"Remove {' and '.join(f'{k} = false' for k in off)} from the production "
+                "settings" + ("." if same_site else '; keep SESSION_COOKIE_SAMESITE = "Lax".'),
+                level=None if same_site else "error",
+            )
+        )
+    if login and config.get("AUTH_THROTTLE", True) is False:
+        found.append(
+            _found(
+                "auth.throttle_off",
+                "AUTH_THROTTLE",
+                "AUTH_THROTTLE is false: /auth/login answers as many password guesses as are sent.",
+                "Remove AUTH_THROTTLE = false, unless a proxy in front limits login attempts.",
+            )
+        )
+    return found
 
 
 class DebugSource(t.NamedTuple):
@@ -309,6 +412,23 @@ def check_tracked(paths: list[str]) -> list[Problem]:
     ]
 
 
+def check_committed(found: list[Committed]) -> list[Problem]:
+    """Secrets in settings files that git tracks (their values judged, see
+    :func:`flask_complete.secret_files.secret_in`)."""
+    return [
+        _found(
+            "secrets.committed",
+            c.key.split()[-1].split(".")[0],
+            f"{c.file} {c.key} holds {c.what}, and git tracks {c.file}: every clone of the "
+            "repository has it.",
+            f"Move it to .secrets.toml or the environment and out of {c.file} (leave an empty "
+            "value or a ${VARIABLE} if the key must stay listed); then replace the secret: "
+            "it stays in the history.",
+        )
+        for c in found
+    ]
+
+
 def check_versions(packages: list[Package]) -> list[Problem]:
     """Installed bundled packages outside the ranges flask_complete is tested with."""
     return [
@@ -327,71 +447,6 @@ def check_versions(packages: list[Package]) -> list[Problem]:
 _NO_SQLITE_FILE = "the SQLite file"
 
 
-def database_error(app: Flask, state: CompleteState, bind: str | None = None) -> str | None:
-    """Connect to the database ``bind`` (default: the default one) and run ``SELECT 1``; what
-    went wrong, or ``None``.
-
-    Servers are tried on a separate, unpooled connection with a connect timeout, so a firewalled
-    host fails the check instead of hanging it.
-    """
-    import sqlalchemy as sa
-
-    from . import binds
-
-    assert state.db is not None
-    with app.app_context():
-        engine = binds.bind_of(state.db, bind).engine
-    if engine.dialect.name == "sqlite":
-        from .database import sqlite_file
-
-        path = sqlite_file(engine.url)
-        if path is not None and not path.exists():
-            # Connecting would create it: an empty file the app would then take for its data.
-            return f"{_NO_SQLITE_FILE} {path} does not exist."
-    temporary = engine.dialect.name in ("postgresql", "mysql", "mariadb")
-    if temporary:
-        user = binds.connect_args(app, bind)
-        engine = sa.create_engine(
-            engine.url,
-            poolclass=sa.pool.NullPool,
-            connect_args={"connect_timeout": CONNECT_TIMEOUT, **user},
-        )
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except sa.exc.SQLAlchemyError as e:
-        return _first_line(e)
-    finally:
-        if temporary:
-            engine.dispose()
-    return None
-
-
-def _database_findings(app: Flask, state: CompleteState) -> list[Problem]:
-    """Reachability of every database, then the migrations and the environment stamps of those
-    that answer."""
-    import dataclasses
-
-    from . import binds, dbenv
-
-    keys = binds.keys(app)
-    findings: list[Problem] = []
-    reachable = []
-    for key in keys:
-        with app.app_context():
-            url = binds.url(state.db, key)  # type: ignore[arg-type]
-        error = database_error(app, state, key)
-        found = check_database(url.render_as_string(hide_password=False), error)
-        findings += [dataclasses.replace(p, key=binds.setting(key)) for p in found]
-        if error is None:
-            reachable.append(key)
-    if reachable:
-        findings += _migration_findings(app, reachable)
-        findings += [p for p in dbenv.check(app) if p.key in {binds.setting(k) for k in reachable}]
-        findings += _auth_findings(app, reachable)
-    return findings
-
-
 def check_auth_tables(missing: list[str], setting: str) -> list[Problem]:
     """Tables of the login (users, tokens, login records, throttle) missing from the database."""
     if not missing:
@@ -405,76 +460,6 @@ def check_auth_tables(missing: list[str], setting: str) -> list[Problem]:
             "migrations: `flask db prepare`).",
         )
     ]
-
-
-def _auth_findings(app: Flask, reachable: list[str | None]) -> list[Problem]:
-    import sqlalchemy as sa
-
-    from . import binds
-    from .auth import state_or_none
-
-    auth = state_or_none(app)
-    if auth is None:
-        return []
-    from .auth.core import tables
-
-    needed = tables(auth)
-    key = needed[0].metadata.info.get("bind_key")
-    if key not in reachable:
-        return []
-    with app.app_context(), binds.connect(auth.db, key) as connection:
-        inspector = sa.inspect(connection)
-        missing = [t.name for t in needed if not inspector.has_table(t.name, schema=t.schema)]
-    return check_auth_tables(missing, binds.setting(key))
-
-
-def _first_line(error: BaseException) -> str:
-    cause = getattr(error, "orig", None) or error
-    text = str(cause).strip()
-    return text.splitlines()[0] if text else type(cause).__name__
-
-
-def revisions(app: Flask, bind: str | None = None) -> tuple[set[str], set[str]] | None:
-    """The head revisions of the migrations folder and those the database ``bind`` is at;
-    ``None`` without a migrations folder or when the migrations do not cover that database."""
-    from . import migration_binds, migrations
-
-    with app.app_context():
-        if bind not in migration_binds.covered(app):
-            return None
-    return migrations.head_revisions(app), migrations.current_revisions(app, bind)
-
-
-def _migration_findings(app: Flask, keys: list[str | None] | None = None) -> list[Problem]:
-    import dataclasses
-
-    from . import binds
-
-    findings: list[Problem] = []
-    for key in keys if keys is not None else [None]:
-        try:
-            found = revisions(app, key)
-        except Exception as e:  # a broken folder fails deep in Alembic (even a KeyError)
-            return [
-                Problem(
-                    "migrations.unreadable",
-                    "MIGRATIONS_DIR",
-                    "Cannot compare the database with the migrations: "
-                    f"{type(e).__name__}: {_first_line(e)}",
-                    "Run `flask db current` and `flask db heads` to see which side fails.",
-                )
-            ]
-        if found is None:
-            continue
-        problems = check_migrations(*found)
-        if key is not None:
-            # Name the bind: every database has its own alembic_version.
-            problems = [
-                dataclasses.replace(p, message=f"{binds.setting(key)}: {p.message}")
-                for p in problems
-            ]
-        findings += problems
-    return findings
 
 
 def debug_source(state: CompleteState) -> DebugSource | None:
@@ -526,42 +511,16 @@ def debug_source(state: CompleteState) -> DebugSource | None:
     return None
 
 
-def readable_secret_files(root: Path) -> list[tuple[str, int]]:
-    """``.secrets.toml`` and ``.env`` under ``root`` that others may read or change, with their
-    permission bits (none on Windows, which has no such bits)."""
-    if os.name == "nt":
-        return []
-    found = []
-    for name in (_config.SECRETS_FILE, _config.DOTENV_FILE):
-        try:
-            mode = stat.S_IMODE((root / name).stat().st_mode)
-        except OSError:
-            continue
-        if mode & 0o066:
-            found.append((name, mode))
-    return found
-
-
-def tracked_secret_files(root: Path) -> list[str]:
-    """Which of ``.secrets.toml`` and ``.env`` under ``root`` git tracks (none without git)."""
-    git = shutil.which("git")
-    if git is None:
-        return []
-    result = subprocess.run(
-        [git, "-C", str(root), "ls-files", "--", _config.SECRETS_FILE, _config.DOTENV_FILE],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return result.stdout.split() if result.returncode == 0 else []
-
-
 def _has_login(app: Flask, state: CompleteState) -> bool:
     # Before the pieces are wired, the bundle's login is foreseen from the user model.
     if hasattr(app, "login_manager"):
         return True
     return state.user_model is not None and app.config.get("COMPLETE_AUTH", True) is True
+
+
+def app_names(app: Flask, state: CompleteState) -> list[str]:
+    """Names a key built by hand may be made of: the app's, its project folder's, the bundle's."""
+    return [app.import_name, app.name, state.root.name, "flask_complete"]
 
 
 def production_findings(app: Flask, state: CompleteState) -> list[Problem]:
@@ -570,10 +529,13 @@ def production_findings(app: Flask, state: CompleteState) -> list[Problem]:
     ``flask complete check`` reports both. Cheap: no connection, no subprocess."""
     config = app.config
     settings = state.settings
+    names = app_names(app, state)
     # A key generated for development is no key for production.
     secret = None if settings.secret_generated else config.get("SECRET_KEY")
-    found = check_secret(secret, settings.sources.get("SECRET_KEY", "code"))
+    found = check_secret(secret, settings.sources.get("SECRET_KEY", "code"), names)
+    found += check_keys(config, settings.sources, names)
     found += check_debug(debug_source(state))
+    found += check_switches(config, _has_login(app, state))
     found += check_sqlite(config.get("SQLALCHEMY_DATABASE_URI"))
     found += check_cookies(config, _has_login(app, state))
     found += check_throttle_fail_open(config, _has_login(app, state))
@@ -649,8 +611,11 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
         findings += production_findings(app, state)
     database_known = not any(p.id in _NO_DATABASE for p in findings)
     if state.db is not None and "sqlalchemy" in app.extensions and database_known:
-        findings += _database_findings(app, state)
+        from .database_checks import database_findings
+
+        findings += database_findings(app, state)
     findings += check_tracked(tracked_secret_files(state.root))
+    findings += check_committed(committed_secrets(state.root))
     # Not installed as a distribution: no ranges to compare against.
     with contextlib.suppress(LookupError):
         findings += check_versions(bundled())

@@ -22,6 +22,7 @@ from flask_complete import checks as c
 from flask_complete import config as _config
 from flask_complete.cli import complete_group
 from flask_complete.config import Problem
+from flask_complete.database_checks import database_error
 from flask_complete.extension import get_state
 from flask_complete.versions import Package
 
@@ -45,8 +46,9 @@ class TestPureChecks:
         ("value", "expected"),
         [
             (None, ["secret.missing"]),
-            ("changeme", ["secret.placeholder"]),
+            ("changeme", ["secret.weak"]),
             ("short-but-random-9f8a", ["secret.weak"]),
+            ("flask-complete-example-secret-key-2024", ["secret.weak"]),
             (STRONG, []),
         ],
     )
@@ -148,7 +150,7 @@ def test_database_reachable(database_url: str, tmp_path: Path) -> None:
     if database_url.startswith("sqlite:"):
         sqlite3.connect(database_url.removeprefix("sqlite:///")).close()
     app = make_app(tmp_path, SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=database_url)
-    assert c.database_error(app, get_state(app)) is None
+    assert database_error(app, get_state(app)) is None
 
 
 def test_database_unreachable_and_missing(pg_url: str, tmp_path: Path) -> None:
@@ -213,7 +215,7 @@ def test_deploy_flag_runs_production_checks_in_development(tmp_path: Path) -> No
     report = json.loads(deploy.output)
     found = {f["id"]: f for f in report["findings"]}
     assert report["environment"] == "development"
-    assert {"secret.placeholder", "debug.on", "database.sqlite", "cors.http_origin"} <= set(found)
+    assert {"secret.weak", "debug.on", "database.sqlite", "cors.http_origin"} <= set(found)
     assert report["errors"] == sum(f["level"] == "error" for f in report["findings"])
     assert all(f["fix"] for f in report["findings"])
 
@@ -408,3 +410,112 @@ def test_remember_cookie_is_checked_when_the_app_has_login(tmp_path: Path) -> No
 
     assert cookie_findings(REMEMBER_COOKIE_SECURE=False) == ["cookie.remember_cookie_secure"]
     assert cookie_findings(REMEMBER_COOKIE_SECURE=True, REMEMBER_COOKIE_HTTPONLY=True) == []
+
+
+def _git(root: Path, *args: str) -> None:
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    subprocess.run([git, "-C", str(root), *args], check=True, capture_output=True)
+
+
+# Made up here, in each format's shape (random, so that no scanner takes them for real ones).
+STRIPE = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc"
+COMMITTED = f"""
+[default]
+MAIL_SERVER = "smtp.example.com"
+
+[development]
+SECRET_KEY = "dev"
+DATABASE_URL = "postgresql://app@127.0.0.1/app_dev"
+
+[production]
+SECRET_KEY = "{STRONG}"
+DATABASE_URL = "postgresql://app:Pr0d-db-pa55@db.internal/app"
+STRIPE_API_KEY = "{STRIPE}"
+MAIL_PASSWORD = "${{MAIL_PASSWORD}}"
+"""
+
+
+def test_check_deploy_reads_the_values_of_tracked_settings_files(tmp_path: Path) -> None:
+    """Before, the names of tracked files were all that was judged: this passed (exit 0)."""
+    (tmp_path / "settings.toml").write_text(COMMITTED)
+    _git(tmp_path, "init", "-q")
+    app = make_app(tmp_path, env="development", SQLALCHEMY_DATABASE_URI="sqlite://")
+    deploy = ["complete", "check", "--deploy", "--format", "json"]
+    assert not any(
+        f["id"] == "secrets.committed"
+        for f in json.loads(app.test_cli_runner().invoke(args=deploy).output)["findings"]
+    ), "untracked: not judged"
+    _git(tmp_path, "add", "settings.toml")
+    result = app.test_cli_runner().invoke(args=deploy)
+    assert result.exit_code == 1
+    found = [f for f in json.loads(result.output)["findings"] if f["id"] == "secrets.committed"]
+    assert [f["message"].split(" holds ")[0] for f in found] == [
+        "settings.toml [production] SECRET_KEY",
+        "settings.toml [production] DATABASE_URL",
+        "settings.toml [production] STRIPE_API_KEY",
+    ]
+    assert [f["message"].split(" holds ")[1].split(",")[0] for f in found] == [
+        "a secret-named setting's value",
+        "a password in a URL",
+        "a Stripe live key",
+    ]
+    assert all(f["level"] == "error" and ".secrets.toml" in f["fix"] for f in found)
+    assert not any(STRONG in f["message"] or "Pr0d" in f["message"] for f in found)
+
+
+@pytest.mark.parametrize(
+    ("value", "what"),
+    [
+        ("sk_live_" + "51HdTkqLw8Z3xY2vB9nM", "a Stripe live key"),
+        ("rk_live_" + "51HdTkqLw8Z3xY2vB9nM", "a Stripe live key"),
+        ("AKIA" + "Q3EXAMPLEZ7W2KD4", "an AWS access key id"),
+        ("ghp_" + "x8Kq2LmN4pR7sT9vW1yZ3bC5dF6gH0jK2lM4", "a GitHub token"),
+        ("xoxb-" + "2048-1234567890-AbCdEfGhIj", "a Slack token"),
+        ("xoxp-" + "2048-1234567890-AbCdEfGhIj", "a Slack token"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nMIIE...", "a private key"),
+        ("-----BEGIN PRIVATE KEY-----\nMIIE...", "a private key"),
+        ("redis://:s3cret-pw@cache:6379/0", "a password in a URL"),
+        ("mysql+pymysql://root:root@127.0.0.1/app", "a password in a URL"),
+    ],
+)
+def test_token_formats_and_url_passwords_wherever_they_are(value: str, what: str) -> None:
+    from flask_complete.secret_files import secret_in
+
+    # Whatever the setting is called and in every section.
+    assert secret_in(value, named=False, production=False) == what
+
+
+@pytest.mark.parametrize(
+    ("value", "production", "secret"),
+    [
+        ("", True, False),
+        ("${SECRET_KEY}", True, False),
+        ("<your key here>", True, False),
+        ("@format {env[SECRET_KEY]}", True, False),
+        ("changeme", False, False),  # a placeholder where production does not read it
+        ("changeme", True, True),  # production would use it
+        (STRONG, False, True),  # random: a real key, wherever it is
+        ("postgresql://app:${DB_PASSWORD}@db/app", True, False),
+    ],
+)
+def test_secret_named_values(value: str, production: bool, secret: bool) -> None:
+    from flask_complete.secret_files import secret_in
+
+    assert bool(secret_in(value, named=True, production=production)) is secret
+    assert secret_in(value, named=False, production=production) is None
+
+
+def test_flaskenv_and_env_example_are_read_too(tmp_path: Path) -> None:
+    from flask_complete.secret_files import committed_secrets
+
+    (tmp_path / ".flaskenv").write_text(f"FLASK_APP=app\nFLASK_SECRET_KEY={STRONG}\n")
+    (tmp_path / ".env.example").write_text("SECRET_KEY=\nSTRIPE_KEY=" + STRIPE + "\n")
+    _git(tmp_path, "init", "-q")
+    assert committed_secrets(tmp_path) == []
+    _git(tmp_path, "add", ".flaskenv", ".env.example")
+    assert [(c.file, c.key) for c in committed_secrets(tmp_path)] == [
+        (".env.example", "STRIPE_KEY"),
+        (".flaskenv", "FLASK_SECRET_KEY"),
+    ]

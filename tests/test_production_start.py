@@ -10,13 +10,17 @@ import sys
 import typing as t
 from pathlib import Path
 
+import flask_login
 import pytest
 from conftest import track
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 
 from flask_complete import Complete, ConfigError
 from flask_complete import checks as c
+from flask_complete.auth import login_required
 from flask_complete.extension import get_state
+from flask_complete.secret_files import Committed
 from flask_complete.versions import Package
 
 # Random: production refuses a key made of a repeated pattern as guessable.
@@ -57,7 +61,7 @@ def test_every_start_error_is_refused_and_every_warning_logged_one_line_each(
     }
     with pytest.raises(ConfigError) as caught:
         make_app(tmp_path, **config)
-    assert [p.id for p in caught.value.problems] == ["secret.placeholder"]
+    assert [p.id for p in caught.value.problems] == ["secret.weak"]
     del config["SECRET_KEY"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, "flask_complete"):
@@ -94,6 +98,118 @@ def test_start_up_and_check_share_one_gate(tmp_path: Path) -> None:
     assert [p.id for p in get_state(app).problems] == refused
     errors = [f.id for f in c.run_checks(app) if f.level == "error"]
     assert errors == refused
+
+
+class Admin(flask_login.UserMixin):
+    def __init__(self, user_id: str) -> None:
+        self.id = user_id
+
+
+def login_app(root: Path, env: str = "production", **config: t.Any) -> Flask:
+    """An app with its own Flask-Login login and an admin-only view, each login_required."""
+    app = Flask("forged", root_path=str(root), instance_path=str(root / "instance"))
+    app.config.update({"SECRET_KEY": STRONG, "SQLALCHEMY_DATABASE_URI": "sqlite://", **config})
+    flask_login.LoginManager(app).user_loader(Admin)
+
+    @app.post("/admin/notes")
+    @flask_login.login_required
+    def create_note() -> tuple[str, int]:
+        return "created", 201
+
+    @app.post("/admin/bundle-notes")
+    @login_required
+    def create_with_the_bundles_decorator() -> tuple[str, int]:
+        return "created", 201
+
+    Complete(app, env=env, root=root)
+    return track(app)
+
+
+def forge(key: str, data: dict[str, t.Any]) -> str:
+    """A session cookie signed with ``key`` by Flask's own session serializer."""
+    forger = Flask("forger")
+    forger.secret_key = key
+    serializer = SecureCookieSessionInterface().get_signing_serializer(forger)
+    assert serializer is not None
+    return serializer.dumps(data)
+
+
+def test_a_weak_fallback_key_stops_production(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        login_app(tmp_path, SECRET_KEY_FALLBACKS=["dev"])
+    (problem,) = caught.value.problems
+    assert (problem.id, problem.key) == ("secret.weak", "SECRET_KEY_FALLBACKS")
+    assert problem.message == (
+        "SECRET_KEY_FALLBACKS[0] (from code) is 3 bytes; production needs at least 32."
+    )
+    assert "remove it from SECRET_KEY_FALLBACKS" in problem.fix
+    # Every entry is judged, by its estimate, not only by its length.
+    with pytest.raises(ConfigError) as caught:
+        login_app(
+            tmp_path, SECRET_KEY_FALLBACKS=[STRONG[::-1], "dev-secret-key-do-not-use-in-production"]
+        )
+    (problem,) = caught.value.problems
+    assert problem.message.startswith("SECRET_KEY_FALLBACKS[1] (from code) is guessable: about ")
+    # A string is no list: Flask would verify with each of its characters.
+    with pytest.raises(ConfigError) as caught:
+        login_app(tmp_path, SECRET_KEY_FALLBACKS=STRONG)
+    assert "is a str, not a list" in caught.value.problems[0].message
+    assert login_app(tmp_path, SECRET_KEY_FALLBACKS=[STRONG[::-1]]).name == "forged"
+
+
+def test_what_a_weak_fallback_lets_in_a_cookie_forged_with_it(tmp_path: Path) -> None:
+    """Outside production (where keys are not judged) the hazard the refusal closes: Flask 3.1
+    verifies a session cookie with every fallback, so a cookie signed with "dev" logs in."""
+    app = login_app(tmp_path, "development", SECRET_KEY_FALLBACKS=["dev"])
+    client = app.test_client()
+    assert client.post("/admin/notes").status_code == 401
+    client.set_cookie("session", forge("dev", {"_user_id": "1", "_fresh": True}))
+    assert client.post("/admin/notes").status_code == 201
+    client.set_cookie("session", forge("not-a-fallback", {"_user_id": "1", "_fresh": True}))
+    assert client.post("/admin/notes").status_code == 401
+
+
+def test_login_disabled_stops_production(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        login_app(tmp_path, LOGIN_DISABLED=True)
+    (problem,) = caught.value.problems
+    assert (problem.id, problem.level) == ("auth.login_disabled", "error")
+    assert "Remove LOGIN_DISABLED" in problem.fix
+    # What it would let through: an anonymous POST to a login_required view.
+    app = login_app(tmp_path, "development", LOGIN_DISABLED=True)
+    assert app.test_client().post("/admin/notes").status_code == 201
+
+
+def test_login_disabled_after_start_is_ignored_by_the_bundles_decorator(tmp_path: Path) -> None:
+    app = login_app(tmp_path)
+    app.config["LOGIN_DISABLED"] = True  # after Complete(app): start-up cannot see it
+    anonymous = app.test_client().post("/admin/bundle-notes", base_url="https://localhost")
+    assert anonymous.status_code == 401
+
+
+def test_switches_that_disable_a_protection(tmp_path: Path) -> None:
+    lax = {"SESSION_COOKIE_SAMESITE": "Lax"}
+    assert c.check_switches(lax, login=True) == []
+    (csrf,) = c.check_switches({**lax, "CSRF_PROTECT": False}, login=True)
+    assert (csrf.id, csrf.level, csrf.key) == ("csrf.off", "warning", "CSRF_PROTECT")
+    # Without a login the bundle's CSRF check has nothing to protect.
+    assert c.check_switches({**lax, "CSRF_PROTECT": False}, login=False) == []
+    (wtf,) = c.check_switches({"SESSION_COOKIE_SAMESITE": None, "WTF_CSRF_ENABLED": False}, False)
+    assert (wtf.level, wtf.key) == ("error", "WTF_CSRF_ENABLED")
+    assert "SESSION_COOKIE_SAMESITE does not stop" in wtf.message
+    (throttle,) = c.check_switches({**lax, "AUTH_THROTTLE": False}, login=True)
+    assert (throttle.id, throttle.level) == ("auth.throttle_off", "warning")
+    with pytest.raises(ConfigError) as caught:
+        make_app(tmp_path, WTF_CSRF_ENABLED=False, SESSION_COOKIE_SAMESITE="None")
+    assert [p.id for p in caught.value.problems] == ["csrf.off"]
+
+
+def test_other_signing_keys_are_held_to_the_same_rules(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_app(tmp_path, WTF_CSRF_SECRET_KEY="csrf-secret-key-for-production-2024")
+    (problem,) = caught.value.problems
+    assert (problem.key, problem.id) == ("WTF_CSRF_SECRET_KEY", "secret.weak")
+    assert make_app(tmp_path, WTF_CSRF_SECRET_KEY=STRONG[::-1], JWT_SECRET_KEY=None)
 
 
 AUDITED = """
@@ -160,6 +276,7 @@ def test_the_table() -> None:
         "database.unstamped",
         "database.env_mismatch",
         "secrets.tracked",
+        "secrets.committed",
         "versions.outside",
     }
 
@@ -180,6 +297,12 @@ def test_every_check_reports_an_id_of_the_table_at_its_level() -> None:
         *c.check_readable([(".env", 0o644)]),
         *c.check_throttle_fail_open({"AUTH_THROTTLE_FAIL_OPEN": True}, login=True),
         *c.check_tracked([".env"]),
+        *c.check_committed([Committed("settings.toml", "[production] X_TOKEN", "a secret")]),
+        *c.check_switches(
+            {"LOGIN_DISABLED": True, "CSRF_PROTECT": False, "SESSION_COOKIE_SAMESITE": "Lax"},
+            login=True,
+        ),
+        *c.check_switches({"AUTH_THROTTLE": False}, login=True),
         *c.check_versions([Package("flask", None, ">=3.1,<3.2", "3.0.3", False)]),
     ]
     table = {check.id: check.level for check in c.CHECKS}

@@ -21,6 +21,12 @@ def is_preflight() -> bool:
     return request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
 
 
+def _login_disabled() -> bool:
+    # Production refuses LOGIN_DISABLED at start; set later, it is ignored there all the same.
+    config = current_app.config
+    return bool(config.get("LOGIN_DISABLED")) and config.get("COMPLETE_ENV") != "production"
+
+
 def _protect(view: F, roles: tuple[str, ...]) -> F:
     @functools.wraps(view)
     def wrapped(*args: t.Any, **kwargs: t.Any) -> t.Any:
@@ -28,7 +34,7 @@ def _protect(view: F, roles: tuple[str, ...]) -> F:
             # Answer the preflight here (flask-cors adds its headers): the view never runs
             # for an anonymous client, even when it handles OPTIONS itself.
             return current_app.make_default_options_response()
-        if not current_app.config.get("LOGIN_DISABLED"):
+        if not _login_disabled():
             if not current_user.is_authenticated:
                 return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
             has_role = getattr(current_user, "has_role", None)
