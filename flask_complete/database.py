@@ -322,6 +322,34 @@ def _unknown(
     return Problem("config.typo", setting.partition(".")[0], message, fix, level=level)
 
 
+def _stamp_watch(env: str, key: str | None) -> t.Callable[[t.Any], None]:
+    """At ``engine``'s first connection, compare the environment its database records with
+    ``env``: a mismatch is logged, and production then refuses to serve requests on it."""
+    refused: list[t.Callable[[t.Any], None]] = []
+    checked = False
+
+    def on_connect(connection: t.Any) -> None:
+        nonlocal checked
+        if not checked:
+            checked = True
+            from . import dbenv
+
+            try:
+                stamped = dbenv.read_stamp(connection)
+            except SQLAlchemyError:
+                return  # unreadable: the checks report the database itself
+            if stamped is None or stamped == env:
+                return
+            message = dbenv.mismatch_message(connection.engine.url, stamped, env, key)
+            log.error("%s", message)
+            if env == "production":
+                refused.append(dbenv.refuse_requests(message))
+        for refuse in refused:
+            refuse(connection)
+
+    return on_connect
+
+
 def _sqlite_pragmas(busy_timeout: int) -> t.Callable[[t.Any, t.Any], None]:
     def on_connect(dbapi_connection: t.Any, connection_record: t.Any) -> None:
         if not isinstance(dbapi_connection, sqlite3.Connection):
@@ -578,6 +606,9 @@ def init_app(app: Flask, state: CompleteState) -> None:
 
         # Every connection of a testing app is judged by what it is on, before it is used.
         testguard.watch(app)
+    else:
+        for key, engine in engines.items():
+            event.listen(engine, "engine_connect", _stamp_watch(state.env, key))
     for engine in engines.values():
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))

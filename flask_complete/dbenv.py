@@ -43,6 +43,11 @@ PRODUCTION = "production"
 DESTRUCTIVE = frozenset(
     {"create", "downgrade", "drop", "environment", "load", "reset", "seed", "stamp"}
 )
+#: Actions refused on an unstamped database that holds tables (``load``: rows) until it is
+#: stamped: nothing says whose data it is (Rails' ``NoEnvironmentInSchemaError``).
+NEEDS_STAMP = frozenset({"downgrade", "drop", "load", "reset", "stamp"})
+#: Tables that say nothing about whose data a database holds.
+_BOOKKEEPING = frozenset({TABLE_NAME, "alembic_version"})
 #: Actions refused on a database stamped with another environment (``environment`` is how a
 #: database changes hands, so it is not among them).
 WRITING = (DESTRUCTIVE - {"environment"}) | {"migrate", "prepare", "upgrade"}
@@ -120,6 +125,48 @@ def _lookup(bind: Connection | URL | str, connect_args: dict[str, t.Any] | None)
         engine.dispose()
 
 
+def _holdings(connection: Connection, rows: bool) -> list[str]:
+    """The tables of ``connection``'s database that hold data (with ``rows``: that hold rows),
+    ours and Alembic's aside. Leaves no transaction behind that it began."""
+    began = not connection.in_transaction()
+    try:
+        names = sorted(set(sa.inspect(connection).get_table_names()) - _BOOKKEEPING)
+        if not rows:
+            return names
+        quote = connection.dialect.identifier_preparer.quote
+        return [
+            name
+            for name in names
+            if connection.exec_driver_sql(f"SELECT 1 FROM {quote(name)} LIMIT 1").first()
+        ]
+    finally:
+        if began and connection.in_transaction():
+            connection.rollback()
+
+
+def holdings(
+    bind: Connection | URL | str, connect_args: dict[str, t.Any] | None = None, *, rows: bool
+) -> list[str]:
+    """:func:`_holdings` of ``bind`` (a URL is opened on its own unpooled connection; a missing
+    database holds nothing)."""
+    if isinstance(bind, Connection):
+        return _holdings(bind, rows)
+    url = make_url(bind)
+    path = _sqlite_file(url)
+    if path is not None and not os.path.exists(path):
+        return []
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args or {})
+    try:
+        with engine.connect() as connection:
+            return _holdings(connection, rows)
+    except DBAPIError as e:
+        if _missing_database(e):
+            return []
+        raise
+    finally:
+        engine.dispose()
+
+
 def read_stamp(
     bind: Connection | URL | str, connect_args: dict[str, t.Any] | None = None
 ) -> str | None:
@@ -144,11 +191,31 @@ _VERB = {"environment": "re-stamp", "create": "recreate"}
 
 
 def refusal(
-    stamped: str | None, *, env: str, action: str, i_know: bool, shown: str, command: str
+    stamped: str | None,
+    *,
+    env: str,
+    action: str,
+    i_know: bool,
+    shown: str,
+    command: str,
+    holds: t.Sequence[str] = (),
+    bind: str | None = None,
 ) -> str | None:
     """Why ``action`` in ``env`` may not touch the database ``shown`` stamped ``stamped``
-    (``None`` when it may). ``command`` is what the user ran, for the fix."""
+    (``None`` when it may). ``command`` is what the user ran, for the fix; ``holds``, the tables
+    an unstamped database holds data in."""
     verb = _VERB.get(action, action)
+    if stamped is None and holds and action in NEEDS_STAMP and env != PRODUCTION:
+        listed = ", ".join(holds[:5]) + (f" and {len(holds) - 5} more" if len(holds) > 5 else "")
+        what = "rows" if action == "load" else "tables"
+        where = f" --bind {bind}" if bind else ""
+        return (
+            f"Refusing to {verb} {shown}: it holds {what} ({listed}) and records no environment, "
+            f"so nothing says it is the {env} database (it may be another environment's, "
+            f"made before stamps existed). If it is the {env} database, stamp it, then run the "
+            f"command again: `flask db environment {env}{where}`. If it belongs to another "
+            "environment, run the command there (FLASK_ENV=...)."
+        )
     if stamped is not None and stamped != env and action in WRITING:
         # Changing a production stamp needs the flag, as does what destroys data there.
         restamp = f" {FLAG}" if stamped == PRODUCTION else ""
@@ -177,6 +244,7 @@ def authorize(
     i_know: bool = False,
     connect_args: dict[str, t.Any] | None = None,
     command: str | None = None,
+    bind_key: str | None = None,
 ) -> str | None:
     """The gate: raise :class:`EnvironmentRefused` unless ``action`` run in ``env`` may touch
     the database of ``bind``; return its stamp.
@@ -188,9 +256,14 @@ def authorize(
     :param i_know: ``--i-know-this-is-production`` was given.
     :param command: The command as the user would retype it, for the message (default
         ``flask db <action>``).
+    :param bind_key: The app's bind the database is, for the fix (``--bind``).
     """
     stamped = read_stamp(bind, connect_args)
     url = bind.engine.url if isinstance(bind, Connection) else make_url(bind)
+    holds: list[str] = []
+    # The test run's databases are judged by the test gate; production needs the flag anyway.
+    if stamped is None and action in NEEDS_STAMP and env not in ("testing", PRODUCTION):
+        holds = holdings(bind, connect_args, rows=action == "load")
     message = refusal(
         stamped,
         env=env,
@@ -198,10 +271,47 @@ def authorize(
         i_know=i_know,
         shown=redact_url(url),
         command=command or f"flask db {action}",
+        holds=holds,
+        bind=bind_key,
     )
     if message is not None:
         raise EnvironmentRefused(message)
     return stamped
+
+
+# -- the app's own environment --------------------------------------------------------------------
+
+
+class EnvironmentMismatch(RuntimeError):
+    """A production app was asked to serve a request on a database stamped for another
+    environment."""
+
+
+def mismatch_message(url: URL, stamped: str, env: str, bind: str | None = None) -> str:
+    """What to say when an app in ``env`` opens the database ``url`` stamped ``stamped``."""
+    flag = f" {FLAG}" if stamped == PRODUCTION else ""
+    where = f" --bind {bind}" if bind else ""
+    refused = " It refuses to serve requests on it." if env == PRODUCTION else ""
+    return (
+        f"The database {redact_url(url)} is stamped {stamped}, but the app runs in {env}."
+        f"{refused} Run the app in {stamped} (FLASK_ENV={stamped}), or point it at the {env} "
+        f"database; if this database now belongs to {env}, re-stamp it: "
+        f"`FLASK_ENV={env} flask db environment {env}{where}{flag}`."
+    )
+
+
+def refuse_requests(message: str) -> t.Callable[[Connection], None]:
+    """An ``engine_connect`` listener that refuses connections made while serving a request
+    (commands, such as the re-stamping one, still connect)."""
+
+    def refuse(connection: Connection) -> None:
+        from flask import has_request_context
+
+        if has_request_context():
+            connection.close()
+            raise EnvironmentMismatch(message)
+
+    return refuse
 
 
 # -- an app's database ----------------------------------------------------------------------------
@@ -259,7 +369,8 @@ def guard(
             raise EnvironmentRefused(str(e)) from None
     found: dict[str | None, str | None] = {}
     plugins = False
-    for key in binds.resolve(bind, app):
+    keys = list(binds.resolve(bind, app))
+    for key in keys:
         with _connection(app, key) as (target, isolated):
             plugins = plugins or isolated
             found[key] = authorize(
@@ -269,6 +380,7 @@ def guard(
                 i_know=i_know,
                 connect_args=binds.connect_args(app, key),
                 command=command,
+                bind_key=key,
             )
     if record and not plugins:
         # Under the plugin's isolation the test database is the plugin's: it stamped it when

@@ -61,7 +61,13 @@ def engines_of(app: Flask) -> dict[str | None, t.Any]:
 
 # -- never the development or production database -------------------------------------------------
 
-__all__ = ["DatabaseBlocked", "DatabaseRefused", "TestDatabase", "TestDatabases"]
+__all__ = [
+    "DatabaseBlocked",
+    "DatabaseRefused",
+    "TestDatabase",
+    "TestDatabases",
+    "database_access",
+]
 
 _checked: weakref.WeakSet[Flask] = weakref.WeakSet()
 

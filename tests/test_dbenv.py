@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import server_database
-from dbapps import Apps, Target, apps, rows, run, target
+from dbapps import Apps, Models, Target, apps, rows, run, target
 from flask import Flask
+from sqlalchemy.orm import Mapped, mapped_column
 
 from flask_complete import dbenv
 from flask_complete import migrations as m
@@ -245,8 +246,117 @@ def test_unstamped_database_in_production_needs_the_flag(database_url: str, apps
     assert dbenv.read_stamp(database_url) is None
     result = run(prod, "db", "stamp", "head", "--i-know-this-is-production")
     assert result.exit_code == 0, result.output
-    # Unstamped in development: nothing to protect.
-    assert run(dev, "db", "downgrade", "base").exit_code == 0
+
+
+def unstamp(app: Flask) -> None:
+    with app.app_context(), app.extensions["complete"].db.engine.begin() as conn:
+        dbenv.table.drop(conn)
+
+
+def test_unstamped_database_with_tables_is_refused_until_stamped(
+    database_url: str, apps: Apps, tmp_path: Path
+) -> None:
+    """Rails' NoEnvironmentInSchemaError: a database that holds tables and records no
+    environment (every database an app had before stamps) is not dropped, reset, downgraded,
+    re-stamped or loaded over with FLASK_ENV unset, until `flask db environment` says whose
+    it is."""
+    dev = prepared(apps, database_url, "development")
+    dump = tmp_path / "members.json"
+    result = run(dev, "db", "dump", "-o", str(dump))
+    assert result.exit_code == 0, result.output
+    unstamp(dev)
+    for command in (
+        ["drop", "--yes"],
+        ["reset", "--yes"],
+        ["downgrade", "base"],
+        ["stamp", "base"],
+        ["load", str(dump)],
+    ):
+        result = run(dev, "db", *command)
+        assert result.exit_code == 2, (command, result.output)
+        assert "records no environment" in result.output, result.output
+        assert "`flask db environment development`" in result.output
+    assert rows(dev, "member") == 3
+    assert dbenv.read_stamp(database_url) is None
+    # Adding is not destroying: seeding an unstamped database still works.
+    assert run(dev, "db", "seed").exit_code == 0
+    assert run(dev, "db", "environment", "development").exit_code == 0
+    result = run(dev, "db", "downgrade", "base")
+    assert result.exit_code == 0, result.output
+
+
+def test_unstamped_empty_database_is_not_refused(database_url: str, apps: Apps) -> None:
+    """Nothing in it to lose: an unstamped database without tables is dropped as before."""
+    app = apps.make(database_url, env="development")
+    result = run(app, "db", "drop", "--yes")
+    assert result.exit_code == 0, result.output
+
+
+def test_every_bind_is_gated_before_any_is_touched(apps: Apps, tmp_path: Path) -> None:
+    """The every-database default of downgrade: a second database stamped production stops the
+    command before the first one is downgraded."""
+    from dbapps import fresh_db
+
+    sqla = fresh_db()
+
+    class Main(sqla.Model):  # type: ignore[name-defined,misc]
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class Audit(sqla.Model):  # type: ignore[name-defined,misc]
+        __bind_key__ = "audit"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    main_url = f"sqlite:///{tmp_path / 'main.sqlite3'}"
+    audit_url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
+    app = apps.make(
+        main_url, models=Models(sqla), SQLALCHEMY_BINDS={"audit": audit_url}, seed_in_code=False
+    )
+    assert run(app, "db", "init").exit_code == 0
+    result = run(app, "db", "migrate", "-m", "both")
+    assert result.exit_code == 0, result.output
+    assert run(app, "db", "upgrade").exit_code == 0
+    assert tables(main_url) >= {"main"} and tables(audit_url) >= {"audit"}
+    assert run(app, "db", "environment", "production", "--bind", "audit").exit_code == 0
+    result = run(app, "db", "downgrade", "base")
+    assert result.exit_code == 2, result.output
+    assert "stamped production" in result.output
+    assert "main" in tables(main_url) and "audit" in tables(audit_url)
+
+
+def test_app_environment_disagreeing_with_the_stamp(
+    database_url: str, apps: Apps, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app that opens a database stamped for another environment says so at its first
+    connection; in production it refuses to serve requests on it (commands still run, so
+    that `flask db environment` can fix it)."""
+    prod = prepared(apps, database_url, "production")
+    dev = apps.make(database_url, env="development")
+    with caplog.at_level("ERROR", logger="flask_complete"), dev.app_context():
+        sqla = dev.extensions["complete"].db
+        assert sqla.session.execute(sa.text("SELECT 1")).scalar() == 1
+        sqla.session.execute(sa.text("SELECT 1"))
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, errors
+    assert "stamped production" in errors[0] and "runs in development" in errors[0]
+
+    assert (
+        run(prod, "db", "environment", "development", "--i-know-this-is-production").exit_code == 0
+    )
+    served = apps.make(database_url, env="production")
+    sqla = served.extensions["complete"].db
+
+    @served.get("/count")
+    def count() -> str:
+        return str(sqla.session.execute(sa.text("SELECT COUNT(*) FROM member")).scalar())
+
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="flask_complete"):
+        response = served.test_client().get("/count")
+    assert response.status_code == 500
+    assert any("stamped development" in r.getMessage() for r in caplog.records)
+    result = run(served, "db", "environment", "production")
+    assert result.exit_code == 0, result.output
+    assert dbenv.read_stamp(database_url) == "production"
 
 
 # -- the gate without an app ----------------------------------------------------------------------
