@@ -837,3 +837,38 @@ def test_data_fixtures_in_tests(project: Project) -> None:
     )
     project.run().assert_outcomes(passed=3)
     project.run("--load-fixtures", "more", "--expect", "1").assert_outcomes(passed=3)
+
+
+@pytest.mark.parametrize(
+    ("kind", "spelling"),
+    [
+        ("postgres", "postgresql://postgres@127.0.0.1/?dbname={name}"),
+        ("postgres", "postgresql://postgres@127.0.0.1/test_x?dbname={name}"),
+        ("mysql", "mysql://root@127.0.0.1/?database={name}"),
+    ],
+)
+def test_a_query_parameter_naming_the_development_database(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, kind: str, spelling: str
+) -> None:
+    """The reproduction as users met it: a development URL whose query names the database
+    (psycopg's dbname, PyMySQL's database). The tests run on test_<the name the server
+    reports>; the development rows survive and the database records no environment."""
+    from flask_complete import dbenv
+
+    project = Project(pytester, kind)
+    try:
+        project.write()
+        (pytester.path / "settings.toml").write_text(
+            f"[development]\nDATABASE_URL = {spelling.format(name=project.name)!r}\n"
+        )
+        project.create_dev()
+        before = project.dev_snapshot()
+        pytester.makepyfile(test_tx=SENTINEL_TESTS)
+        result = project.run("-p", "no:cacheprovider")
+        result.assert_outcomes(passed=2)
+        result.stdout.no_fnmatch_line("*test_?dbname*")
+        assert project.dev_snapshot() == before
+        assert dbenv.read_stamp(project.dev_url) is None
+        assert not project.exists(project.test_name)  # created, then dropped
+    finally:
+        project.drop_all()
