@@ -1,6 +1,6 @@
 """What every JSON API needs and Flask leaves to each app: bounded JSON bodies, text fields a
 database accepts, ids bounded to their column, JSON errors under a URL prefix, and ``503`` with
-``Retry-After`` when the database is lost.
+``Retry-After`` when the database is lost before anything was written.
 
 ::
 
@@ -14,8 +14,20 @@ database accepts, ids bounded to their column, JSON errors under a URL prefix, a
         data = api.json_body()                 # 400/413 JSON for anything but a small object
         title = api.text(data, "title", column=Note.title)
 
+A ``503`` means nothing was written: once a request has sent a COMMIT, a lost database is a
+``500`` (logged), never a ``503``, because the write may be stored and a client that retries as
+told would repeat it. That holds for a COMMIT whose answer was lost too: the server may have
+committed. So a view commits last and builds its answer before the commit (flush, then
+serialise), not from attributes the commit expired::
+
+    db.session.add(note)
+    db.session.flush()                        # the id and defaults, in this transaction
+    body = note.to_dict()                     # no query after the commit
+    db.session.commit()
+    return body, 201
+
 Nothing here adds a request hook: error handlers run only when something failed, the helpers
-only when a view calls them.
+only when a view calls them, and one engine event notes that a request sent a COMMIT.
 """
 
 from __future__ import annotations
@@ -26,9 +38,11 @@ import re
 import typing as t
 import unicodedata
 
-from flask import abort, current_app, jsonify, request
+from flask import abort, current_app, has_request_context, jsonify, request
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import types as sa_types
+from sqlalchemy.engine import Engine
 from werkzeug.exceptions import (
     HTTPException,
     InternalServerError,
@@ -50,6 +64,8 @@ __all__ = [
     "BigIdConverter",
     "IdConverter",
     "clean_text",
+    "committed",
+    "database_error",
     "error_response",
     "fits",
     "init_app",
@@ -78,6 +94,8 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 UNAVAILABLE_MESSAGE = "The database is unavailable; try again shortly."
 LOGIN_FIRST = "Log in first, or send an Authorization: Bearer token."
 _STATE_KEY = "complete.api"
+#: Set in a request's WSGI environ once the request has sent a COMMIT.
+_COMMIT_SENT = "flask_complete.api.commit_sent"
 #: Integer column types and their largest value (Werkzeug's int converter has no bound).
 _INT_MAX = {
     sa_types.SmallInteger: 2**15 - 1,
@@ -275,14 +293,59 @@ def error_response(error: HTTPException) -> Response:
 
 
 def unavailable(error: Exception) -> ServiceUnavailable:
-    """The ``503`` for a lost database; the cause is logged, never shown."""
-    log.warning("the database is unavailable: %s", str(error).splitlines()[0])
+    """The ``503`` for a lost database; the cause is logged, never shown. Only for a request
+    that has written nothing: :func:`database_error` decides."""
+    log.warning("the database is unavailable: %s", _first_line(error))
     return ServiceUnavailable(UNAVAILABLE_MESSAGE, retry_after=RETRY_AFTER)
+
+
+def committed() -> bool:
+    """Whether the current request has sent a COMMIT, on any engine (``False`` outside a
+    request). Counted from the moment the COMMIT is sent, not answered: one whose answer is
+    lost may be stored. A read-only transaction's COMMIT counts too."""
+    return has_request_context() and _COMMIT_SENT in request.environ
+
+
+def database_error(error: Exception) -> HTTPException:
+    """The answer to a lost database (:data:`DATABASE_UNAVAILABLE`) in a request: ``503`` with
+    ``Retry-After`` while nothing can have been written, else (:func:`committed`) ``500``,
+    logged with the cause, never ``503``: a client that retried would repeat a stored write.
+
+    An app's own handler for these errors calls this to keep the rule; the COMMITs are counted
+    once :func:`init_app` (or :func:`json_errors`) has run for some app."""
+    if committed():
+        log.error(
+            "the database failed after this request sent a COMMIT: answered 500, not 503, "
+            "so that the client does not send again a write the database may have stored: %s",
+            _first_line(error),
+            exc_info=error,
+        )
+        return InternalServerError(original_exception=error)
+    return unavailable(error)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [""])[0]
+
+
+def _note_commit(conn: t.Any, *args: t.Any) -> None:
+    if has_request_context():
+        request.environ[_COMMIT_SENT] = True
+
+
+def _watch_commits() -> None:
+    # On the Engine class, once per process: every engine sees it, binds and the engines an app
+    # is given afresh for a test database included. The event fires before the COMMIT is sent.
+    # Its price: SQLAlchemy then dispatches connection events, some 15 us of CPU a transaction.
+    for name in ("commit", "commit_twophase"):
+        if not event.contains(Engine, name, _note_commit):
+            event.listen(Engine, name, _note_commit)
 
 
 def json_errors(app: Flask, *prefixes: str) -> None:
     """Answer every error under the URL ``prefixes`` as JSON, and a lost database anywhere with
-    ``503`` and ``Retry-After`` (JSON under the prefixes, Flask's page elsewhere).
+    ``503`` and ``Retry-After`` (JSON under the prefixes, Flask's page elsewhere), or ``500``
+    once the request has sent a COMMIT (:func:`database_error`).
 
     Each handler is installed once per app and never replaces one the app registered first;
     the app's own handlers for a status code win over these, as Flask orders them.
@@ -298,12 +361,13 @@ def json_errors(app: Flask, *prefixes: str) -> None:
         for error in DATABASE_UNAVAILABLE:
             if error not in own[None]:
                 app.register_error_handler(error, _database_error)
+        _watch_commits()
     state.extend(p for p in prefixes if p not in state)
 
 
 def init_app(app: Flask, prefixes: t.Sequence[str] = ("/api/",)) -> None:
-    """JSON errors under ``prefixes``, ``503`` for a lost database, and the ``id``/``bigid``
-    URL converters. Call once per app, after ``Complete(app)``."""
+    """JSON errors under ``prefixes``, ``503`` for a lost database (``500`` after a COMMIT),
+    and the ``id``/``bigid`` URL converters. Call once per app, after ``Complete(app)``."""
     if app.extensions.get(f"{_STATE_KEY}.init"):
         raise RuntimeError("flask_complete.api.init_app(app) is called once per app.")
     app.extensions[f"{_STATE_KEY}.init"] = True
@@ -332,5 +396,5 @@ def _http_error(error: HTTPException) -> t.Any:
 
 
 def _database_error(error: Exception) -> t.Any:
-    failure = unavailable(error)
-    return error_response(failure) if under_prefix() else failure
+    # As an HTTP error of its status: JSON under the prefixes, the app's own handler if it has one.
+    return current_app.handle_http_exception(database_error(error))

@@ -1,20 +1,25 @@
 """Bounded requests and the JSON-API helpers: a body limit per environment, the bundle's JSON
 endpoints reading at most 64 KiB and refusing deep nesting before parsing, clean text fields, ids
-bounded to their column, JSON errors under a URL prefix, and 503 when the database is lost."""
+bounded to their column, JSON errors under a URL prefix, and 503 when the database is lost
+before the request sent a COMMIT (500 after)."""
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import tracemalloc
 import typing as t
+import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from authapps import PASSWORD, STRONG, Proxy, add_user, dispose, make_app
-from flask import Flask, abort
+from flask import Flask, abort, request
 from flask_sqlalchemy import SQLAlchemy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from werkzeug.exceptions import NotFound
 from werkzeug.test import EnvironBuilder, run_wsgi_app
@@ -361,3 +366,132 @@ def test_request_is_untouched_outside_the_helpers(tmp_path: Path) -> None:
     before = (dict(app.before_request_funcs), dict(app.after_request_funcs))
     api.init_app(app)
     assert (dict(app.before_request_funcs), dict(app.after_request_funcs)) == before
+
+
+# --- a 503 means nothing was written -----------------------------------------------------------
+
+#: What a view does before its database fails: add and flush a row, commit, read.
+STEPS = st.lists(st.sampled_from(["write", "commit", "read"]), max_size=6)
+
+
+def failing_app(tmp_path: Path) -> Flask:
+    """``json_app`` on a SQLite file, with a view (under /api/ and not) that runs the steps it
+    is sent, then fails as a lost database does (a real ``OperationalError``: no such table)."""
+    app = json_app(tmp_path, f"sqlite:///{tmp_path / 'steps.sqlite3'}")
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    def steps() -> t.Any:
+        data = api.json_body()
+        for step in data["steps"]:
+            if step == "write":
+                db.session.add(Thing(name=data["tag"]))
+                db.session.flush()
+            elif step == "commit":
+                db.session.commit()
+            else:
+                db.session.scalar(sa.select(sa.func.count()).select_from(Thing))
+        db.session.execute(sa.text("SELECT * FROM lost"))
+        return {}
+
+    @app.post("/engine")
+    def engine_write() -> t.Any:
+        # A commit outside the session counts as much as one through it.
+        with db.engine.begin() as conn:
+            conn.execute(sa.insert(Thing).values(name=api.json_body()["tag"]))
+        db.session.execute(sa.text("SELECT * FROM lost"))
+        return {}
+
+    app.add_url_rule("/api/steps", "api_steps", steps, methods=["POST"])
+    app.add_url_rule("/steps", "steps", steps, methods=["POST"])
+    return app
+
+
+def test_a_lost_database_is_a_503_only_while_nothing_can_be_written(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    app = failing_app(tmp_path_factory.mktemp("steps"))
+    client = app.test_client()
+
+    @settings(max_examples=60, deadline=None, database=None)
+    @given(steps=STEPS, prefix=st.sampled_from(["/api", ""]))
+    def answer(steps: list[str], prefix: str) -> None:
+        tag = uuid.uuid4().hex[:20]
+        response = client.post(f"{prefix}/steps", json={"steps": steps, "tag": tag})
+        # A commit sends a COMMIT when a step began a transaction; what it commits is kept.
+        sent, begun, pending, kept = False, False, 0, 0
+        for step in steps:
+            if step == "commit":
+                sent, kept = sent or begun, kept + pending
+                begun, pending = False, 0
+            else:
+                begun, pending = True, pending + (step == "write")
+        assert response.status_code == (500 if sent else 503), (steps, response.data)
+        assert response.is_json == (prefix == "/api")
+        assert ("Retry-After" in response.headers) == (not sent)
+        with app.app_context():
+            query = sa.select(sa.func.count()).select_from(Thing).where(Thing.name == tag)
+            assert db.session.scalar(query) == kept  # 0 for every 503
+
+    answer()
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_a_commit_outside_the_session_counts_and_the_500_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = failing_app(tmp_path)
+    with caplog.at_level(logging.ERROR, logger="flask_complete.api"):
+        response = app.test_client().post("/engine", json={"tag": "kept"})
+    assert response.status_code == 500 and "Retry-After" not in response.headers
+    assert "after this request sent a COMMIT" in caplog.text and "no such table" in caplog.text
+    with app.app_context():
+        assert db.session.scalar(sa.select(Thing.name)) == "kept"
+        db.engine.dispose()
+
+
+def test_committed_is_per_request(tmp_path: Path) -> None:
+    app = failing_app(tmp_path)
+    assert not api.committed()  # outside a request
+    client = app.test_client()
+    assert (
+        client.post("/api/steps", json={"steps": ["write", "commit"], "tag": "a"}).status_code
+        == 500
+    )
+    # The next request starts afresh.
+    assert client.post("/api/steps", json={"steps": ["write"], "tag": "b"}).status_code == 503
+    with app.test_request_context():
+        assert not api.committed()
+        with db.engine.begin() as conn:
+            conn.execute(sa.select(1))
+        assert api.committed()
+        db.engine.dispose()
+
+
+def test_an_app_s_own_handler_keeps_the_rule_with_database_error(tmp_path: Path) -> None:
+    app = Flask("own")
+    app.config.update(SECRET_KEY=STRONG, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'o.db'}")
+    Complete(app, db=db, env="testing", root=tmp_path)
+    with app.app_context():
+        Thing.__table__.create(db.engine)
+
+    @app.errorhandler(sa.exc.OperationalError)
+    def mine(error: Exception) -> t.Any:
+        failure = api.database_error(error)
+        return {"mine": failure.code}, failure.code
+
+    api.init_app(app)  # after the app's own handler: it is kept
+
+    @app.post("/things")
+    def create() -> t.Any:
+        db.session.add(Thing(name=request.args["n"]))
+        if "commit" in request.args:
+            db.session.commit()
+        db.session.execute(sa.text("SELECT * FROM lost"))
+        return {}
+
+    client = app.test_client()
+    assert client.post("/things?n=a").json == {"mine": 503}
+    assert client.post("/things?n=b&commit=1").json == {"mine": 500}
+    with app.app_context():
+        db.engine.dispose()
