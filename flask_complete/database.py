@@ -412,7 +412,16 @@ def configure(app: Flask, state: CompleteState) -> None:
             problems.extend(e.problems)
             return
     bind_options: dict[str, dict[str, t.Any]] = {}
-    for key, value in (config.get("SQLALCHEMY_BINDS") or {}).items():
+    declared = dict(config.get("SQLALCHEMY_BINDS") or {})
+    if state.env == "testing":
+        from . import testguard
+
+        # A bind declared for development only ([development] SQLALCHEMY_BINDS.x) gets its
+        # test copy too, as the default database does.
+        for key, (dev_url, _) in testguard.development_urls(app, state.root).items():
+            if key is not None and key not in declared:
+                declared[key] = dev_url
+    for key, value in declared.items():
         options = dict(value) if isinstance(value, t.Mapping) else {"url": value}
         try:
             bind_url = normalize_url(options.pop("url"), f"SQLALCHEMY_BINDS.{key}")

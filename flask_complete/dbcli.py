@@ -380,6 +380,12 @@ def _build_schema(app: Flask, sqla: SQLAlchemy, dbs: list[Database]) -> None:
                     "match the first migration, mark it applied once with `flask db stamp "
                     "<revision>` (or `flask db stamp head` if they match the models), then run "
                     "this again."
+                    + (
+                        " It records no environment: say whose it is first, with "
+                        f"`flask db environment {get_state().env}{_bind_flag(db)}`."
+                        if dbenv.current(app, db.key) is None
+                        else ""
+                    )
                 )
         chosen = None if len(migrated) == len(covered) else [db.key for db in migrated]
         migrations.upgrade(app, binds=chosen)  # stamps the environment
@@ -546,6 +552,16 @@ def init_command(directory: str | None, multidb: bool | None) -> None:
 def check_command(directory: str | None, bind_names: tuple[str, ...]) -> None:
     """Fail when a database is behind the migrations or differs from the models."""
     app, _, dbs = _targets(bind_names)
+    for db in dbs:
+        # Each database named on its own: an error from the check itself cannot say which.
+        with database_errors(db.url):
+            if not database_exists(db.url, db.connect_args):
+                raise click.ClickException(
+                    f"The database {redact_url(db.url)}"
+                    + (f" (bind {binds.label(db.key)})" if db.several else "")
+                    + " does not exist: create it "
+                    f"with `flask db prepare{_bind_flag(db)}`."
+                )
     with database_errors(dbs[0].url if len(dbs) == 1 else None):
         problem = migrations.check(app, directory or g.get("directory"))
     chosen = {db.key for db in dbs}

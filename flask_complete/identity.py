@@ -183,9 +183,10 @@ def _ask(connection: Connection) -> Identity:
     return Identity(url.get_backend_name(), url.database or "", url.render_as_string())
 
 
-def missing_database(error: DBAPIError) -> bool:
-    """Whether connecting failed because the server has no such database."""
-    orig = error.orig
+def missing_database(error: BaseException) -> bool:
+    """Whether connecting failed because the server has no such database (``error``: the
+    driver's exception, or SQLAlchemy's around it)."""
+    orig = error.orig if isinstance(error, DBAPIError) else error
     code = orig.args[0] if orig is not None and orig.args else None
     text = str(orig).lower()
     return code == 1049 or ("database" in text and "does not exist" in text)

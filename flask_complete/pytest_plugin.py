@@ -228,6 +228,9 @@ def _start(config: pytest.Config, option: str | None) -> _Run:
 
         from . import config as settings
 
+        global _pinned
+        _pinned = config
+
         run.previous_env = settings._forced_env
         settings.force_env("testing", run.worker)
         appcontext_pushed.connect(_guard)
@@ -264,11 +267,15 @@ def _prepare_import(spec: str, base: Path) -> tuple[str, str | None]:
     return ".".join(reversed(parts)), name or None
 
 
+#: The run whose apps are guarded (apps a suite builds itself included).
+_pinned: pytest.Config | None = None
+
+
 def _guard(app: Flask, **extra: t.Any) -> None:
     if "complete" in app.extensions:
         from .testdb import guard_app
 
-        guard_app(app)
+        guard_app(app, _databases(_pinned) if _pinned is not None else None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -282,6 +289,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
         from . import config as settings
 
+        global _pinned
+        _pinned = None
         appcontext_pushed.disconnect(_guard)
         settings.force_env(run.previous_env)
 
@@ -483,9 +492,12 @@ def _flask_complete_databases(request: pytest.FixtureRequest) -> TestDatabases:
     """The run's test databases, created (or reused) for whichever app asks first, schema
     built; dropped when the session finishes (after every fixture's teardown, so a conftest's
     session-scoped app can still clean up in its own)."""
+    return _databases(request.config)
+
+
+def _databases(config: pytest.Config) -> TestDatabases:
     from .testdb import TestDatabases
 
-    config = request.config
     run = config.stash[_RUN]
     if run.databases is None:
         run.databases = TestDatabases(

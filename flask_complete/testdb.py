@@ -72,10 +72,12 @@ __all__ = [
 _checked: weakref.WeakSet[Flask] = weakref.WeakSet()
 
 
-def guard_app(app: Flask) -> None:
+def guard_app(app: Flask, databases: TestDatabases | None = None) -> None:
     """Put every engine of a testing ``app`` behind the gate
     (:func:`flask_complete.testguard.verify`), also for apps a suite builds and uses without the
-    fixtures. Runs on each app context push; after the first it costs a set lookup."""
+    fixtures; with the run's ``databases``, a test database such an app connects to is created
+    on first use and dropped with the run's. Runs on each app context push; after the first it
+    costs a set lookup."""
     if app in _checked:
         return
     _checked.add(app)
@@ -83,6 +85,51 @@ def guard_app(app: Flask) -> None:
     if state is None or state.env != "testing" or "sqlalchemy" not in app.extensions:
         return
     watch(app)
+    if databases is not None:
+        for key, engine in engines_of(app).items():
+            if isinstance(engine, Engine) and engine not in _creating:
+                _creating.add(engine)
+                listener = _create_on_first_use(app, key, engine, databases)
+                event.listen(engine, "do_connect", listener)
+
+
+_creating: weakref.WeakSet[Engine] = weakref.WeakSet()
+_blocked: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _create_on_first_use(
+    app: Flask, key: str | None, engine: Engine, databases: TestDatabases
+) -> t.Callable[..., t.Any]:
+    """A ``do_connect`` listener for ``engine``: when its test database is missing, create it
+    (refused unless it is a test database) and connect again. SQLite makes its file on connect,
+    a server does not; either way the run drops it at the end."""
+    from . import binds
+    from .identity import missing_database, sqlite_path
+
+    app_ref, engine_ref = weakref.ref(app), weakref.ref(engine)
+
+    def do_connect(dialect: t.Any, record: t.Any, cargs: t.Any, cparams: t.Any) -> t.Any:
+        app, engine = app_ref(), engine_ref()
+        if app is None or engine is None:
+            return None
+        if engine in _blocked and not access_allowed():
+            return None  # the plugin's own app: its block says which fixture to add
+        url = engine.url
+        path = sqlite_path(url, app.instance_path) if url.get_backend_name() == "sqlite" else ""
+        new_file = bool(path) and not Path(path).exists()
+        try:
+            connection = dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.Error as e:
+            if not missing_database(e):
+                raise
+            create_database(url, app, binds.connect_args(app, key))
+            databases.created_on_first_use(app, key, url)
+            return dialect.connect(*cargs, **cparams)
+        if new_file:
+            databases.created_on_first_use(app, key, url)
+        return connection
+
+    return do_connect
 
 
 # -- the test database ----------------------------------------------------------------------------
@@ -109,6 +156,7 @@ def block(engine: Engine) -> None:
             refuse()
 
     # do_connect: before a new DBAPI connection is opened; engine_connect: a pooled one reused.
+    _blocked.add(engine)
     event.listen(engine, "do_connect", on_new_connection)
     event.listen(engine, "engine_connect", on_connect)
 
@@ -381,6 +429,12 @@ class TestDatabases:
         self.in_memory: weakref.WeakKeyDictionary[Engine, TestDatabase] = (
             weakref.WeakKeyDictionary()
         )
+        #: Databases the apps a suite builds itself made on first use: dropped at the end.
+        self.first_use: dict[str, tuple[URL, Flask, str | None]] = {}
+
+    def created_on_first_use(self, app: Flask, key: str | None, url: URL) -> None:
+        """Record a test database an app of the suite's own made by connecting."""
+        self.first_use.setdefault(_render(url), (url, app, key))
 
     def prepare(self, app: Flask) -> TestDatabase:
         """The test database of ``app``, created and migrated on first use."""
@@ -418,6 +472,14 @@ class TestDatabases:
         while self.all:
             self.all.pop().teardown()
         self.by_urls.clear()
+        first_use, self.first_use = self.first_use, {}
+        if self.options.get("reuse"):
+            return
+        for url, app, key in first_use.values():
+            _dispose(app)
+            from . import binds
+
+            drop_database(url, app, binds.connect_args(app, key))
 
 
 def _url(engine: t.Any) -> URL:

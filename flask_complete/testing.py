@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
 from . import config as _config
+from .isolation import begin_outer, connect
 from .testdb import (
     DatabaseBlocked,
     DatabaseRefused,
@@ -162,8 +163,9 @@ def isolated(app: Flask) -> Iterator[None]:
         _end_sessions(app, sqla)
         try:
             for key, engine in saved.items():
-                conn = engine.connect()
-                opened.append((conn, conn.begin()))
+                # A connection that also answers as the engine: db.engine stays engine-like.
+                conn = connect(engine)
+                opened.append((conn, begin_outer(conn)))
                 # Flask-SQLAlchemy's Session.get_bind reads this mapping, not a session bind.
                 engines[key] = conn
             factory.configure(join_transaction_mode="create_savepoint")

@@ -528,3 +528,65 @@ def _worker_suffix() -> str:
     from flask_complete import config
 
     return f"_{config._forced_worker}" if config._forced_worker else ""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_bind_declared_for_development_gets_a_test_copy(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The layout docs/database.rst shows: binds in [development] only. Testing derives each
+    bind's test database, as it does the default one; the development bind is not touched."""
+    from conftest import drop_database, new_database, unique_name
+
+    from flask_complete.config import force_env
+    from flask_complete.testing import TestDatabases
+
+    if kind == "sqlite":
+        analytics = f"sqlite:///{tmp_path / 'instance' / 'analytics.sqlite3'}"
+        name = None
+    else:
+        name = unique_name("fc_analytics")
+        analytics = new_database("postgres", name)
+    (tmp_path / "settings.toml").write_text(
+        f'[development]\nSQLALCHEMY_BINDS.analytics = "{analytics}"\n'
+    )
+    models = bind_models(default=True)
+    force_env("testing")
+    databases = TestDatabases()
+    try:
+        app = Flask("binds_app", root_path=str(tmp_path))
+        Complete(app, db=models.db, root=tmp_path)
+        url = app.config["SQLALCHEMY_BINDS"]["analytics"]["url"]
+        assert "test_" in url and url != analytics
+        databases.prepare(app)
+        with app.app_context():
+            models.db.session.add(models.Event(kind="e"))
+            models.db.session.commit()
+            assert models.db.session.query(models.Event).count() == 1
+    finally:
+        databases.teardown()
+        force_env(None)
+        if name is not None:
+            drop_database("postgres", name)
+            drop_database("postgres", f"test_{name}")
+
+
+def test_check_names_the_missing_bind(bind_apps: BindApps, tmp_path: Path) -> None:
+    """`flask db check` with one database missing names that one, not the default."""
+    app = bind_apps.make(
+        {
+            "main": f"sqlite:///{tmp_path / 'main.sqlite3'}",
+            "analytics": f"sqlite:///{tmp_path / 'missing' / 'analytics.sqlite3'}",
+        }
+    )
+    runner = app.test_cli_runner()
+    for args in (["db", "init"], ["db", "create"], ["db", "migrate", "-m", "x"], ["db", "upgrade"]):
+        assert runner.invoke(args=args).exit_code == 0, args
+    analytics = tmp_path / "missing" / "analytics.sqlite3"
+    bind_apps.close()
+    analytics.unlink()
+    result = runner.invoke(args=["db", "check"])
+    assert result.exit_code == 1, result.output
+    assert "analytics.sqlite3 (bind analytics) does not exist" in result.output
+    assert "main.sqlite3" not in result.output
+    assert "flask db prepare --bind analytics" in result.output

@@ -505,6 +505,10 @@ def test_prepare_refuses_tables_without_a_revision(apps: Apps, tmp_path: Path) -
     assert result.exit_code == 1
     assert "no migration revision (made with create_all?)" in result.output
     assert "flask db stamp" in result.output
+    # Whose tables they are is said first: an unstamped database with tables is not re-stamped.
+    assert "`flask db environment development`" in result.output
+    assert run(app, "db", "stamp", "head").exit_code == 2
+    assert run(app, "db", "environment", "development").exit_code == 0
     assert run(app, "db", "stamp", "head").exit_code == 0
     result = run(app, "db", "prepare")
     assert result.exit_code == 0, result.output

@@ -872,3 +872,101 @@ def test_a_query_parameter_naming_the_development_database(
         assert not project.exists(project.test_name)  # created, then dropped
     finally:
         project.drop_all()
+
+
+ENGINE_TESTS = """
+import sqlalchemy as sa
+from sqlalchemy import func, select, text
+from notes import Item
+
+
+def count(db):
+    return db.session.scalar(select(func.count()).select_from(Item))
+
+
+def test_engine_attributes(db):
+    engine = db.engine
+    assert engine.name == engine.dialect.name
+    assert "test_" in str(engine.url)
+    assert engine.driver
+    assert str(engine.url) in repr(db)
+    if engine.name == "sqlite":
+        assert engine.url.get_backend_name() == "sqlite"
+
+
+def test_connect_and_begin_join_the_test(db):
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO item (name) VALUES ('core')"))
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT name FROM item")).scalars().all() == ["core"]
+        conn.execute(text("INSERT INTO item (name) VALUES ('second')"))
+        conn.commit()
+    assert count(db) == 2
+    db.engine.dispose()  # nothing of the test's transaction is lost
+    assert count(db) == 2
+    sa.MetaData().create_all(db.engine)
+
+
+def test_rolled_back(db):
+    assert count(db) == 0
+"""
+
+
+@pytest.mark.parametrize("project", ["sqlite", "postgres", "mysql"], indirect=True)
+def test_db_engine_is_an_engine_in_the_test(project: Project) -> None:
+    """Under the db fixture, code that uses db.engine as production does (its URL, name,
+    connect(), begin(), dispose()) works inside the test's transaction, rolled back after."""
+    project.write()
+    project.pytester.makepyfile(test_engine=ENGINE_TESTS)
+    result = project.run("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
+OWN_CONFTEST = """
+import pytest
+from notes import create_app, db
+
+
+@pytest.fixture
+def app():
+    app = create_app()
+    with app.app_context():
+        db.create_all()
+        yield app
+        db.session.remove()
+        db.drop_all()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+"""
+
+OWN_TESTS = """
+def test_add(client):
+    assert client.post("/items", json={"name": "a"}).status_code == 201
+    assert client.get("/items").json == ["a"]
+
+
+def test_empty_again(client):
+    assert client.get("/items").json == []
+"""
+
+
+@pytest.mark.parametrize("project", ["postgres", "mysql"], indirect=True)
+@pytest.mark.parametrize("reuse", [False, True], ids=["drop", "reuse-db"])
+def test_a_suites_own_conftest_gets_its_test_database_created(
+    project: Project, reuse: bool
+) -> None:
+    """An app's unchanged suite (its own app fixture, its own create_all/drop_all) on a server
+    database: the test database derived from the development one is created on first use and
+    dropped at the end (kept with --reuse-db); the development rows survive."""
+    project.write(where="development")
+    project.create_dev()
+    before = project.dev_snapshot()
+    project.pytester.makeconftest(OWN_CONFTEST)
+    project.pytester.makepyfile(test_own=OWN_TESTS)
+    result = project.run("-p", "no:cacheprovider", *(["--reuse-db"] if reuse else []))
+    result.assert_outcomes(passed=2)
+    assert project.dev_snapshot() == before
+    assert project.exists(project.test_name) == reuse
