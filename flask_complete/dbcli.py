@@ -9,6 +9,7 @@ They act on the current environment's database (the default bind) and say what t
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 import sys
 import typing as t
@@ -73,6 +74,12 @@ def explain(error: BaseException, url: URL) -> str | None:
     text = str(orig).lower()
     code = orig.args[0] if orig is not None and orig.args else None
     where = f"{url.host or 'localhost'}:{url.port or _DEFAULT_PORT.get(backend, '')}"
+    table = missing_table(error)
+    if table is not None:
+        return (
+            f"The database {shown} has no table {table!r}: its tables were never made (or it is "
+            "behind the migrations). Run `flask db prepare` to create and migrate it."
+        )
     if backend == "sqlite":
         if "unable to open database file" in text:
             return (
@@ -113,6 +120,31 @@ def explain(error: BaseException, url: URL) -> str | None:
             "the host and port in DATABASE_URL right?"
         )
     return None
+
+
+#: What each server answers for a table that does not exist: PostgreSQL's SQLSTATE, MySQL's and
+#: MariaDB's error number; SQLite has no code of its own for it, only its message.
+_UNDEFINED_TABLE_STATE = "42P01"
+_NO_SUCH_TABLE_ERRNO = 1146
+_QUOTED = re.compile(r"""["'`]([^"'`]+)["'`]""")
+
+
+def missing_table(error: DBAPIError) -> str | None:
+    """The table the server said does not exist, or ``None`` for any other error."""
+    orig = error.orig
+    if orig is None:
+        return None
+    message = str(orig)
+    if getattr(orig, "sqlstate", None) == _UNDEFINED_TABLE_STATE:
+        said = getattr(getattr(orig, "diag", None), "message_primary", None) or message
+    elif orig.args and orig.args[0] == _NO_SUCH_TABLE_ERRNO:
+        said = str(orig.args[-1])  # "Table 'database.name' doesn't exist"
+    elif isinstance(orig, sqlite3.OperationalError) and message.startswith("no such table: "):
+        return message.removeprefix("no such table: ").rpartition(".")[2]
+    else:
+        return None
+    found = _QUOTED.search(said)
+    return found.group(1).rpartition(".")[2] if found else "?"
 
 
 @contextlib.contextmanager

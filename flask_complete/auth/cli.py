@@ -3,6 +3,7 @@ revoke-token, sessions."""
 
 from __future__ import annotations
 
+import functools
 import typing as t
 
 import click
@@ -10,9 +11,11 @@ import sqlalchemy as sa
 from flask.cli import with_appcontext
 
 from .. import api
-from . import passwords, tokens
+from . import passwords, sessions, tokens
 from .core import AuthState, get_auth
 from .models import new_session_token, utcnow
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
 
 def _auth() -> AuthState:
@@ -20,6 +23,29 @@ def _auth() -> AuthState:
         return get_auth()
     except RuntimeError as e:
         raise click.ClickException(str(e)) from None
+
+
+def _explained(command: F) -> F:
+    """``command`` with a database it cannot use (missing, unreachable, without the tables)
+    answered in one line with the fix, as ``flask db upgrade`` does, never a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        from ..dbcli import database_errors
+
+        auth = _auth()
+        # The user model's database: it may be a bind of its own.
+        bind = auth.db.session.get_bind(mapper=sa.inspect(auth.user_model))
+        try:
+            with database_errors(bind.engine.url):
+                return command(*args, **kwargs)
+        except sessions.SessionsUnavailable:
+            raise click.ClickException(
+                "The server-side sessions' storage cannot be reached (AUTH_SESSION_STORAGE): "
+                "is Redis running at the URL it names?"
+            ) from None
+
+    return t.cast(F, run)
 
 
 def _key(auth: AuthState, login: str) -> str:
@@ -79,6 +105,7 @@ def _ask(password: str | None) -> str:
 @_password_option
 @click.option("--admin", is_flag=True, help="Make the user an admin.")
 @with_appcontext
+@_explained
 def create_command(email: str, password: str | None, admin: bool) -> None:
     """Create a user."""
     auth = _auth()
@@ -109,6 +136,7 @@ def create_command(email: str, password: str | None, admin: bool) -> None:
 
 @click.command("list")
 @with_appcontext
+@_explained
 def list_command() -> None:
     """List the users."""
     auth = _auth()
@@ -132,6 +160,7 @@ def list_command() -> None:
 @click.argument("email")
 @_password_option
 @with_appcontext
+@_explained
 def set_password_command(email: str, password: str | None) -> None:
     """Set a user's password (ends the user's other sessions)."""
     auth = _auth()
@@ -146,6 +175,7 @@ def set_password_command(email: str, password: str | None) -> None:
 @click.command("deactivate")
 @click.argument("email")
 @with_appcontext
+@_explained
 def deactivate_command(email: str) -> None:
     """Deactivate a user: no more logins, sessions or tokens."""
     auth = _auth()
@@ -164,6 +194,7 @@ def deactivate_command(email: str) -> None:
 @click.command("activate")
 @click.argument("email")
 @with_appcontext
+@_explained
 def activate_command(email: str) -> None:
     """Activate a deactivated user: logins work again (old sessions and tokens stay ended)."""
     auth = _auth()
@@ -183,6 +214,7 @@ def activate_command(email: str) -> None:
 @click.argument("email")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @with_appcontext
+@_explained
 def delete_command(email: str, yes: bool) -> None:
     """Delete a user with its API tokens and sessions (asks first)."""
     auth = _auth()
@@ -225,6 +257,7 @@ def delete_command(email: str, yes: bool) -> None:
     help="Lifetime in days (default AUTH_TOKEN_DAYS, at most AUTH_TOKEN_MAX_DAYS).",
 )
 @with_appcontext
+@_explained
 def token_command(email: str, name: str, expires_in: int | None) -> None:
     """Create an API token for a user and print it (shown once)."""
     auth = _auth()
@@ -256,6 +289,7 @@ def _when(value: t.Any) -> str:
 @click.command("tokens")
 @click.argument("email")
 @with_appcontext
+@_explained
 def tokens_command(email: str) -> None:
     """List a user's API tokens (never their secrets)."""
     auth = _auth()
@@ -284,6 +318,7 @@ def tokens_command(email: str) -> None:
 @click.command("revoke-token")
 @click.argument("token_id", type=int)
 @with_appcontext
+@_explained
 def revoke_token_command(token_id: int) -> None:
     """Revoke an API token by its id (see `flask users tokens EMAIL`)."""
     auth = _auth()
@@ -309,6 +344,7 @@ def revoke_token_command(token_id: int) -> None:
 @click.option("--revoke", "handle", metavar="ID", help="End the session with this id.")
 @click.option("--revoke-all", is_flag=True, help="End every session of the user.")
 @with_appcontext
+@_explained
 def sessions_command(email: str, handle: str | None, revoke_all: bool) -> None:
     """List a user's sessions (logins), or end one or all of them."""
     auth = _auth()
