@@ -15,14 +15,29 @@ if t.TYPE_CHECKING:
     from .config import ConfigError
     from .database import db
     from .extension import Complete
+    from .sqla import SQLAlchemy
+    from .deprecation import FlaskCompleteDeprecationWarning
 
 __version__ = "0.1.0"
 
-__all__ = ["Complete", "ConfigError", "__version__", "db"]
+__all__ = [
+    "Complete",
+    "ConfigError",
+    "FlaskCompleteDeprecationWarning",
+    "SQLAlchemy",
+    "__version__",
+    "db",
+]
 
 #: Imported on first use: the pytest plugin is a submodule loaded by every pytest run, so
 #: importing the package must not pull in SQLAlchemy and the rest.
-_LAZY = {"Complete": ".extension", "ConfigError": ".config", "db": ".database"}
+_LAZY = {
+    "Complete": ".extension",
+    "ConfigError": ".config",
+    "FlaskCompleteDeprecationWarning": ".deprecation",
+    "SQLAlchemy": ".sqla",
+    "db": ".database",
+}
 
 
 def __getattr__(name: str) -> t.Any:

@@ -135,9 +135,12 @@ def absolute_sqlite(url: str, instance_path: str) -> str:
     if not path or path == ":memory:" or os.path.isabs(path):
         return url
     path = os.path.join(instance_path, path)
-    return parsed.set(database=f"file:{path}" if uri else path).render_as_string(
+    text = parsed.set(database=f"file:{path}" if uri else path).render_as_string(
         hide_password=False
     )
+    # SQLAlchemy 2.1 writes the colon of "file:" as %3A; both versions read the plain form the
+    # user wrote back to the same database, and it is the form users search their config for.
+    return text.replace(":///file%3A", ":///file:", 1)
 
 
 def engine_options(

@@ -14,6 +14,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column
 
+import flask_complete
 from flask_complete import Complete, ConfigError
 from flask_complete.database import absolute_sqlite, engine_options, normalize_url
 from flask_complete.testguard import derive_test_url
@@ -258,7 +259,8 @@ def test_dataclass_models_work(tmp_path: Path) -> None:
     class DataBase(MappedAsDataclass, DeclarativeBase):
         pass
 
-    dc = SQLAlchemy(model_class=DataBase)
+    # The bundle's class: Flask-SQLAlchemy 3.1.1's own refuses this base on SQLAlchemy 2.1.
+    dc = flask_complete.SQLAlchemy(model_class=DataBase)
 
     class Item(dc.Model):
         id: Mapped[int] = mapped_column(primary_key=True, init=False)
