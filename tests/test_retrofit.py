@@ -27,7 +27,14 @@ import sqlalchemy as sa
 # its SQL functions (an SAWarning, so an error here). Import what these tests load up front.
 import sqlalchemy.dialects.mysql.pymysql
 import sqlalchemy.dialects.postgresql.psycopg
-from conftest import SERVERS, drop_database, new_database, require_server, unique_name
+from conftest import (
+    SERVERS,
+    database_exists,
+    drop_database,
+    new_database,
+    require_server,
+    unique_name,
+)
 
 pytest_plugins = ["pytester"]
 
@@ -856,3 +863,60 @@ def test_auth_user_for_a_model_with_required_columns(
     assert "auth_user cannot make a User from an email and a password" in out
     assert "display_name" in out and "UserFactory" in out
     assert "Traceback" not in out and "sqlalchemy.exc" not in out
+
+
+# -- the hosting guides' shape: src/, its own settings modules, a server URL, its own conftest ---
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_hosting_guide_shape_on_a_server_database(
+    kind: str, pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    """The shape the Flask hosting guides teach (see tests/shapes/README.md): its own conftest
+    runs create_all/drop_all on the database the app develops against, so before the retrofit
+    its suite empties the development database every run. After adding `Complete(app, db=db)`
+    the unchanged suite passes on a test copy created and dropped by the run, and a sentinel
+    row in the development database survives."""
+    require_server(kind)
+    root = pytester.path
+    copy_shape("hosting_guide", root)
+    flask_db_init(root / "src" / "migrations")
+    name = unique_name("fcguest")
+    clean_env.setenv("DBNAME", name)
+    if kind == "mysql":
+        clean_env.setenv("DBDRIVER", "mysql+pymysql")
+        clean_env.setenv("DBUSER", "root")
+    server = sa.make_url(SERVERS[kind])
+    clean_env.setenv("DBHOST", f"{server.host}:{server.port}")
+    dev = DevDatabase(
+        f"{SERVERS[kind]}/{name}",
+        "entry",
+        "id INTEGER PRIMARY KEY, name VARCHAR(100) NOT NULL, message TEXT NOT NULL, "
+        "created TIMESTAMP NULL",
+        "1, 'sentinel', 'keep me', NULL",
+        kind,
+        name,
+    )
+    try:
+        new_database(kind, name)  # empty: the suite's own tests expect no rows
+        result = pytester.runpytest_subprocess(*QUIET)
+        assert _outcomes(result) == {"passed": 4}, result.stdout.str()
+        # The hazard itself: the suite made and dropped its tables in the development database.
+        engine = sa.create_engine(dev.url, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            assert "entry" not in sa.inspect(conn).get_table_names()
+        engine.dispose()
+
+        patch = retrofit("hosting_guide", root)
+        assert 0 < changed_lines(patch) < MAX_PATCH, patch
+        dev.name = None  # the database is there: the table and its sentinel row again
+        dev.create()
+        dev.name = name
+        before = dev.snapshot()
+        result = pytester.runpytest_subprocess(*QUIET)
+        assert _outcomes(result) == {"passed": 4}, result.stdout.str()
+        assert dev.snapshot() == before, "the development database changed"
+        assert not database_exists(kind, f"test_{name}"), "the test database is left behind"
+    finally:
+        drop_database(kind, name)
+        drop_database(kind, f"test_{name}")
