@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 from flask import Flask
+
 from flask_complete import Complete
 
 from .models import db, migrate
