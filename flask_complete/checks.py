@@ -484,6 +484,16 @@ def debug_source(state: CompleteState) -> DebugSource | None:
                 "Start production without --debug, under a WSGI server (gunicorn, waitress): "
                 "`flask run` is the development server.",
             )
+        if loaded := state.settings.flask_dotenv.get("FLASK_DEBUG"):
+            from .dotenv_loaded import file_value
+
+            file = os.path.basename(loaded)
+            return DebugSource(
+                f"FLASK_DEBUG={file_value('FLASK_DEBUG', loaded)} in {loaded}, which the flask "
+                "command loaded",
+                f"Remove FLASK_DEBUG from {file} on this machine, or run with "
+                f"FLASK_SKIP_DOTENV=1 so that flask reads no {file}.",
+            )
         return DebugSource(
             f"FLASK_DEBUG={os.environ.get('FLASK_DEBUG', '')} in the environment",
             "Unset FLASK_DEBUG for production (the flask command also reads it from .env and "

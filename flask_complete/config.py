@@ -361,6 +361,13 @@ def _setting_of(name: str) -> str | None:
     return key
 
 
+def _file_source(key: str, sources: t.Mapping[str, str]) -> str | None:
+    """The user's settings file that sets ``key`` (as its top-level setting), if one does."""
+    top = key.split("__")[0].upper()
+    source = sources.get("DATABASE_URL" if top == "SQLALCHEMY_DATABASE_URI" else top)
+    return None if source is None or source.startswith("flask_complete") else source
+
+
 def _dotenv_values(root: Path) -> dict[str, str]:
     path = root / DOTENV_FILE
     if not path.is_file():
@@ -493,7 +500,9 @@ def load(app: Flask, *, env: str, root: Path, log: bool = True) -> Settings:
     if env != "development":
         # Outside development a line of .env is no setting, even once flask exported it.
         for name, path in sorted(loaded.items()):
-            problem = dotenv_problem(name, environ.pop(name), path, env, _setting_of(name))
+            setting = _setting_of(name)
+            set_by = _file_source(setting, sources) if setting else None
+            problem = dotenv_problem(name, environ.pop(name), path, env, setting, set_by)
             if problem:
                 problems.append(problem)
     variables = _variables(environ)

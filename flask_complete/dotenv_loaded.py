@@ -49,8 +49,32 @@ def dotenv_origins(
     return {
         name: path
         for name, (path, value) in merged.items()
-        if environ.get(name) == value and (started is None or name not in started)
+        if environ.get(name) in (value, _as_flask_writes(name, value))
+        and (started is None or name not in started)
     }
+
+
+def _as_flask_writes(name: str, value: str) -> str | None:
+    """The value the ``flask`` command writes back for ``name``: its ``--debug`` option reads
+    ``FLASK_DEBUG`` as a boolean and sets it to ``1`` or ``0``; other names stay as read."""
+    if name != "FLASK_DEBUG":
+        return None
+    import click
+
+    try:
+        return "1" if click.BOOL.convert(value, None, None) else "0"
+    except click.BadParameter:
+        return None  # flask refuses such a value and never starts
+
+
+def file_value(name: str, path: str) -> str | None:
+    """The line for ``name`` in the dotenv file at ``path``, as written (before Flask's
+    rewrite), or ``None``."""
+    try:
+        import dotenv
+    except ImportError:
+        return None
+    return dotenv.dotenv_values(path, encoding="utf-8").get(name)
 
 
 def _flask_dotenv_files() -> list[tuple[str, dict[str, str]]]:
@@ -83,15 +107,19 @@ def _started_names() -> frozenset[str] | None:
     return None if "FLASK_RUN_FROM_CLI" in names else names
 
 
-def dotenv_problem(name: str, value: str, path: str, env: str, key: str | None) -> Problem | None:
+def dotenv_problem(
+    name: str, value: str, path: str, env: str, key: str | None, set_by: str | None = None
+) -> Problem | None:
     """What the variable ``name`` (setting ``key``, if any), which the flask command loaded from
     ``path``, means outside development: an error for debug, the secret key and database URLs
-    (the app must not run on development ones), a warning that any other setting is ignored."""
+    (the app must not run on development ones) unless a settings file (``set_by``) sets them for
+    this environment, a warning that any other line is ignored."""
+    file = Path(path).name
     where = (
-        f"{path}, which the flask command loaded; a .env file is for development and this app "
-        f"runs in {env}"
+        f"{path}, which the flask command loaded; a {file} file is for development and this "
+        f"app runs in {env}"
     )
-    skip = "or run with FLASK_SKIP_DOTENV=1 so that flask reads no .env"
+    skip = f"or run with FLASK_SKIP_DOTENV=1 so that flask reads no {file}"
     if name == "FLASK_DEBUG":
         from flask.helpers import get_debug_flag
 
@@ -100,27 +128,28 @@ def dotenv_problem(name: str, value: str, path: str, env: str, key: str | None) 
         return Problem(
             "config.dotenv",
             "DEBUG",
-            f"Debug mode is on from FLASK_DEBUG={value} in {where}.",
-            f"Remove FLASK_DEBUG from .env on this machine, {skip}.",
+            f"Debug mode is on from FLASK_DEBUG={file_value(name, path) or value} in {where}.",
+            f"Remove FLASK_DEBUG from {file} on this machine, {skip}.",
         )
     if key is None:
         return None
     top = key.split("__")[0].upper()
     top = "DATABASE_URL" if top == "SQLALCHEMY_DATABASE_URI" else top
-    if top in REFUSED:
+    if top in REFUSED and set_by is None:
         return Problem(
             "config.dotenv",
             top,
             f"{top} is set only by {name} in {where}.",
-            f"Set {top} in the real environment or in .secrets.toml and delete it from .env "
+            f"Set {top} in the real environment or in .secrets.toml and delete it from {file} "
             f"on this machine, {skip}.",
         )
+    used = f"the value from {set_by} is used" if set_by else "it is not a setting here"
     return Problem(
         "config.dotenv",
         top,
-        f"{name} in {path} is ignored: the flask command loaded it, and .env is read in "
-        f"development only (this app runs in {env}).",
+        f"{name} in {path} is ignored: the flask command loaded it, and {file} is read in "
+        f"development only (this app runs in {env}); {used}.",
         f"Set it in the real environment or in settings.toml [{env}]; FLASK_SKIP_DOTENV=1 "
-        "stops flask loading .env.",
+        f"stops flask loading {file}.",
         level="warning",
     )

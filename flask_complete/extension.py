@@ -72,6 +72,7 @@ class Complete:
         _config.apply(app, settings)
         _config.fill_secret(app, settings)
 
+        before = dict(app.config)
         sqla, bound = self._find_db(app)
         state = CompleteState(
             env=env,
@@ -116,6 +117,7 @@ class Complete:
             del app.extensions[EXTENSION_KEY]
             app.url_rule_class = rule_class
             raise ConfigError(state.problems)
+        _record_computed(app.config, before, settings.sources)
         state.init_values = {
             k: copy.deepcopy(v) for k, v in app.config.items() if _config.is_init_time_key(k)
         }
@@ -162,6 +164,33 @@ class Complete:
         from . import cli
 
         cli.init_app(app, state)
+
+
+def _record_computed(
+    config: t.Mapping[str, t.Any], before: t.Mapping[str, t.Any], sources: dict[str, str]
+) -> None:
+    """Name the source of each value the pieces wrote: a library's default, or one computed from
+    the bundle's settings (engine options per dialect, over what the app gave)."""
+    missing = object()
+    for key, value in config.items():
+        old = before.get(key, missing)
+        if old is value or (old is not missing and _equal(old, value)):
+            continue
+        prior = sources.get(key)
+        if prior is None and old is missing and _config.LIBRARY_DEFAULTS.get(key, missing) == value:
+            sources[key] = "Flask-SQLAlchemy default"
+        elif prior is None:
+            sources[key] = "flask_complete (computed at init from its settings)"
+        elif isinstance(old, dict) and isinstance(value, dict) and value.keys() - old.keys():
+            # Our defaults under the app's own options: both are in the value.
+            sources[key] = f"flask_complete (computed at init from its settings, over {prior})"
+
+
+def _equal(a: t.Any, b: t.Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # a value whose == is no boolean (an array): not ours to judge
+        return True
 
 
 def collecting(on: bool) -> None:

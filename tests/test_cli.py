@@ -263,3 +263,21 @@ def test_production_starts_with_secret_and_database(tmp_path: Path, pg_url: str)
     result = _flask(tmp_path, "complete", "config", "DATABASE_URL", **env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == pg_url
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize("own", [False, True], ids=["bundle-only", "with-own-options"])
+def test_engine_options_computed_by_the_bundle_say_so(tmp_path: Path, own: bool) -> None:
+    """SQLALCHEMY_ENGINE_OPTIONS is computed at init from the DATABASE_* settings and the URL:
+    its source says so, with the file that added options of its own."""
+    lines = ['[development]\nDATABASE_URL = "postgresql://app@db.internal/app"\n']
+    if own:
+        lines.append("[development.SQLALCHEMY_ENGINE_OPTIONS]\npool_size = 3\n")
+    (tmp_path / "settings.toml").write_text("".join(lines))
+    app = make_app(tmp_path)
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
+    result = app.test_cli_runner().invoke(args=["complete", "config", "--format", "json"])
+    source = json.loads(result.output)["settings"]["SQLALCHEMY_ENGINE_OPTIONS"]["source"]
+    assert "flask default" not in source
+    assert source.startswith("flask_complete (computed at init"), source
+    assert ("settings.toml [development]" in source) == own, source

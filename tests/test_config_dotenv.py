@@ -15,9 +15,12 @@ import sys
 import typing as t
 from pathlib import Path
 
+import click
 import flask.cli
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flask_complete import config
 
@@ -211,3 +214,78 @@ def test_nothing_is_taken_for_loaded_outside_the_flask_command(
     (tmp_path / ".env").write_text("FLASK_GREETING=hello\n")
     clean_env.setenv("FLASK_GREETING", "hello")
     assert config.flask_dotenv() == {}
+
+
+# -- where a value came from, told truthfully ------------------------------------------------------
+
+PRODUCTION = {"FLASK_ENV": "production", "SECRET_KEY": STRONG}
+
+
+@pytest.mark.parametrize("spelling", ["True", "yes", "on"])
+def test_debug_rewritten_by_flask_is_still_traced_to_its_file(project: Path, spelling: str) -> None:
+    """Flask's CLI reads FLASK_DEBUG=True from .env and writes FLASK_DEBUG=1 back: the line is
+    still the file's, and the refusal says so (not "in the environment")."""
+    (project / ".env").write_text(f"FLASK_DEBUG={spelling}\n")
+    url = f"sqlite:///{project / 'prod.sqlite3'}"
+    result = run_flask(
+        project, "complete", "config", "DATABASE_URL", DATABASE_URL=url, **PRODUCTION
+    )
+    assert result.returncode == 1
+    first = error_line(result.stderr)
+    assert first.startswith(f"Error: Debug mode is on from FLASK_DEBUG={spelling} in "), first
+    assert f"{project / '.env'}, which the flask command loaded" in first
+    assert "in the environment" not in result.stderr
+
+
+def test_debug_from_flaskenv_names_flaskenv(project: Path) -> None:
+    (project / ".flaskenv").write_text("FLASK_DEBUG=1\n")
+    url = f"sqlite:///{project / 'prod.sqlite3'}"
+    result = run_flask(
+        project, "complete", "config", "DATABASE_URL", DATABASE_URL=url, **PRODUCTION
+    )
+    assert result.returncode == 1
+    first = error_line(result.stderr)
+    assert str(project / ".flaskenv") in first
+    assert "Remove FLASK_DEBUG from .flaskenv on this machine" in first
+    assert "from .env" not in result.stderr
+
+
+def test_a_production_value_in_secrets_toml_wins_over_a_development_dotenv(project: Path) -> None:
+    """.secrets.toml [production] sets DATABASE_URL: the .env line is ignored, never claimed
+    to be the only source."""
+    prod = f"sqlite:///{project / 'prod.sqlite3'}"
+    (project / ".secrets.toml").write_text(
+        f'[production]\nSECRET_KEY = "{OTHER}"\nDATABASE_URL = "{prod}"\n'
+    )
+    dev_env(project)
+    result = run_flask(project, "complete", "config", "DATABASE_URL", FLASK_ENV="production")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == prod
+    assert "set only by" not in result.stderr
+    dotenv = project / ".env"
+    assert f"DATABASE_URL in {dotenv} is ignored" in result.stderr
+    assert "the value from .secrets.toml [production] is used" in result.stderr
+    assert STRONG not in result.stderr
+
+
+_CLICK_BOOLEANS = ["1", "0", "true", "false", "True", "FALSE", "yes", "no", "on", "off", "y", "n"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(_CLICK_BOOLEANS),
+    st.sampled_from(["1", "0"]),
+    st.booleans(),
+)
+def test_flask_debug_as_flask_rewrites_it(line: str, exported: str, started: bool) -> None:
+    """FLASK_DEBUG counts as the file's when Flask's rewrite of the file's line is what the
+    environment holds, and never when the process started with FLASK_DEBUG of its own."""
+    from flask_complete.dotenv_loaded import dotenv_origins
+
+    rewritten = "1" if click.BOOL.convert(line, None, None) else "0"
+    found = dotenv_origins(
+        {"FLASK_DEBUG": exported},
+        [("/p/.env", {"FLASK_DEBUG": line})],
+        frozenset({"FLASK_DEBUG"} if started else ()),
+    )
+    assert (found == {"FLASK_DEBUG": "/p/.env"}) == (exported == rewritten and not started)
