@@ -538,11 +538,17 @@ def guard_teardown(app: Flask, sqla: SQLAlchemy) -> None:
     the rollback meets a dead connection) with one that logs the failure and drops the
     connection."""
     funcs = app.teardown_appcontext_funcs
+    found = False
     for i, func in enumerate(funcs):
         if getattr(func, "__self__", None) is sqla and getattr(func, "__name__", "") == (
             "_teardown_session"
         ):
             funcs[i] = _guarded_teardown(sqla)
+            found = True
+    if not found:
+        from . import hooks
+
+        hooks.usable("flask_sqlalchemy.SQLAlchemy._teardown_session")  # warns when renamed
 
 
 def repoint(app: Flask, sqla: SQLAlchemy, urls: dict[str | None, str]) -> None:

@@ -9,6 +9,9 @@ first use instead; the built URLs are Werkzeug's own.
 
 ``Complete`` makes it the app's ``url_rule_class`` when the app still has Flask's default, so
 every rule added after the call is lazy; an app with its own rule class keeps it.
+``_compile_builder`` is Werkzeug's private method: when the installed Werkzeug has none of the
+shape this module overrides (:mod:`flask_complete.hooks` builds a URL both ways to know), the
+app keeps Werkzeug's eager rules and one warning names the version.
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class LazyRule(Rule):
 
 
 def init_app(app: Flask) -> None:
-    """Make :class:`LazyRule` the rule class of ``app`` unless the app chose its own."""
-    if app.url_rule_class is Rule:
+    """Make :class:`LazyRule` the rule class of ``app`` unless the app chose its own, or the
+    installed Werkzeug's rules do not compile as :class:`LazyRule` expects."""
+    from . import hooks
+
+    if app.url_rule_class is Rule and hooks.usable("werkzeug.routing.Rule._compile_builder"):
         app.url_rule_class = LazyRule

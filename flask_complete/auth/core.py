@@ -227,7 +227,9 @@ class BundleLoginManager(LoginManager):  # type: ignore[misc]
 def _unmarked_session() -> t.Mapping[str, t.Any]:
     """This request's session, read without marking it accessed (as ``flask.session`` does):
     Flask keeps it in ``_session``, behind the property that marks it."""
-    raw = request_ctx._get_current_object()._session  # type: ignore[attr-defined]
+    # Without that private attribute (a Flask that moved it; flask_complete.hooks warns at
+    # init), the public session: correct, only marked accessed.
+    raw = getattr(request_ctx._get_current_object(), "_session", session)  # type: ignore[attr-defined]
     return t.cast("t.Mapping[str, t.Any]", raw) if raw is not None else {}
 
 
@@ -274,6 +276,10 @@ def setup(app: Flask, state: CompleteState) -> None:
         return
     config = app.config
     assert state.db is not None and state.user_model is not None
+    from .. import hooks
+
+    hooks.usable("flask.ctx.RequestContext._session")
+    hooks.usable("flask_login.LoginManager._load_user")
     existing = getattr(app, "login_manager", None)
     manager = existing if existing is not None else BundleLoginManager()
     if existing is None:
