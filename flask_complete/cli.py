@@ -177,7 +177,16 @@ def init_command() -> None:
     import secrets
     from importlib import resources
 
-    root = _state().root
+    state = _state()
+    root, why = _project_root(state)
+    click.echo(f"writing to {root} ({why})")
+    if not state.settings.root_given and not Path(current_app.root_path).resolve().is_relative_to(
+        root
+    ):
+        click.echo(
+            f"note: Complete(app) looks for settings.toml at and above {current_app.root_path}; "
+            f"pass Complete(app, root={str(root)!r}) to read these files."
+        )
     skeleton = resources.files("flask_complete") / "skeleton"
     for name in ("settings.toml", ".env.example"):
         _write_once(root / name, (skeleton / name.lstrip(".")).read_text())
@@ -189,22 +198,44 @@ def init_command() -> None:
         mode=0o600,
     )
     gitignore = root / ".gitignore"
-    lines = gitignore.read_text().splitlines() if gitignore.exists() else []
+    existed = gitignore.exists()
+    lines = gitignore.read_text().splitlines() if existed else []
     missing = [entry for entry in _GITIGNORE if entry not in lines]
     if missing:
         with gitignore.open("a") as f:
             if lines and lines[-1] != "":
                 f.write("\n")
             f.write("# flask_complete\n" + "".join(f"{entry}\n" for entry in missing))
-        click.echo(f"updated {gitignore.name}: added {', '.join(missing)}")
+        done = "updated" if existed else "wrote  "
+        click.echo(f"{done} {gitignore.name}: added {', '.join(missing)}")
     else:
         click.echo(f"kept    {gitignore.name}: already ignores {', '.join(_GITIGNORE)}")
-    if current_app.config.get("COMPLETE_MIGRATE", True) and _state().db is not None:
+    if current_app.config.get("COMPLETE_MIGRATE", True) and state.db is not None:
         from .migrations import migrations_dir, write_migrations
 
-        folder = migrations_dir()
+        if root == state.root or "migrate" in current_app.extensions:
+            folder = migrations_dir()
+        else:
+            folder = root / str(current_app.config.get("MIGRATIONS_DIR", "migrations"))
         written = write_migrations(folder)
         click.echo(f"wrote   {folder.name}/" if written else f"kept    {folder.name}/: it exists")
+
+
+def _project_root(state: CompleteState) -> tuple[Path, str]:
+    """Where ``init`` writes, and why: the root the settings are read from when
+    ``Complete(root=...)`` chose it or a file marks it, else the folder ``flask`` runs in (the
+    app's own folder is no project root: it is the package)."""
+    found = state.root
+    if state.settings.root_given:
+        return found, "Complete(root=...)"
+    for marker, why in (
+        ("settings.toml", "the folder of its settings.toml"),
+        ("pyproject.toml", "the folder of its pyproject.toml"),
+        (".git", "the top of its git work tree"),
+    ):
+        if (found / marker).exists():
+            return found, why
+    return Path.cwd().resolve(), "the folder flask runs in"
 
 
 def _write_once(path: Path, text: str, mode: int = 0o644) -> None:

@@ -95,6 +95,8 @@ class Settings:
     secret_generated: bool = False
     #: Environment variables the ``flask`` command set from ``.flaskenv``/``.env``: name -> file.
     flask_dotenv: dict[str, str] = field(default_factory=dict)
+    #: ``root`` was given as ``Complete(root=...)``, not found from the app's folder.
+    root_given: bool = False
 
 
 def force_env(env: str | None, worker: str = "") -> None:
@@ -132,10 +134,13 @@ def select_env(explicit: str | None = None) -> str:
 
 def find_root(start: str | os.PathLike[str]) -> Path:
     """The project root: the nearest folder at or above ``start`` holding ``settings.toml``
-    or ``pyproject.toml``; ``start`` itself when there is none."""
+    or ``pyproject.toml``, else the top of the git work tree holding ``start`` (never a folder
+    above it); ``start`` itself when there is neither."""
     start_path = Path(start).resolve()
     for folder in (start_path, *start_path.parents):
         if (folder / SETTINGS_FILE).is_file() or (folder / "pyproject.toml").is_file():
+            return folder
+        if (folder / ".git").exists():  # a folder, or a file in a worktree or submodule
             return folder
     return start_path
 

@@ -69,6 +69,7 @@ class Complete:
                 raise
             settings = Settings(env=env, root=root, values={}, sources={}, code={})
             settings.problems = list(e.problems)
+        settings.root_given = self.root is not None
         _config.apply(app, settings)
         _config.fill_secret(app, settings)
 

@@ -226,14 +226,16 @@ Complete(app)
 """
 
 
-def _flask(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _flask(
+    root: Path, *args: str, app: str = "app", **env: str
+) -> subprocess.CompletedProcess[str]:
     clean = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("FLASK_") and k not in ("DATABASE_URL", "SECRET_KEY")
     }
     return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", *args],
+        [sys.executable, "-m", "flask", "--app", app, *args],
         cwd=root,
         env={**clean, **env},
         capture_output=True,
@@ -281,3 +283,38 @@ def test_engine_options_computed_by_the_bundle_say_so(tmp_path: Path, own: bool)
     assert "flask default" not in source
     assert source.startswith("flask_complete (computed at init"), source
     assert ("settings.toml [development]" in source) == own, source
+
+
+FACTORY_PACKAGE = """\
+from flask import Flask
+from flask_complete import Complete
+
+
+def create_app():
+    app = Flask(__name__)
+    Complete(app)
+    return app
+"""
+
+
+@pytest.mark.parametrize("git", [True, False], ids=["git", "no-git"])
+def test_init_writes_at_the_project_root(tmp_path: Path, git: bool) -> None:
+    """No pyproject.toml, an app package: init writes at the git work tree's top (else the
+    folder flask runs in), says so first, and the next command reads what it wrote."""
+    root = tmp_path / "project"
+    (root / "myapp").mkdir(parents=True)
+    (root / "myapp" / "__init__.py").write_text(FACTORY_PACKAGE)
+    (root / "requirements.txt").write_text("flask\n")
+    if git:
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
+    result = _flask(root, "complete", "init", app="myapp")
+    assert result.returncode == 0, result.stderr
+    why = "the top of its git work tree" if git else "the folder flask runs in"
+    assert result.stdout.splitlines()[0] == f"writing to {root} ({why})", result.stdout
+    for name in ("settings.toml", ".secrets.toml", ".env.example", ".gitignore", "migrations"):
+        assert (root / name).exists(), name
+        assert not (root / "myapp" / name).exists(), name
+    assert "wrote   .gitignore" in result.stdout  # a new file, not "updated"
+    assert {".secrets.toml", ".env", "instance/"} <= set((root / ".gitignore").read_text().split())
+    shown = _flask(root, "complete", "config", "--format", "json", app="myapp")
+    assert json.loads(shown.stdout)["root"] == str(root), shown.stderr

@@ -403,3 +403,21 @@ def test_root_is_found_from_the_app_package(tmp_path: Path) -> None:
     Complete(app, env="development")
     assert app.config["GREETING"] == "found"
     assert app.extensions["complete"].root == tmp_path.resolve()
+
+
+@pytest.mark.parametrize("git_entry", ["folder", "file"])
+def test_the_root_is_found_at_the_git_top_and_never_above(tmp_path: Path, git_entry: str) -> None:
+    """Without settings.toml or pyproject.toml in the repository, the root is its top (where
+    ``flask complete init`` writes), not the app package and not a folder above the repository."""
+    from flask_complete.config import find_root
+
+    (tmp_path / "settings.toml").write_text('GREETING = "not this project\'s"\n')
+    repo = tmp_path / "repo"
+    (repo / "myapp").mkdir(parents=True)
+    if git_entry == "folder":
+        (repo / ".git").mkdir()
+    else:  # a worktree or a submodule
+        (repo / ".git").write_text("gitdir: elsewhere\n")
+    assert find_root(repo / "myapp") == repo
+    (repo / "myapp" / "pyproject.toml").write_text("")
+    assert find_root(repo / "myapp") == repo / "myapp"
