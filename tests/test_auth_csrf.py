@@ -210,6 +210,10 @@ def test_existing_app_with_its_own_login_keeps_working(tmp_path: Path, with_mode
     app, db, member = tutorial_app(tmp_path)
     manager, loader = app.login_manager, app.login_manager._user_callback
     Complete(app, user_model=member if with_model else None, env="testing", root=tmp_path)
+    if with_model:
+        with app.app_context():
+            # The login records' table, as `flask db migrate` and `flask db upgrade` add it.
+            db.create_all()
     try:
         assert app.login_manager is manager and manager._user_callback is loader
         assert type(manager) is flask_login.LoginManager

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app, request, session
 from flask.globals import request_ctx
-from flask_login import LoginManager, user_logged_in, user_logged_out
+from flask_login import LoginManager, user_accessed, user_logged_in, user_logged_out
 from flask_login.config import COOKIE_NAME
 from flask_login.signals import user_loaded_from_cookie
 from flask_login.utils import encode_cookie
@@ -79,7 +79,7 @@ class AuthState:
     token_max_days: int
     policy: throttle.Policy
     throttle: throttle.Throttle | None
-    #: Server-side sessions (``AUTH_SESSIONS``, with the bundle's login manager only).
+    #: Server-side sessions (``AUTH_SESSIONS``), also with an adopted login manager.
     sessions: sessions.Store | None
     #: ``"everywhere"``, ``"blueprint"`` (only the bundle's endpoints) or ``"off"``.
     csrf: str
@@ -198,30 +198,35 @@ class BundleLoginManager(LoginManager):  # type: ignore[misc]
         return user
 
     def _set_cookie(self, response: Response) -> None:
-        # Flask-Login 0.6.3 computes the expiry with datetime.utcnow(), deprecated on 3.12+.
-        config = current_app.config
-        if "_remember_seconds" in session:
-            duration = timedelta(seconds=session["_remember_seconds"])
-        else:
-            duration = config.get("REMEMBER_COOKIE_DURATION", timedelta(days=14))
-            if isinstance(duration, int | float):
-                duration = timedelta(seconds=duration)
         payload = str(session["_user_id"])
         login_id = session.get(sessions.SESSION_KEY)
         auth = current_app.extensions.get(STATE_KEY)
         if auth is not None and auth.sessions is not None and login_id:
             payload = f"{payload}|{login_id}"
-        response.set_cookie(
-            config.get("REMEMBER_COOKIE_NAME", COOKIE_NAME),
-            value=encode_cookie(payload),
-            max_age=int(duration.total_seconds()),
-            expires=datetime.now(UTC) + duration,
-            domain=config.get("REMEMBER_COOKIE_DOMAIN"),
-            path=config.get("REMEMBER_COOKIE_PATH", "/"),
-            secure=config.get("REMEMBER_COOKIE_SECURE", False),
-            httponly=config.get("REMEMBER_COOKIE_HTTPONLY", True),
-            samesite=config.get("REMEMBER_COOKIE_SAMESITE"),
-        )
+        set_remember_cookie(response, payload)
+
+
+def set_remember_cookie(response: Response, payload: str) -> None:
+    """Flask-Login's remember cookie holding ``payload``, signed, with its settings. Flask-Login
+    0.6.3 computes the expiry with ``datetime.utcnow()``, deprecated on 3.12+."""
+    config = current_app.config
+    if "_remember_seconds" in session:
+        duration = timedelta(seconds=session["_remember_seconds"])
+    else:
+        duration = config.get("REMEMBER_COOKIE_DURATION", timedelta(days=14))
+        if isinstance(duration, int | float):
+            duration = timedelta(seconds=duration)
+    response.set_cookie(
+        config.get("REMEMBER_COOKIE_NAME", COOKIE_NAME),
+        value=encode_cookie(payload),
+        max_age=int(duration.total_seconds()),
+        expires=datetime.now(UTC) + duration,
+        domain=config.get("REMEMBER_COOKIE_DOMAIN"),
+        path=config.get("REMEMBER_COOKIE_PATH", "/"),
+        secure=config.get("REMEMBER_COOKIE_SECURE", False),
+        httponly=config.get("REMEMBER_COOKIE_HTTPONLY", True),
+        samesite=config.get("REMEMBER_COOKIE_SAMESITE"),
+    )
 
 
 def _unmarked_session() -> t.Mapping[str, t.Any]:
@@ -312,8 +317,7 @@ def setup(app: Flask, state: CompleteState) -> None:
         else:
             store = throttle.DatabaseThrottle(state.db, table, policy)
     logins: sessions.Store | None = None
-    if config["AUTH_SESSIONS"] and existing is None:
-        # With the app's own LoginManager its loader decides what a session is: left alone.
+    if config["AUTH_SESSIONS"]:
         records = sessions.table(metadata, state.user_model)
         redis_url = _redis_url(app, "AUTH_SESSION_STORAGE")
         if redis_url:
@@ -328,6 +332,11 @@ def setup(app: Flask, state: CompleteState) -> None:
             logins = sessions.DatabaseSessions(state.db, records, state.user_model)
         user_logged_in.connect(sessions.on_login, app)
         user_logged_out.connect(sessions.on_logout, app)
+        if existing is not None:
+            from . import adopted
+
+            # Before every load, whenever the app registered its loader: it checks the record.
+            user_accessed.connect(adopted.check_records, app)
 
     flag = _flag(config.get("CSRF_PROTECT", "auto"))
     if flag is False:

@@ -2,14 +2,14 @@
 
 Flask's session lives in its cookie: logging out deletes only the browser's copy, and a captured
 cookie keeps working until it expires. With ``AUTH_SESSIONS = true`` (the default, with the
-bundle's login manager) every login gets a random id, carried in the session (``_auth_session``)
+bundle's login manager or the app's own: :mod:`.adopted`) every login gets a random id, carried in the session (``_auth_session``)
 and in the remember cookie, and a record in the database (table ``auth_session``) or in Redis,
 wherever the throttle counts (``AUTH_SESSION_STORAGE``). The user loader accepts a session or a
 remember cookie only while its record exists: ``logout_user()`` deletes it, ``?everywhere=1``
 and ``flask users sessions`` delete others. Records hold a SHA-256 of the id, never the id.
 
 The cost per authenticated request: none in the database (the user loader's one query joins the
-record), one Redis ``HGET`` with Redis.
+record; one more query with the app's own loader), one Redis ``HGET`` with Redis.
 """
 
 from __future__ import annotations
@@ -107,6 +107,9 @@ class Store(t.Protocol):
     def user(self, model: type[t.Any], user_pk: t.Any, sid: str) -> t.Any:
         """The user ``user_pk`` if ``sid`` is a live login of theirs, else ``None``."""
 
+    def owner(self, sid: str) -> str | None:
+        """The primary key (as text) of the user whose live login ``sid`` is, else ``None``."""
+
     def revoke(self, sid: str) -> None:
         """End the login ``sid`` (nothing if there is none)."""
 
@@ -147,6 +150,9 @@ class DatabaseSessions:
                 c.expires_at > sa.bindparam("now"),
             )
         )
+        self._owner = sa.select(c.user_id).where(
+            c.id == sa.bindparam("digest"), c.expires_at > sa.bindparam("now")
+        )
 
     def create(self, user_pk: t.Any, remember: bool, lifetime: timedelta) -> str:
         sid = secrets.token_urlsafe(32)
@@ -172,6 +178,11 @@ class DatabaseSessions:
     def user(self, model: type[t.Any], user_pk: t.Any, sid: str) -> t.Any:
         params = {"pk": user_pk, "digest": digest(sid), "now": utcnow()}
         return self.db.session.execute(self._load, params).scalar()
+
+    def owner(self, sid: str) -> str | None:
+        params = {"digest": digest(sid), "now": utcnow()}
+        found = self.db.session.execute(self._owner, params).scalar()
+        return None if found is None else str(found)
 
     def revoke(self, sid: str) -> None:
         self.db.session.execute(sa.delete(self.table).where(self.table.c.id == digest(sid)))
@@ -280,6 +291,10 @@ class RedisSessions:
         if owner is None or owner.decode() != str(user_pk):
             return None
         return self.db.session.execute(self._load, {"pk": user_pk}).scalar()
+
+    def owner(self, sid: str) -> str | None:
+        found = self._call(lambda: self.client.hget(self._key(digest(sid)), "user"))
+        return None if found is None else str(found.decode())
 
     def revoke(self, sid: str) -> None:
         hashed = digest(sid)
@@ -408,7 +423,11 @@ def on_login(app: t.Any, user: t.Any = None, **extra: t.Any) -> None:
     else:
         # The browser drops the cookie when it closes; a captured copy ends here.
         lifetime = as_timedelta(app.config.get("PERMANENT_SESSION_LIFETIME", timedelta(days=31)))
-    cookie_session[SESSION_KEY] = auth.sessions.create(_pk(user), remember, lifetime)
+    sid = cookie_session[SESSION_KEY] = auth.sessions.create(_pk(user), remember, lifetime)
+    if auth.adopted:
+        from . import adopted
+
+        adopted.remember_with_record(sid)
     commit_after(auth)
 
 
