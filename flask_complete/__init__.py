@@ -14,9 +14,9 @@ import typing as t
 if t.TYPE_CHECKING:
     from .config import ConfigError
     from .database import db
+    from .deprecation import FlaskCompleteDeprecationWarning
     from .extension import Complete
     from .sqla import SQLAlchemy
-    from .deprecation import FlaskCompleteDeprecationWarning
 
 __version__ = "0.1.0"
 

@@ -1,7 +1,9 @@
 """Installed versions of the bundled packages against the ranges flask_complete is tested with.
 
 The tested ranges are read from flask_complete's own installed metadata (``Requires-Dist``), so
-``pyproject.toml`` stays the one place they are written.
+``pyproject.toml`` stays the one place they are written. :data:`NEWEST_TESTED` is the newest
+release of each that this release's CI ran the whole suite on (``constraints.txt``; a test keeps
+them equal).
 """
 
 from __future__ import annotations
@@ -14,6 +16,28 @@ from importlib import metadata
 import click
 
 DISTRIBUTION = "flask-complete"
+
+#: The newest release of each bundled package the suite ran on for this release (the pins of
+#: constraints.txt; tests/test_versions.py keeps them equal).
+NEWEST_TESTED = {
+    "alembic": "1.20.1",
+    "cryptography": "51.0.1",
+    "dynaconf": "3.3.5",
+    "factory-boy": "3.3.3",
+    "flask": "3.1.3",
+    "flask-cors": "6.0.5",
+    "flask-login": "0.6.3",
+    "flask-migrate": "4.1.0",
+    "flask-sqlalchemy": "3.1.1",
+    "packaging": "26.4",
+    "psycopg": "3.3.9",
+    "pymysql": "1.2.4",
+    "pytest": "9.2.0",
+    "redis": "8.2.0",
+    "sqlalchemy": "2.1.9",
+    "werkzeug": "3.1.9",
+    "zxcvbn": "4.5.0",
+}
 _NAME = re.compile(r"^\s*[A-Za-z0-9._-]+\s*(\[[^\]]*\])?")
 
 
@@ -116,7 +140,12 @@ def report_lines() -> list[str]:
 
 
 @click.command("versions")
-def versions_command() -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit with status 1 when an installed package is outside its tested range.",
+)
+def versions_command(check: bool) -> None:
     """Show the installed versions of the bundled packages and the ranges tested."""
     try:
         packages = bundled()
@@ -124,21 +153,36 @@ def versions_command() -> None:
         raise click.ClickException(str(e)) from None
     click.echo(f"flask_complete {flask_complete_version()}")
     rows = [
-        (p.name + (f" [{p.extra}]" if p.extra else ""), p.installed or "-", p.tested, p.status)
+        (
+            p.name + (f" [{p.extra}]" if p.extra else ""),
+            p.installed or "-",
+            p.tested,
+            NEWEST_TESTED.get(p.name, "-"),
+            p.status,
+        )
         for p in packages
     ]
-    header = ("package", "installed", "tested", "")
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(3)]
+    header = ("package", "installed", "tested", "newest tested", "")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(4)]
     for row in (header, *rows):
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-        status = row[3]
+        status = row[4]
         click.secho(f"{line}  {status}".rstrip(), fg="red" if status == "OUTSIDE" else None)
     outside = [p for p in packages if p.inside is False]
     if outside:
+        for p in outside:
+            newest = NEWEST_TESTED.get(p.name)
+            click.echo(
+                f"{p.name} {p.installed} is outside the tested range {p.tested}"
+                + (f"; the newest tested release is {newest}" if newest else "")
+                + f' (pip install "{p.name}{p.tested}").'
+            )
         click.echo(
             f"{len(outside)} package(s) outside the tested ranges: install the tested "
             f'versions (pip install "flask-complete[...]" without overrides) or expect '
             "untested behaviour."
         )
+        if check:
+            raise SystemExit(1)
     else:
         click.echo("All installed bundled packages are inside the tested ranges.")

@@ -8,9 +8,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from flask_complete.versions import (
+    NEWEST_TESTED,
     Package,
     bundled,
     compare,
@@ -82,3 +84,45 @@ def test_flask_complete_versions_runs_without_an_app(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "flask-sqlalchemy" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def _pins() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    root = Path(__file__).resolve().parents[1]
+    pins = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        name, sep, version = line.partition("==")
+        if sep:
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_newest_tested_are_the_pins_of_constraints() -> None:
+    pins = _pins()
+    assert {p.name for p in bundled()} <= set(NEWEST_TESTED)
+    assert {name: pins[name] for name in NEWEST_TESTED} == NEWEST_TESTED
+    for package in bundled():  # and each inside its own range
+        assert compare([f"{package.name}{package.tested}"], [], NEWEST_TESTED.get)[0].inside
+
+
+def test_check_fails_naming_the_range_and_the_newest_tested(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flask_complete import versions
+
+    ok = CliRunner().invoke(versions_command, ["--check"])
+    assert ok.exit_code == 0, ok.output
+    assert "newest tested" in ok.output.splitlines()[1]
+    real = versions.installed_version
+    monkeypatch.setattr(
+        versions, "installed_version", lambda n: "2.2.0" if n == "sqlalchemy" else real(n)
+    )
+    result = CliRunner().invoke(versions_command, ["--check"])
+    assert result.exit_code == 1
+    assert (
+        f"sqlalchemy 2.2.0 is outside the tested range >=2.0.36,<2.2; the newest tested "
+        f"release is {NEWEST_TESTED['sqlalchemy']}"
+    ) in result.output
+    # Without --check it only reports.
+    assert CliRunner().invoke(versions_command).exit_code == 0
