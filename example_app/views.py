@@ -3,6 +3,11 @@
 Reads are public; writes need a login (a session cookie with its CSRF token, or a bearer
 token). Every error under /api/ is JSON: bad input a 4xx naming the field, ids beyond the
 column a 404, a lost database a 503 with Retry-After (``flask_complete.api``).
+
+A write commits last: its answer is built before the commit, from the flushed row, so that
+nothing is read after it. A read after the commit is a new query; if the connection is lost
+then, the write is stored but the request fails, and a client cannot tell it from a write that
+was not (``flask_complete.api`` answers 500 then, never 503).
 """
 
 from __future__ import annotations
@@ -44,8 +49,10 @@ def create_notebook() -> t.Any:
         abort(409, description=f"A notebook named {name!r} exists.")
     notebook = Notebook(name=name)
     db.session.add(notebook)
+    db.session.flush()  # its id, in this transaction
+    body = notebook.to_dict(notes=0)  # a new notebook has none: no query for them
     db.session.commit()
-    return jsonify(notebook.to_dict()), 201
+    return jsonify(body), 201
 
 
 # <id:...> matches 1 to 2**31 - 1 only (the Integer column's range): a larger id is a 404, never
@@ -65,8 +72,10 @@ def create_note(notebook_id: int) -> t.Any:
     body = api.text(data, "body", required=False, multiline=True, strip=False) or ""
     note = Note(notebook=notebook, title=title, body=body)
     db.session.add(note)
+    db.session.flush()  # its id and created_at, in this transaction
+    answer = note.to_dict()
     db.session.commit()
-    return jsonify(note.to_dict()), 201
+    return jsonify(answer), 201
 
 
 @bp.delete("/api/notes/<id:note_id>")

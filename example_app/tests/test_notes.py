@@ -7,7 +7,7 @@ import typing as t
 import urllib.request
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from example_app.models import Note, Notebook
 from flask_complete.testing import walk_migrations
@@ -17,6 +17,37 @@ def test_create_notebook(auth_client: t.Any, db: t.Any) -> None:
     response = auth_client.post("/api/notebooks", json={"name": "Ideas"})
     assert response.status_code == 201
     assert db.session.scalar(select(Notebook.name)) == "Ideas"
+
+
+def test_a_write_reads_nothing_after_its_commit(
+    auth_client: t.Any, db: t.Any, notebook_factory: t.Any
+) -> None:
+    """The answer is built before the commit: a query after it could fail with the write
+    stored, and no answer would then be right (a 503 would have the client write it again)."""
+    notebook_id = notebook_factory(name="Inbox").id
+
+    def after_commit(path: str, body: dict[str, str]) -> list[str]:
+        """The statements ``POST path`` runs after its commit."""
+        seen: list[str] = []
+
+        def count(conn: t.Any, cursor: t.Any, statement: str, *args: t.Any) -> None:
+            seen.append(statement)
+
+        def start(session: t.Any) -> None:
+            event.listen(db.engine, "before_cursor_execute", count)
+
+        event.listen(db.session, "after_commit", start, once=True)
+        try:
+            response = auth_client.post(path, json=body)
+            assert response.status_code == 201, response.json
+        finally:
+            event.remove(db.session, "after_commit", start)
+            if event.contains(db.engine, "before_cursor_execute", count):
+                event.remove(db.engine, "before_cursor_execute", count)
+        return seen
+
+    assert after_commit(f"/api/notebooks/{notebook_id}/notes", {"title": "Hi"}) == []
+    assert after_commit("/api/notebooks", {"name": "Work"}) == []
 
 
 def test_writing_needs_a_login(client: t.Any, db: t.Any) -> None:
