@@ -116,6 +116,23 @@ CHECKS: tuple[Check, ...] = (
         "git",
     ),
     Check("versions.outside", "warning", "a package outside its tested range", "package metadata"),
+    Check(
+        "credentials.key_missing",
+        "error",
+        "credentials/production.toml.enc exists but no key for it (a warning outside production)",
+    ),
+    Check(
+        "credentials.undecryptable",
+        "error",
+        "credentials/production.toml.enc does not decrypt: wrong key, changed, truncated",
+    ),
+    Check(
+        "credentials.plaintext",
+        "warning",
+        "secrets for production in .secrets.toml (with --deploy or in production)",
+        "a check run: advice, not logged at every start",
+    ),
+    Check("credentials.key_tracked", "error", "a credentials key in a file git tracks", "git"),
 )
 _BY_ID = {c.id: c for c in CHECKS}
 
@@ -533,6 +550,14 @@ def app_names(app: Flask, state: CompleteState) -> list[str]:
     return [app.import_name, app.name, state.root.name, "flask_complete"]
 
 
+def check_credentials(app: Flask, state: CompleteState) -> list[Problem]:
+    """Production's encrypted credentials, decrypted with production's key
+    (:mod:`flask_complete.credential_checks`)."""
+    from .credential_checks import production_credentials
+
+    return production_credentials(state.root, app.instance_path, state.env)
+
+
 def production_findings(app: Flask, state: CompleteState) -> list[Problem]:
     """The one gate of production: every check of :data:`CHECKS` that needs only the settings
     and files, judged as production. Start-up refuses its errors and logs its warnings;
@@ -555,6 +580,7 @@ def production_findings(app: Flask, state: CompleteState) -> list[Problem]:
         origins, _ = parse_origins(config.get("CORS_ORIGINS"))
         found += check_cors(origins, config.get("CORS_SUPPORTS_CREDENTIALS") is True)
     found += check_readable(readable_secret_files(state.root))
+    found += check_credentials(app, state)
     return found
 
 
@@ -626,6 +652,11 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
         findings += database_findings(app, state)
     findings += check_tracked(tracked_secret_files(state.root))
     findings += check_committed(committed_secrets(state.root))
+    from .credential_checks import plaintext_secrets, tracked_keys
+
+    findings += tracked_keys(state.root, app.instance_path)
+    if deploy or state.env == "production":
+        findings += plaintext_secrets(state.root)
     # Not installed as a distribution: no ranges to compare against.
     with contextlib.suppress(LookupError):
         findings += check_versions(bundled())

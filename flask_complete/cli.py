@@ -43,6 +43,7 @@ class LazyGroup(AppGroup):
 #: Commands of ``flask complete`` defined in other modules, imported on use.
 _LAZY: dict[str, str] = {
     "check": "flask_complete.check_cli:check_command",
+    "credentials": "flask_complete.credentials_cli:credentials_group",
     "versions": "flask_complete.versions:versions_command",
 }
 
@@ -65,13 +66,18 @@ def init_app(app: Flask, state: CompleteState) -> None:
         app.cli.add_command(complete_group)
 
 
-def _show(key: str, value: t.Any) -> str:
+def _show(key: str, value: t.Any, hidden: bool = False) -> str:
     from .sensitive import redact
 
-    shown = redact(key, value)
+    shown = redact(key, value, hidden=hidden)
     if isinstance(shown, dict | list | bool) or shown is None:
         return json.dumps(shown, default=str)
     return str(shown)
+
+
+def _sealed(key: str, state: CompleteState) -> bool:
+    """Whether ``key`` came from the encrypted credentials: shown hidden, whatever its name."""
+    return state.settings.sources.get(key, "").startswith("credentials/")
 
 
 def _source(key: str, state: CompleteState) -> str:
@@ -123,15 +129,18 @@ def config_command(name: str | None, output: str) -> None:
                 f"No setting named {name!r}. Run `flask complete config` to list them."
             )
         if output == "json":
-            one = {"key": key, "value": redact(key, values[key])}
+            one = {"key": key, "value": redact(key, values[key], hidden=_sealed(key, state))}
             click.echo(json.dumps({**one, "source": _source(key, state)}, default=str))
         else:
-            click.echo(_show(key, values[key]))
+            click.echo(_show(key, values[key], _sealed(key, state)))
         return
     warnings = _warnings(state, values)
     if output == "json":
         settings = {
-            key: {"value": redact(key, values[key]), "source": _source(key, state)}
+            key: {
+                "value": redact(key, values[key], hidden=_sealed(key, state)),
+                "source": _source(key, state),
+            }
             for key in sorted(values)
         }
         document = {
@@ -145,7 +154,8 @@ def config_command(name: str | None, output: str) -> None:
     click.echo(f"environment: {state.env}   root: {state.root}")
     width = max(len(k) for k in values)
     for key in sorted(values):
-        click.echo(f"{key:<{width}}  {_show(key, values[key])}  [{_source(key, state)}]")
+        shown = _show(key, values[key], _sealed(key, state))
+        click.echo(f"{key:<{width}}  {shown}  [{_source(key, state)}]")
     for warning in warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
 

@@ -6,8 +6,8 @@ lookup. Dynaconf itself is imported only for a value with a ``@token``: its pack
 of Dynaconf (~30 ms), and a value without a token is plain TOML.
 
 Lowest first: bundle ``[default]`` < ``settings.toml [default]`` < bundle ``[<env>]`` <
-``settings.toml [<env>]`` < ``.secrets.toml`` < ``.env`` (development only) < environment
-variables < values the app set in code before the call.
+``settings.toml [<env>]`` < ``.secrets.toml`` < ``credentials/<env>.toml.enc`` (decrypted) <
+``.env`` (development only) < environment variables < values the app set in code before the call.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import credentials
 from . import settings_schema as schema
 from .dotenv_loaded import dotenv_problem, flask_dotenv
 from .problems import ConfigError as ConfigError
@@ -361,7 +362,8 @@ def _setting_of(name: str) -> str | None:
     if not name.startswith("FLASK_"):
         return None
     key = name[6:]
-    if key in _CLI_VARIABLES or key.startswith("RUN_") or not key:
+    # FLASK_CREDENTIALS_KEY[_<ENV>] decrypts the credentials: a key, never a setting.
+    if key in _CLI_VARIABLES or key.startswith(("RUN_", "CREDENTIALS_KEY")) or not key:
         return None
     return key
 
@@ -494,7 +496,10 @@ def load(app: Flask, *, env: str, root: Path, log: bool = True) -> Settings:
     problems: list[Problem] = []
     named: list[tuple[str, str]] = []  # (key, source) of every name the user wrote
 
-    for source, layer in _file_layers(env, root, problems):
+    layers = _file_layers(env, root, problems)
+    # credentials/<env>.toml.enc, decrypted: over the files, under the environment.
+    layers += [_typed_layer(*found) for found in credentials.layers(app, env, root)]
+    for source, layer in layers:
         for key, value in layer.items():
             sources[_put(values, key, value)] = source
             if not source.startswith("flask_complete"):
