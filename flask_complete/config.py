@@ -30,6 +30,8 @@ from pathlib import Path
 from . import credentials
 from . import settings_schema as schema
 from .dotenv_loaded import dotenv_problem, flask_dotenv
+from .environment import ENVIRONMENTS as ENVIRONMENTS
+from .environment import Selection, env_names, select
 from .problems import ConfigError as ConfigError
 from .problems import Problem as Problem
 from .sensitive import MIN_SECRET_BYTES as MIN_SECRET_BYTES
@@ -40,7 +42,6 @@ from .sensitive import weakness
 if t.TYPE_CHECKING:
     from flask import Flask
 
-ENVIRONMENTS = ("development", "testing", "production")
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 SETTINGS_FILE = "settings.toml"
 SECRETS_FILE = ".secrets.toml"
@@ -110,27 +111,13 @@ def force_env(env: str | None, worker: str = "") -> None:
     _forced_env, _forced_worker = env, worker
 
 
-def select_env(explicit: str | None = None) -> str:
-    """The settings environment: ``Complete(env=...)`` > the pytest plugin > ``FLASK_ENV``."""
-    if explicit is not None:
-        source, value = "Complete(env=...)", explicit
-    elif _forced_env is not None:
-        return _forced_env
-    else:
-        source, value = "FLASK_ENV", os.environ.get("FLASK_ENV", "") or "development"
-    env = value.strip().lower()
-    if env not in ENVIRONMENTS:
-        raise ConfigError(
-            [
-                Problem(
-                    "env.unknown",
-                    "FLASK_ENV" if source == "FLASK_ENV" else "env",
-                    f"{source}={value!r} is not an environment.",
-                    f"Use one of: {', '.join(ENVIRONMENTS)}.",
-                )
-            ]
-        )
-    return env
+def select_env(
+    explicit: str | None = None, var: str | None = None, names: t.Mapping[str, str] | None = None
+) -> Selection:
+    """The settings environment and what named it: ``Complete(env=...)`` > the pytest plugin >
+    the app's own variable ``var`` (its values mapped by ``names``) > ``FLASK_ENV``
+    (:func:`flask_complete.environment.select`)."""
+    return select(explicit, _forced_env, var, env_names(names), os.environ)
 
 
 def find_root(start: str | os.PathLike[str]) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Flask
 
 from . import config as _config
+from . import environment as _environment
 from . import routing
 from . import state as _state
 from .config import ConfigError, Settings
@@ -30,6 +31,10 @@ class Complete:
     :param user_model: The user model for auth; without one the auth piece stays inert.
     :param env: Pin the app to an environment instead of reading ``FLASK_ENV``.
     :param root: The folder holding ``settings.toml``; default: found from ``app.root_path``.
+    :param env_var: The app's own variable that names its environment (``"FLASK_CONFIG"``),
+        read instead of ``FLASK_ENV``; the pytest plugin still pins testing.
+    :param env_names: The app's values of ``env_var`` that are no environment's name, each
+        mapped to one (``{"default": "development"}``); ``dev``, ``test`` and ``prod`` are known.
     """
 
     def __init__(
@@ -40,11 +45,15 @@ class Complete:
         user_model: type[t.Any] | None = None,
         env: str | None = None,
         root: str | os.PathLike[str] | None = None,
+        env_var: str | None = None,
+        env_names: t.Mapping[str, str] | None = None,
     ) -> None:
         self.db = db
         self.user_model = user_model
         self.env = env
         self.root = root
+        self.env_var = env_var
+        self.env_names = dict(_environment.env_names(env_names))
         if app is not None:
             self.init_app(app)
 
@@ -60,7 +69,8 @@ class Complete:
                 "complete.init_app(app) once per app."
             )
         collect = collect or _state.collecting
-        env = _config.select_env(self.env)
+        selection = _config.select_env(self.env, self.env_var, self.env_names)
+        env = selection.env
         root = Path(self.root).resolve() if self.root else _config.find_root(app.root_path)
         try:
             settings = _config.load(app, env=env, root=root)
@@ -71,6 +81,9 @@ class Complete:
             settings.problems = list(e.problems)
         settings.root_given = self.root is not None
         _config.apply(app, settings)
+        settings.sources["COMPLETE_ENV"] = selection.source or "flask_complete default"
+        if not selection.source:
+            _report_mismatch(app, settings)
         _config.fill_secret(app, settings)
 
         before = dict(app.config)
@@ -165,6 +178,15 @@ class Complete:
         from . import cli
 
         cli.init_app(app, state)
+
+
+def _report_mismatch(app: Flask, settings: Settings) -> None:
+    """Nothing named the environment, so it is development: say so when the app's own config
+    looks like production (logged now, listed by ``flask complete check``)."""
+    problem = _environment.mismatch(app.config, settings.code, os.environ)
+    if problem is not None:
+        settings.problems.append(problem)
+        _config.logger.warning("[%s] %s %s", problem.id, problem.message, problem.fix)
 
 
 def _record_computed(

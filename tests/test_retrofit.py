@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -251,6 +253,17 @@ def _src_layout_dev(root: Path) -> tuple[list[DevDatabase], list[DevDatabase]]:
     return [dev], [dev]
 
 
+def _config_dict_dev(root: Path) -> tuple[list[DevDatabase], list[DevDatabase]]:
+    # DevConfig's file beside config.py; code keeps it after the retrofit.
+    dev = DevDatabase(
+        f"sqlite:///{root / 'data-dev.sqlite'}",
+        "users",
+        "id INTEGER PRIMARY KEY, email VARCHAR(64), password_hash VARCHAR(256)",
+        "1, 'sentinel@example.com', NULL",
+    )
+    return [dev], [dev]
+
+
 SHAPE_RUNS = {
     "factory_config": ShapeRun("factory_config", 7, 4, _factory_config_dev),
     "flaskr": ShapeRun("flaskr", 24, 3, _flaskr_dev),
@@ -259,6 +272,8 @@ SHAPE_RUNS = {
     ),
     "src_layout": ShapeRun("src_layout", 9, 5, _src_layout_dev),
     "src_layout-mysql": ShapeRun("src_layout", 9, 5, _src_layout_dev, test_server="mysql"),
+    # FLASK_CONFIG says production: the plugin's test run is in testing all the same.
+    "config_dict": ShapeRun("config_dict", 7, 3, _config_dict_dev, {"FLASK_CONFIG": "production"}),
 }
 
 
@@ -920,3 +935,67 @@ def test_hosting_guide_shape_on_a_server_database(
     finally:
         drop_database(kind, name)
         drop_database(kind, f"test_{name}")
+
+
+# -- the config-dict shape: the app's own environment switch, init at the git top ---------------
+
+
+def _flask_shop(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``flask --app shop ARGS`` in ``root``, with only ``env`` of the settings' variables."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FLASK_") and k not in ("DATABASE_URL", "SECRET_KEY")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "shop", *args],
+        cwd=root,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_config_dict_shape_one_switch_and_init_at_the_git_top(tmp_path: Path) -> None:
+    """A hand-written app with ``config[FLASK_CONFIG]``, no pyproject.toml, a git repository:
+    ``init`` writes at the repository's top, and the bundle is in the environment the app's
+    switch names; without the declaration, the disagreement is reported."""
+    root = copy_shape("config_dict", tmp_path / "shop")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    # The retrofit as the page used to show it: Complete(app) alone.
+    plain = (SHAPES / "config_dict" / "retrofit" / "shop" / "__init__.py").read_text()
+    plain = re.sub(r"Complete\(app, db=db, .*\)", "Complete(app, db=db)", plain)
+    (root / "shop" / "__init__.py").write_text(plain)
+    check = _flask_shop(root, "complete", "check", "--format", "json", FLASK_CONFIG="production")
+    report = json.loads(check.stdout)
+    assert report["environment"] == "development", check.stderr
+    (mismatch,) = [f for f in report["findings"] if f["id"] == "env.mismatch"]
+    assert "FLASK_CONFIG=production; SESSION_COOKIE_SECURE = True" in mismatch["message"]
+    assert 'Complete(app, env_var="FLASK_CONFIG")' in mismatch["fix"]
+    assert "[env.mismatch]" in check.stderr  # logged at start-up too
+
+    retrofit("config_dict", root)
+    init = _flask_shop(root, "complete", "init")
+    assert init.returncode == 0, init.stderr
+    assert init.stdout.splitlines()[0] == f"writing to {root} (the top of its git work tree)"
+    assert sorted(p.name for p in (root / "shop").iterdir() if p.name != "__pycache__") == [
+        "__init__.py",
+        "auth.py",
+        "main.py",
+        "models.py",
+    ]
+    assert "instance/" in (root / ".gitignore").read_text().split()
+
+    shown = _flask_shop(root, "complete", "config", "--format", "json", FLASK_CONFIG="production")
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["environment"] == "production"
+    assert document["root"] == str(root)
+    source = document["settings"]["COMPLETE_ENV"]["source"]
+    assert source == "env FLASK_CONFIG=production, declared by Complete(env_var=...)"
+    # The key init wrote in .secrets.toml, and the bundle's production cookies.
+    assert document["settings"]["SECRET_KEY"]["source"] == ".secrets.toml [default]"
+    assert document["settings"]["REMEMBER_COOKIE_SECURE"]["value"] is True
+    dev = _flask_shop(root, "complete", "config", "COMPLETE_ENV", FLASK_CONFIG="default")
+    assert dev.stdout.strip() == "development", dev.stderr

@@ -1,0 +1,35 @@
+import os
+
+basedir = os.path.abspath(os.path.dirname(__file__))
+
+
+class Config:
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SHOP_NAME = "Corner shop"
+
+
+class DevConfig(Config):
+    DEBUG = True
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DEV_DATABASE_URL") or (
+        "sqlite:///" + os.path.join(basedir, "data-dev.sqlite")
+    )
+
+
+class TestConfig(Config):
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = os.environ.get("TEST_DATABASE_URL") or "sqlite://"
+
+
+class ProdConfig(Config):
+    SESSION_COOKIE_SECURE = True
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or (
+        "sqlite:///" + os.path.join(basedir, "data.sqlite")
+    )
+
+
+config = {
+    "development": DevConfig,
+    "testing": TestConfig,
+    "production": ProdConfig,
+    "default": DevConfig,
+}
