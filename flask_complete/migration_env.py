@@ -110,6 +110,7 @@ def revision_directives(
             directives[:] = []
             log.info("No changes in schema detected.")
             return
+        unbounded(script.upgrade_ops_list, refuse=context.dialect.name in MYSQL)
         postgres = context.dialect.name == "postgresql"
         for upgrade, downgrade in zip(
             script.upgrade_ops_list, script.downgrade_ops_list, strict=False
@@ -123,6 +124,58 @@ def revision_directives(
                 _replace_enum_changes(downgrade, add=False)
 
     return process
+
+
+MYSQL = ("mysql", "mariadb")
+
+
+def unbounded(upgrades: list[ops.UpgradeOps], refuse: bool = False) -> None:
+    """Name the columns the revision creates or retypes as a VARCHAR without a length, which
+    MySQL and MariaDB refuse: a warning, or with ``refuse`` (on MySQL) an error, before any
+    revision file is written."""
+    found: list[str] = []
+
+    def visit(op: ops.MigrateOperation) -> None:
+        columns: list[tuple[str, str, t.Any]] = []
+        if isinstance(op, ops.OpContainer):
+            for child in op.ops:
+                visit(child)
+        elif isinstance(op, ops.CreateTableOp):
+            columns = [
+                (op.table_name, c.name, c.type) for c in op.columns if isinstance(c, sa.Column)
+            ]
+        elif isinstance(op, ops.AddColumnOp):
+            columns = [(op.table_name, op.column.name, op.column.type)]
+        elif isinstance(op, ops.AlterColumnOp) and op.modify_type is not None:
+            columns = [(op.table_name, op.column_name, op.modify_type)]
+        for table, column, type_ in columns:
+            if needs_length(type_):
+                found.append(f"{table}.{column}")
+
+    for upgrade in upgrades:
+        visit(upgrade)
+    if not found:
+        return
+    message = (
+        f"Column {', '.join(found)} is a VARCHAR without a length: MySQL and MariaDB refuse it "
+        '("VARCHAR requires a length"). Give it one in the model, e.g. '
+        "mapped_column(String(200)), or Text for long text (models declared on "
+        "flask_complete.db get String(255) for a plain Mapped[str])."
+    )
+    if refuse:
+        raise click.ClickException(message + " No revision was written.")
+    log.warning(message)
+
+
+def needs_length(type_: t.Any) -> bool:
+    """Whether MySQL refuses ``type_`` for want of a length (asked of its compiler)."""
+    from sqlalchemy.dialects import mysql
+
+    try:
+        type_.compile(dialect=mysql.dialect())
+    except sa.exc.CompileError as e:
+        return "requires a length" in str(e)
+    return False
 
 
 def warn_renames(upgrade: ops.UpgradeOps) -> None:

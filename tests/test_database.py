@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import subprocess
+import sys
+import textwrap
 import typing as t
 from pathlib import Path
 
@@ -297,3 +301,96 @@ def test_forked_child_gets_its_own_connections(pg_url: str, tmp_path: Path) -> N
         assert child_pid != parent_pid
         # The parent's pooled connection survives the child's exit.
         assert sqla.session.execute(sa.text("select pg_backend_pid()")).scalar() == parent_pid
+
+
+# -- the README's model on every engine -----------------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def quickstart_app() -> str:
+    """The README's first Python block (the app with its ``Note`` model), as written there."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    found = next(b for b in blocks if "class Note(db.Model)" in b)
+    # A second model: a unique and an indexed plain `str`, which need a bounded type on MySQL.
+    return found + textwrap.dedent(
+        """
+
+        class Tag(db.Model):
+            id: Mapped[int] = mapped_column(primary_key=True)
+            name: Mapped[str] = mapped_column(unique=True)
+            group: Mapped[str] = mapped_column(index=True)
+        """
+    )
+
+
+def _columns(url: str) -> dict[str, tuple[str, bool]]:
+    """``{"note.title": ("VARCHAR(255)", nullable)}`` of the database at ``url``, as reflected."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        inspector = sa.inspect(engine)
+        return {
+            f"{table}.{c['name']}": (str(c["type"].compile(engine.dialect)), c["nullable"])
+            for table in ("note", "tag")
+            for c in inspector.get_columns(table)
+            if c["name"] not in ("id",)
+        }
+    finally:
+        engine.dispose()
+
+
+def _store_longest_title(url: str) -> str:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO note (title) VALUES (:t)"), {"t": "é" * 255})
+            return str(conn.execute(sa.text("SELECT title FROM note")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_quickstart_model_on_every_engine(database_url: str, tmp_path: Path) -> None:
+    """The README's `title: Mapped[str]` builds on SQLite, PostgreSQL and MariaDB, through
+    create_all and through a migration, as a VARCHAR(255) that holds 255 characters (MariaDB
+    refused an unbounded one: "VARCHAR requires a length")."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "app.py").write_text(quickstart_app())
+    (project / "settings.toml").write_text("[default]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASK_")}
+    path = os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")]))
+    env.update(FLASK_APP="app", DATABASE_URL=database_url, PYTHONPATH=path)
+
+    def flask(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, done.stderr
+        return done.stdout
+
+    url = normalize_url(database_url)
+    wanted = {
+        "note.title": ("VARCHAR(255)", False),
+        "tag.name": ("VARCHAR(255)", False),
+        "tag.group": ("VARCHAR(255)", False),
+    }
+    # No migrations folder: create_all.
+    assert "create_all" in flask("db", "prepare")
+    assert _columns(url) == wanted
+    assert _store_longest_title(url) == "é" * 255
+    flask("db", "drop", "--yes")
+    # The README's path: init, then a migration.
+    flask("complete", "init")
+    flask("db", "create")
+    flask("db", "migrate", "-m", "notes")
+    flask("db", "upgrade")
+    assert "matches the models" in flask("db", "check")
+    assert _columns(url) == wanted
+    assert _store_longest_title(url) == "é" * 255
