@@ -12,7 +12,8 @@ from __future__ import annotations
 import typing as t
 from pathlib import Path
 
-from .migrations import alembic_config, current_revisions, ensure_migrate, migrations_dir
+from .migration_folder import usable_migrations
+from .migrations import alembic_config, current_revisions, ensure_migrate
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -27,11 +28,11 @@ def is_multidb(folder: Path) -> bool:
 
 def covered(app: Flask, directory: str | Path | None = None) -> list[str | None]:
     """The databases (bind keys, ``None`` for the default one) the migrations folder of ``app``
-    migrates; empty without a folder."""
+    migrates; empty without a folder, an error for one that cannot be used."""
     from . import binds
 
-    folder = Path(directory) if directory is not None else migrations_dir(app)
-    if not (folder / "env.py").is_file():
+    folder = Path(directory) if directory is not None else usable_migrations(app)
+    if folder is None or not (folder / "env.py").is_file():
         return []
     keys = binds.keys(app)
     if is_multidb(folder):

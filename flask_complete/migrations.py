@@ -13,18 +13,24 @@ import copy
 import decimal
 import functools
 import importlib
-import io
 import re
 import sys
 import typing as t
-from importlib import resources
 from pathlib import Path
 
 import click
 from flask import current_app, g
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import CompileError
 
+from .migration_folder import Folder, check_folder, locate
+
+# Where the folder is, and writing it, live in migration_folder; kept importable from here.
+from .migration_folder import MigrationsFolderError as MigrationsFolderError
+from .migration_folder import migrations_dir as migrations_dir
+from .migration_folder import usable_migrations as usable_migrations
+from .migration_folder import write_migrations as write_migrations
 from .state import get_state
 
 if t.TYPE_CHECKING:
@@ -67,7 +73,6 @@ NO_FOLDER_NEEDED = (
 )
 #: Flask-Migrate's commands that write to the database: each passes the gate first.
 GATED = ("downgrade", "migrate", "stamp", "upgrade")
-TEMPLATE = "migration_template"
 
 
 class DbGroup(AppGroup):
@@ -119,7 +124,7 @@ def _gated(name: str, callback: t.Callable[..., t.Any]) -> t.Callable[..., t.Any
         from .dbcli import database_errors
 
         i_know = kwargs.pop("i_know", False)
-        with database_errors():
+        with database_errors(), compile_errors():
             # --sql writes SQL to standard output and never connects.
             if name in GATED and not kwargs.get("sql"):
                 app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -129,6 +134,22 @@ def _gated(name: str, callback: t.Callable[..., t.Any]) -> t.Callable[..., t.Any
             return callback(*args, **kwargs)
 
     return run
+
+
+@contextlib.contextmanager
+def compile_errors() -> Iterator[None]:
+    """Turn a type the database cannot create (a VARCHAR without a length on MySQL) into a
+    :class:`click.ClickException` naming the column and the fix."""
+    try:
+        yield
+    except CompileError as e:
+        fix = (
+            "Give the column a length in the model (mapped_column(String(200))) and in the "
+            "revision that creates it (sa.String(length=200)), then run the command again."
+            if "requires a length" in str(e)
+            else "Change the column's type in the model and in the revision that creates it."
+        )
+        raise click.ClickException(f"The database cannot create a column: {e}. {fix}") from e
 
 
 @with_appcontext
@@ -147,14 +168,9 @@ def _db_callback(directory: str | None, x_arg: tuple[str, ...]) -> None:
     ensure_migrate(app)
     if name in NO_FOLDER_NEEDED:
         return
-    folder = Path(directory) if directory else migrations_dir(app)
+    folder = Folder(Path(directory), "the -d option") if directory else locate(app)
     # Flask-Migrate's commands would resolve a relative folder against the working directory.
-    g.directory = str(folder)
-    if not (folder / "env.py").is_file():
-        raise click.ClickException(
-            f"No migrations folder at {folder}. Create it with `flask complete init` (or "
-            '`flask db init`), then `flask db migrate -m "initial"`.'
-        )
+    g.directory = str(check_folder(*folder))
 
 
 def dispose(app: Flask) -> None:
@@ -229,25 +245,6 @@ def _prefer_group(app: Flask, group: DbGroup) -> None:
     app.cli.get_command = get_command  # type: ignore[method-assign]
 
 
-def migrations_dir(app: Flask | None = None) -> Path:
-    """The migrations folder of ``app`` (default: the current app): the one of the app's own
-    ``Migrate`` whenever it was registered, else ``MIGRATIONS_DIR`` under the project root.
-
-    A relative ``Migrate`` directory is found under the project root when it exists there, else
-    under the working directory (where Flask-Migrate looks), so commands work from anywhere.
-    """
-    app = app if app is not None else current_app._get_current_object()  # type: ignore[attr-defined]
-    state = get_state(app)
-    found = app.extensions.get("migrate")
-    if found is None:
-        return state.migrations_dir or state.root / "migrations"
-    folder = Path(found.directory)
-    if folder.is_absolute():
-        return folder
-    rooted = state.root / folder
-    return rooted if rooted.is_dir() else Path.cwd() / folder
-
-
 def ensure_migrate(app: Flask) -> Migrate:
     """The app's ``Migrate``: the one it registered, else ours, created now. Either way
     autogenerate ignores our environment table, even with an ``env.py`` of Flask-Migrate's."""
@@ -280,20 +277,17 @@ def ensure_migrate(app: Flask) -> Migrate:
 
 
 def has_migrations(app: Flask) -> bool:
-    """Whether ``app`` has a migrations folder with an ``env.py``."""
-    return (migrations_dir(app) / "env.py").is_file()
+    """Whether ``app`` has a migrations folder; an error when it has one that cannot be used
+    (see :func:`usable_migrations`)."""
+    return usable_migrations(app) is not None
 
 
 def alembic_config(app: Flask) -> Config:
     """The Alembic config of ``app`` (call inside its app context); a clear error without a
-    migrations folder."""
+    usable migrations folder."""
     migrate = ensure_migrate(app)
-    if not has_migrations(app):
-        raise click.ClickException(
-            f"No migrations folder at {migrations_dir(app)}. Create it with `flask complete "
-            "init` (or `flask db init`)."
-        )
-    return t.cast("Config", migrate.get_config(str(migrations_dir(app))))
+    folder = check_folder(*locate(app))
+    return t.cast("Config", migrate.get_config(str(folder)))
 
 
 def upgrade(app: Flask, revision: str = "head", binds: list[str | None] | None = None) -> None:
@@ -315,7 +309,8 @@ def upgrade(app: Flask, revision: str = "head", binds: list[str | None] | None =
         for key in binds if binds is not None else [EVERY]:
             command_line = f"flask db upgrade {revision}"
             dbenv.guard(app, "upgrade", command=command_line, record=True, bind=key)
-        command.upgrade(config, revision)
+        with compile_errors():
+            command.upgrade(config, revision)
 
 
 def downgrade(app: Flask, revision: str = "-1", *, i_know: bool = False) -> None:
@@ -374,28 +369,6 @@ def bound_url(sqla: SQLAlchemy, bind: str | None = None) -> URL:
     from . import binds
 
     return binds.url(sqla, bind)
-
-
-def write_migrations(directory: Path, multidb: bool = False) -> bool:
-    """Create a migrations folder from our template (with ``multidb``, the one for several
-    databases); ``False`` when one exists already."""
-    if directory.exists() and any(directory.iterdir()):
-        return False
-    from alembic import command
-    from flask_migrate import Config as MigrateConfig
-
-    template_root = str(resources.files("flask_complete"))
-    config = MigrateConfig(template_directory=template_root)
-    config.set_main_option("script_location", str(directory))
-    config.config_file_name = str(directory / "alembic.ini")
-    with contextlib.redirect_stdout(io.StringIO()):
-        # Alembic's messages ("Please edit ... alembic.ini") do not apply here.
-        command.init(config, str(directory), template=TEMPLATE)
-    if multidb:
-        own = resources.files("flask_complete") / TEMPLATE / "multidb"
-        for name in ("env.py", "script.py.mako"):
-            (directory / name).write_text((own / name).read_text())
-    return True
 
 
 # -- server defaults ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ server-default comparator on three databases, the drop guard, enum downgrades an
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from conftest import track
 from dbapps import Apps, Models, apps, build_models, fresh_db, rows, run, seed_for
 from flask import Flask
 from flask_migrate import Migrate
-from sqlalchemy import Boolean, DateTime, Integer, Numeric, String, func, text, true
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Boolean, DateTime, Integer, Numeric, String, Text, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flask_complete import Complete
@@ -196,6 +199,240 @@ def test_app_migrate_from_another_working_directory(order: str, tmp_path: Path) 
     assert "upgraded from an empty schema" in flask(elsewhere, "prepare")
     assert "matches the models" in flask(elsewhere, "check")
     assert list(elsewhere.iterdir()) == []
+
+
+# -- where the migrations folder is -------------------------------------------------------------
+
+SRC_APP = """
+from flask import Flask
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from flask_complete import Complete
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+
+
+class Item(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(50))
+
+
+def create_app():
+    app = Flask(__name__)
+    Complete(app, db=db)
+    migrate.init_app(app, db{directory})
+    return app
+"""
+
+SRC_TEST = """
+import sqlalchemy as sa
+
+from myapp import Item
+
+
+def test_schema_from_the_migrations(db):
+    assert sa.inspect(db.session.connection()).has_table("alembic_version")
+    db.session.add(Item(name=None))
+    db.session.flush()
+"""
+
+#: layout -> (the folder, Migrate's directory argument, settings.toml, where the app's own docs
+#: run `flask db init`).
+LAYOUTS = {
+    "beside the package": ("src/migrations", "", "", "src"),
+    "Migrate(directory=...)": ("src/migrations", ', directory="src/migrations"', "", "."),
+    "MIGRATIONS_DIR": ("db/migrations", "", 'MIGRATIONS_DIR = "db/migrations"\n', "."),
+}
+#: Unrelated plugins installed here take seconds to import in every subprocess run.
+QUIET = (
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:randomly",
+    "-p",
+    "no:hypothesispytest",
+    "-p",
+    "no:faker",
+)
+
+
+class SrcProject:
+    """A `src/` layout project: `src/myapp`, pyproject.toml naming the app for the plugin,
+    `tests/`; commands run with the real `flask` and `pytest` from any folder."""
+
+    def __init__(self, root: Path, layout: str) -> None:
+        self.root = root
+        folder, directory, settings, home = LAYOUTS[layout]
+        self.folder = root / folder
+        self.home = root / home
+        (root / "src" / "myapp").mkdir(parents=True)
+        (root / "tests").mkdir()
+        (root / "src" / "myapp" / "__init__.py").write_text(
+            SRC_APP.replace("{directory}", directory)
+        )
+        (root / "tests" / "test_schema.py").write_text(SRC_TEST)
+        (root / "settings.toml").write_text("[default]\n" + settings)
+        (root / "pyproject.toml").write_text(
+            '[project]\nname = "myapp"\nversion = "0"\n\n[tool.pytest.ini_options]\n'
+            'pythonpath = ["src"]\nflask_app = "myapp:create_app()"\n'
+        )
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("FLASK_") and k != "DATABASE_URL"
+        }
+        path = os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")]))
+        self.env.update(FLASK_APP="myapp:create_app", PYTHONPATH=path)
+
+    def run(self, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", *args], cwd=cwd, env=self.env, capture_output=True, text=True
+        )
+
+    def flask(self, cwd: Path, *args: str) -> str:
+        done = self.run(cwd, "flask", "db", *args)
+        assert done.returncode == 0, (cwd, args, done.stdout, done.stderr)
+        return done.stdout + done.stderr
+
+    def pytest(self, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return self.run(cwd, "pytest", str(self.root / "tests"), *QUIET)
+
+    def env_files(self) -> list[Path]:
+        return sorted(self.root.parent.rglob("env.py"))
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_the_apps_folder_from_any_working_directory(layout: str, tmp_path: Path) -> None:
+    """`src/migrations` beside the package, `Migrate(directory=...)`, or MIGRATIONS_DIR: every
+    command and the plugin use that folder, run from the project root or from elsewhere (the
+    plugin built the test schema with create_all from the root; MIGRATIONS_DIR was ignored)."""
+    project = SrcProject(tmp_path / "project", layout)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    project.flask(project.home, "init")
+    project.flask(project.home, "migrate", "-m", "items")
+    assert project.env_files() == [project.folder / "env.py"]
+    (revision,) = (project.folder / "versions").glob("*.py")
+    head = revision.name.partition("_")[0]
+    for cwd in (project.root, elsewhere):
+        done = project.pytest(cwd)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "1 passed" in done.stdout
+        assert f"-> {head}" in project.flask(cwd, "upgrade")
+        assert "matches the models" in project.flask(cwd, "check")
+        if cwd == project.root:
+            project.flask(cwd, "downgrade", "base")
+    assert project.env_files() == [project.folder / "env.py"]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_folder_without_env_py_stops_the_plugin_and_commands(tmp_path: Path) -> None:
+    """The plugin and `flask db prepare` name the folder and the fix, never create_all."""
+    project = SrcProject(tmp_path / "project", "beside the package")
+    project.flask(project.home, "init")
+    project.flask(project.home, "migrate", "-m", "items")
+    (project.folder / "env.py").unlink()
+    done = project.pytest(tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert f"The migrations folder {project.folder}" in done.stdout
+    assert "has no env.py" in done.stdout
+    assert "`flask db init`" in done.stdout
+    done = project.run(tmp_path, "flask", "db", "prepare")
+    assert done.returncode == 1
+    assert f"The migrations folder {project.folder}" in done.stderr
+    assert "create_all" not in done.stdout
+    assert "Traceback" not in done.stderr
+    # `flask db init` adds what is missing and keeps the revision.
+    project.flask(project.home, "init")
+    assert (project.folder / "env.py").is_file()
+    assert "upgraded from an empty schema" in project.flask(tmp_path, "prepare")
+
+
+FOLDER_FILES = ("env.py", "alembic.ini", "script.py.mako")
+
+
+def _break(folder: Path, name: str, how: str) -> None:
+    (folder / name).unlink()
+    if how == "a link to nowhere":
+        (folder / name).symlink_to(folder / "nowhere" / name)
+    elif how == "a folder":
+        (folder / name).mkdir()
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lacking=st.sets(st.sampled_from(FOLDER_FILES), min_size=1),
+    how=st.sampled_from(["missing", "a link to nowhere", "a folder"]),
+)
+def test_an_incomplete_folder_is_an_error(
+    apps: Apps, tmp_path: Path, lacking: set[str], how: str
+) -> None:
+    """Whatever a folder lacks, or cannot read, of env.py, alembic.ini and script.py.mako: every
+    command names the folder, what it lacks and the fix, and nothing is built with
+    create_all."""
+    app = apps.make(sqlite_url(tmp_path), seed_in_code=False)
+    folder = tmp_path / "migrations"
+    if folder.exists():
+        shutil.rmtree(folder)
+    run(app, "db", "drop", "--yes")
+    run(app, "db", "init")
+    for name in lacking:
+        _break(folder, name, how)
+    for command in (("db", "prepare"), ("db", "upgrade"), ("db", "current")):
+        result = run(app, *command)
+        assert result.exit_code == 1, (command, result.output)
+        assert f"The migrations folder {folder}" in result.output
+        assert all(name in result.output for name in lacking)
+        assert "`flask db init`" in result.output
+        assert "create_all" not in result.output.replace("nothing falls back to create_all", "")
+    assert not (tmp_path / "app.sqlite3").exists() or sqlite_tables(tmp_path / "app.sqlite3") <= {
+        "flask_complete_metadata"
+    }
+    result = run(app, "db", "init")
+    assert result.exit_code == 0, result.output
+    if how == "missing":
+        result = run(app, "db", "prepare")
+        assert result.exit_code == 0, result.output
+        assert "create_all" not in result.output
+        assert "alembic_version" in sqlite_tables(tmp_path / "app.sqlite3")
+
+
+def test_migrate_directory_wins_over_migrations_dir_and_the_conflict_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "settings.toml").write_text('[default]\nMIGRATIONS_DIR = "theirs"\n')
+    for directory, expected in (("mine", tmp_path / "mine"), (None, tmp_path / "theirs")):
+        models = build_models()
+        app = track(Flask("retrofit", instance_path=str(tmp_path / "instance")))
+        app.config.update(SQLALCHEMY_DATABASE_URI=sqlite_url(tmp_path))
+        if directory:
+            Migrate(app, models.db, directory=str(tmp_path / directory))
+        else:
+            Migrate(app, models.db)  # Flask-Migrate's default: the setting wins
+        caplog.clear()
+        Complete(app, db=models.db, env="development", root=tmp_path)
+        assert m.migrations_dir(app) == expected
+        assert f"wrote   {expected}" in run(app, "db", "init").output
+        conflict = [r.getMessage() for r in caplog.records if "is not used" in r.getMessage()]
+        if directory:
+            (message,) = conflict
+            assert str(tmp_path / "mine") in message
+            assert "MIGRATIONS_DIR, from settings.toml" in message
+            assert str(tmp_path / "theirs") in message
+            assert "Delete MIGRATIONS_DIR from settings.toml" in message
+        else:
+            assert conflict == []
 
 
 def test_own_db_command_is_kept(tmp_path: Path) -> None:
@@ -679,3 +916,54 @@ def test_sqlite_migration_on_an_engine_that_emits_begin(seeded: Flask, tmp_path:
         conn.execute("DELETE FROM member WHERE email = 'b@x.test'")
     m.upgrade(seeded)
     assert m.current_revisions(seeded) == m.head_revisions(seeded)
+
+
+# -- a plain `str` without a length on MySQL ----------------------------------------------------
+
+
+def unbounded_models() -> Models:
+    """The quickstart's `title: Mapped[str]` on a base of the user's own, without the bundle's
+    type map: a VARCHAR without a length."""
+    db = fresh_db()
+
+    class Note(db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "note"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str]
+        body: Mapped[str] = mapped_column(Text)
+        code: Mapped[str] = mapped_column(String(20))
+
+    return Models(db, Note)
+
+
+def test_a_string_without_a_length_is_named_before_mysql_refuses_it(
+    apps: Apps, tmp_path: Path, mysql_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`flask db migrate` names the column and the fix (a warning elsewhere, refused on MySQL);
+    `flask db upgrade` of such a revision on MySQL says so in one paragraph, not a traceback."""
+    models = unbounded_models()
+    sqlite_app = apps.make(sqlite_url(tmp_path), models, seed_in_code=False)
+    run(sqlite_app, "db", "init")
+    assert "sa.String()" in migrate(sqlite_app, "notes").read_text()
+    warned = [r.getMessage() for r in caplog.records if "note.title" in r.getMessage()]
+    assert len(warned) == 1, caplog.text
+    assert "MySQL and MariaDB refuse it" in warned[0]
+    assert "String(200)" in warned[0]
+    assert "note.body" not in caplog.text and "note.code" not in caplog.text
+
+    mysql_app = apps.make(mysql_url, models, seed_in_code=False)
+    result = run(mysql_app, "db", "upgrade")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "in table 'note', column 'title'" in result.output
+    assert "String(200)" in result.output
+    assert "sa.String(length=200)" in result.output  # the revision needs it too
+
+    fresh = apps.make(mysql_url, models, seed_in_code=False, MIGRATIONS_DIR="fresh")
+    run(fresh, "db", "init")
+    result = run(fresh, "db", "migrate", "-m", "notes")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "note.title" in result.output
+    assert "String(200)" in result.output
+    assert list((tmp_path / "fresh" / "versions").glob("*.py")) == []
