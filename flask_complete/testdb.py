@@ -272,13 +272,11 @@ class TestDatabase:
 
     @property
     def migrations_dir(self) -> Path | None:
-        """The migrations folder the schema is built from, or ``None`` for ``create_all``."""
-        from .migrations import migrations_dir
+        """The migrations folder the schema is built from, or ``None`` for ``create_all`` (no
+        folder, or ``--no-migrations``); an error naming a folder that cannot be used."""
+        from .migrations import usable_migrations
 
-        folder = migrations_dir(self.app)
-        if self.use_migrations and folder is not None and (folder / "env.py").is_file():
-            return folder
-        return None
+        return usable_migrations(self.app) if self.use_migrations else None
 
     def fingerprint(self) -> str:
         """A hash of what the schema is built from: the model metadata and the migrations."""
