@@ -93,8 +93,9 @@ def _read(connection: Connection) -> str | None:
     began = not connection.in_transaction()
     try:
         # Look before reading: a failed SELECT would abort the caller's transaction on
-        # PostgreSQL.
-        if not sa.inspect(connection).has_table(TABLE_NAME):
+        # PostgreSQL. Listing the tables raises nothing anywhere (MySQL's has_table probes
+        # with a statement that fails, which an app's error hooks would see).
+        if TABLE_NAME not in sa.inspect(connection).get_table_names():
             return None
         query = sa.select(table.c.value).where(table.c.key == ENV_KEY)
         value = connection.execute(query).scalar_one_or_none()

@@ -129,8 +129,9 @@ def declared(
 def without_overrides(url: URL, name: str | None) -> URL:
     """``url`` naming the database ``name`` in its path (``None``: no database), with every
     query parameter that would override it removed."""
-    query = {k: v for k, v in url.query.items() if k not in OVERRIDES.get(backend_of(url), ())}
-    return url._replace(database=name, query=sa.util.immutabledict(query))
+    url = url.difference_update_query(OVERRIDES.get(backend_of(url), ()))
+    # set() keeps the old name for None: clearing it needs the tuple's own _replace.
+    return url.set(database=name) if name else url._replace(database=None)
 
 
 def strip_overrides(url: URL, connect_args: t.Mapping[str, t.Any]) -> dict[str, t.Any]:

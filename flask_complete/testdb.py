@@ -112,8 +112,10 @@ def _create_on_first_use(
         app, engine = app_ref(), engine_ref()
         if app is None or engine is None:
             return None
-        if engine in _blocked and not access_allowed():
-            return None  # the plugin's own app: its block says which fixture to add
+        if access_allowed() or engine in _blocked:
+            # The plugin's own machinery creates what it needs (and a blocked engine's listener
+            # says which fixture to add): only the suite's own use creates on connect.
+            return None
         url = engine.url
         path = sqlite_path(url, app.instance_path) if url.get_backend_name() == "sqlite" else ""
         new_file = bool(path) and not Path(path).exists()
