@@ -117,6 +117,12 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check("versions.outside", "warning", "a package outside its tested range", "package metadata"),
     Check(
+        "auth.routes_shadowed",
+        "warning",
+        "the app serves an auth endpoint's URL itself",
+        "the app's routes",
+    ),
+    Check(
         "credentials.key_missing",
         "error",
         "credentials/production.toml.enc exists but no key for it (a warning outside production)",
@@ -479,6 +485,19 @@ def check_auth_tables(missing: list[str], setting: str) -> list[Problem]:
     ]
 
 
+def check_auth_routes(app: Flask) -> list[Problem]:
+    """Auth endpoints whose URL the app serves too: the app's view answers them."""
+    if "complete.auth" not in app.extensions:
+        return []
+    from .auth.routes import FIX, shadowed, taken_notes
+
+    fix = FIX[0].upper() + FIX[1:] + " (or AUTH_ENDPOINTS = false)."
+    return [
+        _found("auth.routes_shadowed", "AUTH_URL_PREFIX", f"{message}.", fix)
+        for message in taken_notes(app) + shadowed(app)
+    ]
+
+
 def debug_source(state: CompleteState) -> DebugSource | None:
     """Where debug mode is on for this app as it will run, or ``None``.
 
@@ -652,6 +671,7 @@ def run_checks(app: Flask, *, deploy: bool = False) -> list[Problem]:
         findings += database_findings(app, state)
     findings += check_tracked(tracked_secret_files(state.root))
     findings += check_committed(committed_secrets(state.root))
+    findings += check_auth_routes(app)
     from .credential_checks import plaintext_secrets, tracked_keys
 
     findings += tracked_keys(state.root, app.instance_path)

@@ -363,12 +363,7 @@ def setup(app: Flask, state: CompleteState) -> None:
     if mode != "off":
         csrf.install(app, everywhere=mode == "everywhere")
     if config["AUTH_ENDPOINTS"]:
-        from .views import bp
-
-        prefix = config["AUTH_URL_PREFIX"].rstrip("/")
-        app.register_blueprint(bp, url_prefix=prefix or None)
-        # URLs under the prefix that match no endpoint (404, 405) answer JSON too.
-        api.json_errors(app, f"{prefix}/")
+        _register_endpoints(app, state, config["AUTH_URL_PREFIX"].rstrip("/"))
     if "users" not in app.cli.commands:
         app.cli.add_command(users_group)
     else:
@@ -382,6 +377,18 @@ def setup(app: Flask, state: CompleteState) -> None:
                 f"AUTH_PASSWORD_METHOD = {weak!r} is a cheap test setting; production should "
                 "use the default scrypt (delete the setting)."
             )
+
+
+def _register_endpoints(app: Flask, state: CompleteState, prefix: str) -> None:
+    """The JSON endpoints under ``prefix``, but for URLs the app already serves: the app's
+    routes win (those it adds later win at request time, see :mod:`.routes`)."""
+    from . import routes, views
+
+    taken = routes.leave_out(app, prefix, [(rule, verbs) for rule, _, verbs in views.ROUTES])
+    state.notes += [f"{note}: {routes.FIX}." for note in routes.taken_notes(app)]
+    app.register_blueprint(views.blueprint(skip=taken), url_prefix=prefix or None)
+    # URLs under the prefix that match no endpoint (404, 405) answer JSON too.
+    api.json_errors(app, f"{prefix}/")
 
 
 def _redis_url(app: Flask, key: str) -> str | None:

@@ -2,11 +2,12 @@
 
 Flask's session lives in its cookie: logging out deletes only the browser's copy, and a captured
 cookie keeps working until it expires. With ``AUTH_SESSIONS = true`` (the default, with the
-bundle's login manager or the app's own: :mod:`.adopted`) every login gets a random id, carried in the session (``_auth_session``)
-and in the remember cookie, and a record in the database (table ``auth_session``) or in Redis,
-wherever the throttle counts (``AUTH_SESSION_STORAGE``). The user loader accepts a session or a
-remember cookie only while its record exists: ``logout_user()`` deletes it, ``?everywhere=1``
-and ``flask users sessions`` delete others. Records hold a SHA-256 of the id, never the id.
+bundle's login manager or the app's own: :mod:`.adopted`) every login gets a random id,
+carried in the session (``_auth_session``) and in the remember cookie, and a record in the
+database (table ``auth_session``) or in Redis, wherever the throttle counts
+(``AUTH_SESSION_STORAGE``). The user loader accepts a session or a remember cookie only while
+its record exists: ``logout_user()`` deletes it, ``?everywhere=1`` and ``flask users
+sessions`` delete others. Records hold a SHA-256 of the id, never the id.
 
 The cost per authenticated request: none in the database (the user loader's one query joins the
 record; one more query with the app's own loader), one Redis ``HGET`` with Redis.

@@ -21,7 +21,6 @@ from .core import AuthState, get_auth
 from .decorators import login_required
 from .models import UserMixin, new_session_token, utcnow
 
-bp = Blueprint("complete_auth", __name__)
 log = logging.getLogger("flask_complete.auth")
 
 #: One answer for an unknown account, a wrong password and a deactivated user.
@@ -31,7 +30,6 @@ _TRUE = ("1", "true", "on", "yes")
 _MAX_LOGIN = 320
 
 
-@bp.errorhandler(HTTPException)
 def _json_error(error: HTTPException) -> t.Any:
     response = api.error_response(error)
     if error.code == 401:
@@ -44,11 +42,6 @@ def _database_error(error: Exception) -> t.Any:
     return api.error_response(api.unavailable(error))
 
 
-for _error in api.DATABASE_UNAVAILABLE:
-    bp.register_error_handler(_error, _database_error)
-
-
-@bp.before_request
 def _csrf_on_bundle_endpoints() -> None:
     # With an adopted LoginManager the app-wide check is opt-in, but these endpoints always check.
     if get_auth().csrf == "blueprint":
@@ -93,7 +86,6 @@ def _throttle_down(error: throttle.StoreUnavailable) -> Response:
     return t.cast(Response, answer)
 
 
-@bp.post("/login")
 @csrf.exempt
 def login() -> Response:
     """Log in with the login field and password (JSON or form); ``remember`` is optional."""
@@ -161,7 +153,6 @@ def login() -> Response:
     return response
 
 
-@bp.post("/logout")
 def logout() -> Response:
     """End this login: its session and remember cookie stop working on every worker at once.
     ``?everywhere=1`` ends every login of the user (API tokens stay)."""
@@ -180,7 +171,6 @@ def logout() -> Response:
     return response
 
 
-@bp.get("/me")
 @login_required
 def me() -> Response:
     """The logged-in user; for a cookie session also a fresh ``csrf_token``."""
@@ -211,7 +201,6 @@ def _token_model(auth: AuthState) -> t.Any:
     return model
 
 
-@bp.get("/tokens")
 @login_required
 def list_tokens() -> Response:
     """The user's API tokens (never their secrets)."""
@@ -225,7 +214,6 @@ def list_tokens() -> Response:
     return jsonify(tokens=[row.auth_dict() for row in rows])
 
 
-@bp.post("/tokens")
 @login_required
 def create_token() -> tuple[Response, int]:
     """Create a named token; its secret is in this response only."""
@@ -252,7 +240,6 @@ def create_token() -> tuple[Response, int]:
     return jsonify({**token.auth_dict(), "token": secret}), 201
 
 
-@bp.delete("/tokens/<int:token_id>")
 @login_required
 def revoke_token(token_id: int) -> Response:
     """Revoke one of the user's tokens."""
@@ -266,3 +253,32 @@ def revoke_token(token_id: int) -> Response:
         token.revoked_at = utcnow()
         auth.db.session.commit()
     return make_response("", 204)
+
+
+#: The endpoints, under ``AUTH_URL_PREFIX``: rule, view, methods.
+ROUTES: tuple[tuple[str, t.Callable[..., t.Any], tuple[str, ...]], ...] = (
+    ("/login", login, ("POST",)),
+    ("/logout", logout, ("POST",)),
+    ("/me", me, ("GET",)),
+    ("/tokens", list_tokens, ("GET",)),
+    ("/tokens", create_token, ("POST",)),
+    ("/tokens/<int:token_id>", revoke_token, ("DELETE",)),
+)
+
+
+def blueprint(skip: t.Collection[str] = ()) -> Blueprint:
+    """The endpoints as blueprint ``complete_auth`` for one app, without the rules in ``skip``
+    (URLs the app serves itself)."""
+    from . import routes
+
+    bp = Blueprint("complete_auth", __name__)
+    # First: a request for a URL the app also serves is the app's (routes it added later).
+    bp.before_request(routes.yield_to_app)
+    bp.before_request(_csrf_on_bundle_endpoints)
+    bp.register_error_handler(HTTPException, _json_error)
+    for error in api.DATABASE_UNAVAILABLE:
+        bp.register_error_handler(error, _database_error)
+    for rule, view, methods in ROUTES:
+        if rule not in skip:
+            bp.add_url_rule(rule, view_func=view, methods=list(methods))
+    return bp
