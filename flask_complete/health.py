@@ -48,7 +48,14 @@ class _Health:
         sqla = get_state(app).db
         if sqla is None or "sqlalchemy" not in app.extensions:
             return self._answer(200, {None: ("not used", "not used")})
-        self._learn(app)
+        from .migration_folder import MigrationsFolderError
+
+        try:
+            self._learn(app)
+        except MigrationsFolderError as e:
+            # A folder that exists and cannot be used: the migrations are unknown, not absent.
+            app.logger.error("health: %s", e.format_message())
+            return self._answer(503, {None: ("ok", "unusable folder")})
         return self._answer(0, {key: self._one(app, sqla, key) for key in binds.keys(app)})
 
     def _one(self, app: Flask, sqla: SQLAlchemy, key: str | None) -> tuple[str, str]:

@@ -111,3 +111,16 @@ def test_example_app_answers_without_login(tmp_path: Path) -> None:
     assert response.json == {"status": "ok", "database": "ok", "migrations": "head"}
     assert "Set-Cookie" not in response.headers
     assert client.get("/auth/me").status_code == 401
+
+
+def test_an_unusable_migrations_folder_is_a_503_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A migrations folder without env.py: the migrations are unknown, so the answer is 503
+    with the reason logged, not a 500."""
+    (with_migrations(tmp_path) / "migrations" / "env.py").unlink()
+    app = make_app(tmp_path, "sqlite://", HEALTH_ENDPOINT="/-/health")
+    response = app.test_client().get("/-/health")
+    assert response.status_code == 503
+    assert response.json["migrations"] == "unusable folder"
+    assert any("env.py" in r.getMessage() for r in caplog.records)
