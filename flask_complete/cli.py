@@ -44,6 +44,7 @@ class LazyGroup(AppGroup):
 _LAZY: dict[str, str] = {
     "check": "flask_complete.check_cli:check_command",
     "credentials": "flask_complete.credentials_cli:credentials_group",
+    "new": "flask_complete.new_project:new_command",
     "versions": "flask_complete.versions:versions_command",
 }
 
