@@ -8,7 +8,6 @@ has imported already, and the rest of the bundle when one of its commands runs.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import typing as t
 from pathlib import Path
@@ -43,6 +42,7 @@ class LazyGroup(AppGroup):
 #: Commands of ``flask complete`` defined in other modules, imported on use.
 _LAZY: dict[str, str] = {
     "check": "flask_complete.check_cli:check_command",
+    "config": "flask_complete.config_cli:config_command",
     "credentials": "flask_complete.credentials_cli:credentials_group",
     "new": "flask_complete.new_project:new_command",
     "versions": "flask_complete.versions:versions_command",
@@ -67,40 +67,6 @@ def init_app(app: Flask, state: CompleteState) -> None:
         app.cli.add_command(complete_group)
 
 
-def _show(key: str, value: t.Any, hidden: bool = False) -> str:
-    from .sensitive import redact
-
-    shown = redact(key, value, hidden=hidden)
-    if isinstance(shown, dict | list | bool) or shown is None:
-        return json.dumps(shown, default=str)
-    return str(shown)
-
-
-def _sealed(key: str, state: CompleteState) -> bool:
-    """Whether ``key`` came from the encrypted credentials: shown hidden, whatever its name."""
-    return state.settings.sources.get(key, "").startswith("credentials/")
-
-
-def _source(key: str, state: CompleteState) -> str:
-    """Where the value of ``key`` came from, as far as flask_complete can tell."""
-    if key == "DEBUG":
-        from flask.cli import ScriptInfo
-        from flask.helpers import get_debug_flag
-
-        ctx = click.get_current_context(silent=True)
-        info = ctx.find_object(ScriptInfo) if ctx is not None else None
-        # Loading the app, the flask command sets DEBUG from FLASK_DEBUG (or --debug) over
-        # every settings layer.
-        if info is not None and info.set_debug_flag and current_app.debug == get_debug_flag():
-            if "FLASK_DEBUG" not in os.environ:
-                return "flask command (FLASK_DEBUG not set: off)"
-            loaded = state.settings.flask_dotenv.get("FLASK_DEBUG")
-            return "env FLASK_DEBUG" + (
-                f" (from {Path(loaded).name}, loaded by flask)" if loaded else ""
-            )
-    return state.settings.sources.get(key, "flask default")
-
-
 def format_option(help: str) -> t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]:
     """``--format table|json``, as the ``output`` parameter."""
     return click.option(
@@ -111,72 +77,6 @@ def format_option(help: str) -> t.Callable[[t.Callable[..., t.Any]], t.Callable[
         show_default=True,
         help=help,
     )
-
-
-@complete_group.command("config")
-@click.argument("name", required=False)
-@format_option("json: one object for tools, secrets hidden as in the table.")
-def config_command(name: str | None, output: str) -> None:
-    """Show every effective setting and where it came from."""
-    from .sensitive import redact
-
-    app = current_app
-    state = _state()
-    values = app.config
-    if name is not None:
-        key = "SQLALCHEMY_DATABASE_URI" if name.upper() == "DATABASE_URL" else name.upper()
-        if key not in values:
-            raise click.UsageError(
-                f"No setting named {name!r}. Run `flask complete config` to list them."
-            )
-        if output == "json":
-            one = {"key": key, "value": redact(key, values[key], hidden=_sealed(key, state))}
-            click.echo(json.dumps({**one, "source": _source(key, state)}, default=str))
-        else:
-            click.echo(_show(key, values[key], _sealed(key, state)))
-        return
-    warnings = _warnings(state, values)
-    if output == "json":
-        settings = {
-            key: {
-                "value": redact(key, values[key], hidden=_sealed(key, state)),
-                "source": _source(key, state),
-            }
-            for key in sorted(values)
-        }
-        document = {
-            "environment": state.env,
-            "root": str(state.root),
-            "settings": settings,
-            "warnings": warnings,
-        }
-        click.echo(json.dumps(document, indent=2, default=str))
-        return
-    click.echo(f"environment: {state.env}   root: {state.root}")
-    width = max(len(k) for k in values)
-    for key in sorted(values):
-        shown = _show(key, values[key], _sealed(key, state))
-        click.echo(f"{key:<{width}}  {shown}  [{_source(key, state)}]")
-    for warning in warnings:
-        click.secho(f"warning: {warning}", fg="yellow", err=True)
-
-
-def _warnings(state: CompleteState, values: t.Mapping[str, t.Any]) -> list[str]:
-    found = [
-        f"{p.message} {p.fix} [{p.id}]" for p in state.settings.problems if p.level == "warning"
-    ]
-    for key, where in sorted(state.settings.shadowed.items()):
-        found.append(
-            f"{key} is set in code, which shadows {where}. Delete it from code to use the file."
-        )
-    for key, before in state.init_values.items():
-        if values.get(key) != before:
-            found.append(
-                f"{key} changed after Complete(app) and has no effect: it is read at init. "
-                "Set it before the call (or in settings.toml)."
-            )
-    found.extend(state.notes)
-    return found
 
 
 _GITIGNORE = (".secrets.toml", ".env", "instance/")

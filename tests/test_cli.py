@@ -13,8 +13,14 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from flask_complete import Complete
+from flask_complete.auth import UserMixin
+from flask_complete.sensitive import redact
+from flask_complete.settings_schema import FLASK_LOGIN_KEYS, distance
 
 
 def make_app(root: Path, code: dict[str, t.Any] | None = None) -> Flask:
@@ -119,7 +125,7 @@ def test_config_output_is_free_of_every_secret(
         'SECRET_KEY_FALLBACKS = ["oldk3y-one"]\n'
     )
     runner = make_app(tmp_path).test_cli_runner()
-    table = runner.invoke(args=["complete", "config"])
+    table = runner.invoke(args=["complete", "config", "--all"])
     document = runner.invoke(args=["complete", "config", "--format", "json"])
     one = runner.invoke(args=["complete", "config", "SENTRY_DSN"])
     assert table.exit_code == document.exit_code == one.exit_code == 0, table.output
@@ -318,3 +324,154 @@ def test_init_writes_at_the_project_root(tmp_path: Path, git: bool) -> None:
     assert {".secrets.toml", ".env", "instance/"} <= set((root / ".gitignore").read_text().split())
     shown = _flask(root, "complete", "config", "--format", "json", app="myapp")
     assert json.loads(shown.stdout)["root"] == str(root), shown.stderr
+
+
+def _rows(output: str) -> dict[str, list[str]]:
+    """The table's rows by setting: the value cell and the source, split at two spaces."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("SETTING "))
+    rows = {}
+    for line in lines[start + 1 :]:
+        if not line.strip() or line.startswith(("note:", "warning:")):
+            break
+        key, _, rest = line.partition(" ")
+        value, _, source = rest.strip().rpartition("  [")
+        rows[key] = [value.strip(), source.removesuffix("]")]
+    return rows
+
+
+_authdb = SQLAlchemy()
+
+
+class _User(UserMixin, _authdb.Model):  # type: ignore[misc, name-defined]
+    """A user model, so that the auth piece is wired."""
+
+
+@pytest.mark.usefixtures("clean_env")
+class TestConfigTable:
+    def test_has_a_header_row(self, tmp_path: Path) -> None:
+        output = make_app(tmp_path).test_cli_runner().invoke(args=["complete", "config"]).output
+        lines = output.splitlines()
+        assert lines[0].startswith("environment: development")
+        assert lines[1].split() == ["SETTING", "VALUE", "SOURCE"]
+        # The header names the columns where the rows have them.
+        row = next(line for line in lines if line.startswith("DATABASE_POOL_SIZE "))
+        assert row.index("5 ") == lines[1].index("VALUE")
+        assert row.index("[flask_complete default]") == lines[1].index("SOURCE")
+
+    def test_inert_pieces_settings_are_hidden_unless_all(self, tmp_path: Path) -> None:
+        (tmp_path / "settings.toml").write_text(
+            "[default]\nAUTH_TOKEN_DAYS = 7\nCOMPLETE_CORS = false\n"
+        )
+        runner = make_app(tmp_path).test_cli_runner()
+        result = runner.invoke(args=["complete", "config"])
+        assert result.exit_code == 0, result.output
+        shown = _rows(result.output)
+        # No user model: auth does nothing, and its defaults and Flask-Login's are left out...
+        assert not {"AUTH_URL_PREFIX", "AUTH_THROTTLE_WINDOW", "CORS_RESOURCES"} & set(shown)
+        # ...but a value the user wrote is shown, and so are the switches.
+        assert shown["AUTH_TOKEN_DAYS"] == ["7", "settings.toml [default]"]
+        assert {"COMPLETE_AUTH", "COMPLETE_CORS", "CSRF_PROTECT", "SECRET_KEY"} <= set(shown)
+        note = next(line for line in result.output.splitlines() if line.startswith("note:"))
+        assert "auth (no user_model" in note and "cors (COMPLETE_CORS = false)" in note
+        assert "--all" in note
+        every = _rows(runner.invoke(args=["complete", "config", "--all"]).output)
+        assert {"AUTH_URL_PREFIX", "AUTH_THROTTLE_WINDOW", "CORS_RESOURCES"} <= set(every)
+        for key in set(every) - set(shown):
+            assert key.startswith(("AUTH_", "CORS_")) or key in FLASK_LOGIN_KEYS, key
+
+    def test_a_wired_piece_shows_its_settings(self, tmp_path: Path) -> None:
+        app = Flask("authapp", root_path=str(tmp_path), instance_path=str(tmp_path / "instance"))
+        app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+        Complete(app, db=_authdb, user_model=_User, env="development", root=tmp_path)
+        result = app.test_cli_runner().invoke(args=["complete", "config"])
+        assert {"AUTH_URL_PREFIX", "AUTH_THROTTLE_WINDOW", "CORS_RESOURCES"} <= set(
+            _rows(result.output)
+        )
+        assert "note:" not in result.output
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(value=st.text(max_size=12) | st.integers() | st.booleans() | st.none())
+    def test_every_value_reads_back_unambiguously(self, tmp_path: Path, value: t.Any) -> None:
+        """An empty string, one with spaces around it, one that reads as a number, ``true`` or
+        ``null``: the cell says so, and decodes to the value whatever it is."""
+        assume(redact("GREETING", value) == value)
+        app = make_app(tmp_path, {"GREETING": value})
+        runner = app.test_cli_runner()
+        table = runner.invoke(args=["complete", "config"]).output
+        row = next(line for line in table.splitlines() if line.startswith("GREETING "))
+        cell = row[len("GREETING") :].rpartition("  [code]")[0].strip()
+        one = runner.invoke(args=["complete", "config", "GREETING"]).output
+        for shown in (cell, one.removesuffix("\n")):
+            assert shown != ""
+            assert _decode(shown) == value, (shown, value)
+
+
+def _decode(cell: str) -> t.Any:
+    try:
+        return json.loads(cell)
+    except ValueError:
+        return cell
+
+
+@pytest.mark.usefixtures("clean_env")
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_a_misspelt_name_gets_a_suggestion(tmp_path: Path, data: st.DataObject) -> None:
+    app = make_app(tmp_path)
+    keys = sorted({*app.config, "DATABASE_URL"})
+    key = data.draw(st.sampled_from([k for k in keys if len(k) > 4]))
+    i = data.draw(st.integers(0, len(key) - 2))
+    edit = data.draw(st.sampled_from(["drop", "swap", "double"]))
+    name = {
+        "drop": key[:i] + key[i + 1 :],
+        "swap": key[:i] + key[i + 1] + key[i] + key[i + 2 :],
+        "double": key[:i] + key[i] + key[i:],
+    }[edit]
+    assume(name not in keys)
+    result = app.test_cli_runner().invoke(args=["complete", "config", name.lower()])
+    assert result.exit_code == 2
+    assert f"No setting named {name.lower()!r}; did you mean " in result.output, result.output
+    guess = result.output.split("did you mean ")[1].split("?")[0]
+    assert guess in keys
+    assert distance(name, guess) <= distance(name, key)
+
+
+def test_production_refusal_still_shows_the_values_that_caused_it(tmp_path: Path) -> None:
+    """Start-up refuses (a guessable SECRET_KEY, a database URL with a password): config shows the
+    values and their sources, secrets hidden, then the refusal, and exits 1 as start-up does."""
+    (tmp_path / "app.py").write_text(FIVE_LINES)
+    (tmp_path / "settings.toml").write_text(
+        '[production]\nDATABASE_URL = "postgresql://app:dbpassw0rd@127.0.0.1:1/app"\n'
+    )
+    env = {"FLASK_ENV": "production", "SECRET_KEY": "changeme-changeme-changeme-changeme"}
+    started = _flask(tmp_path, "run", "--port", "0", **env)
+    refusal = next(line for line in started.stderr.splitlines() if line.startswith("Error: "))
+    assert started.returncode == 1 and "SECRET_KEY" in refusal
+    result = _flask(tmp_path, "complete", "config", **env)
+    assert result.returncode == 1, result.stderr
+    for output in (result.stdout, result.stderr):
+        assert "dbpassw0rd" not in output and "changeme" not in output
+    rows = _rows(result.stdout)
+    assert rows["SECRET_KEY"] == ["***", "env SECRET_KEY"]
+    assert rows["SQLALCHEMY_DATABASE_URI"] == [
+        "postgresql+psycopg://app:***@127.0.0.1:1/app",
+        "settings.toml [production]",
+    ]
+    assert result.stderr.startswith("start-up refuses these settings")
+    # The same first error line as start-up's, for whatever reads it.
+    assert refusal in result.stderr.splitlines()
+    document = _flask(tmp_path, "complete", "config", "--format", "json", **env)
+    shown = json.loads(document.stdout)
+    assert shown["settings"]["SECRET_KEY"] == {"value": "***", "source": "env SECRET_KEY"}
+    assert [r["key"] for r in shown["refused"]][:1] == ["SECRET_KEY"]
+    one = _flask(tmp_path, "complete", "config", "SECRET_KEY", **env)
+    assert (one.returncode, one.stdout) == (1, "***\n")
