@@ -218,3 +218,107 @@ def test_wildcard_origins_never_carry_credentials(
     assert plain["read"] and plain["status"] == 200, plain
     credentialed = fetch(browser, servers["other"], url, credentials="include")
     assert credentialed == {"read": False, "error": "TypeError: Failed to fetch"}
+
+
+# --- the bundle's login pages, driven as a person would ---------------------------------------
+
+
+def login_app(root: Path) -> Flask:
+    """The example app on its own SQLite file, with one user."""
+    from example_app import create_app
+    from flask_complete import db
+
+    app = create_app(
+        {
+            "SECRET_KEY": "browser-Qm4Rk8sTz1VbN6yHw3JcX9pLd2FgA7uE5oKiW0nB",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{root / 'login.sqlite3'}",
+        }
+    )
+    with app.app_context():
+        db.create_all()
+    runner = app.test_cli_runner()
+    created = runner.invoke(args=["users", "create", EMAIL, "--password", PASSWORD])
+    assert created.exit_code == 0, created.output
+    return app
+
+
+EMAIL, PASSWORD = "ann@example.test", "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(login_app(tmp_path_factory.mktemp("login")))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def send(driver: t.Any) -> None:
+    """Click the page's form button and wait for the page it leads to."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    button = driver.find_element(By.CSS_SELECTOR, "form button[type=submit]")
+    button.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(button))
+
+
+def log_in(driver: t.Any, site: Server, next_path: str = "") -> None:
+    """Fill in and send the login form, as a person would."""
+    from selenium.webdriver.common.by import By
+
+    query = f"?next={next_path}" if next_path else ""
+    driver.get(f"{site.origin}/auth/login{query}")
+    driver.find_element(By.NAME, "email").send_keys(EMAIL)
+    driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    send(driver)
+
+
+def status_with_cookie(site: Server, path: str, name: str, value: str) -> int:
+    """The status of ``GET path`` sent with only the cookie ``name`` (a stolen copy)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"{site.origin}{path}", headers={"Cookie": f"{name}={value}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_log_in_see_the_page_log_out(browser: t.Any, site: Server) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    log_in(browser, site, "/auth/password")
+    # Sent on to the page it asked for, which needs the login.
+    assert browser.current_url == f"{site.origin}/auth/password"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Change password"
+    cookie = browser.get_cookie("session")
+    assert cookie is not None and cookie["httpOnly"]
+    assert status_with_cookie(site, "/auth/me", "session", cookie["value"]) == 200
+
+    browser.get(f"{site.origin}/auth/logout")
+    send(browser)
+    assert browser.current_url == f"{site.origin}/"
+    # The captured cookie ended with the logout, on the server.
+    assert status_with_cookie(site, "/auth/me", "session", cookie["value"]) == 401
+    browser.get(f"{site.origin}/auth/password")
+    assert browser.current_url.startswith(f"{site.origin}/auth/login?next=")
+
+
+def test_a_wrong_password_shows_the_form_again(browser: t.Any, site: Server) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(f"{site.origin}/auth/login")
+    browser.find_element(By.NAME, "email").send_keys("nobody@example.test")
+    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+    send(browser)
+    assert browser.find_element(By.CSS_SELECTOR, "[role=alert]").text == (
+        "Invalid email or password."
+    )
+    assert browser.get_cookie("remember_token") is None

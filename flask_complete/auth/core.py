@@ -7,9 +7,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from flask import current_app, request, session
+from flask import current_app, redirect, request, session, url_for
 from flask.globals import request_ctx
-from flask_login import LoginManager, user_accessed, user_logged_in, user_logged_out
+from flask_login import (
+    LoginManager,
+    user_accessed,
+    user_logged_in,
+    user_logged_out,
+    user_unauthorized,
+)
 from flask_login.config import COOKIE_NAME
 from flask_login.signals import user_loaded_from_cookie
 from flask_login.utils import encode_cookie
@@ -153,6 +159,20 @@ class BundleLoginManager(LoginManager):  # type: ignore[misc]
     response whose request left the session untouched is not given ``Vary: Cookie``.
     """
 
+    def unauthorized(self) -> t.Any:
+        """A browser asking for a page is sent to the login page (with ``next`` for a ``GET``);
+        JSON clients, and apps that set their own ``login_view`` or handler, as Flask-Login
+        does."""
+        target = None
+        if self.unauthorized_callback is None and not (
+            self.login_view or self.blueprint_login_views
+        ):
+            target = login_page_url()
+        if target is None:
+            return super().unauthorized()
+        user_unauthorized.send(current_app._get_current_object())  # type: ignore[attr-defined]
+        return redirect(target)
+
     def _update_remember_cookie(self, response: Response) -> Response:
         # Flask-Login reads the session after every request, which marks it accessed: every
         # response, even one the session played no part in, then gets "Vary: Cookie" (which
@@ -204,6 +224,21 @@ class BundleLoginManager(LoginManager):  # type: ignore[misc]
         if auth is not None and auth.sessions is not None and login_id:
             payload = f"{payload}|{login_id}"
         set_remember_cookie(response, payload)
+
+
+def login_page_url() -> str | None:
+    """Where a browser logs in: the bundle's login page when it serves one and the request
+    asked for a page outside the JSON prefixes; ``None`` otherwise."""
+    from . import pages
+
+    endpoint = "complete_auth.login"
+    if endpoint not in current_app.view_functions or not pages.wants_html():
+        return None
+    if request.blueprint != "complete_auth" and api.under_prefix():
+        return None
+    if request.method != "GET":
+        return url_for(endpoint)
+    return url_for(endpoint, next=request.full_path.rstrip("?"))
 
 
 def set_remember_cookie(response: Response, payload: str) -> None:

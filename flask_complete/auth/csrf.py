@@ -116,9 +116,13 @@ def protect() -> None:
     if not cookie_authenticated():
         return
     check_origin()
+    require_token(request.headers.get(HEADER_NAME) or request.form.get(FIELD_NAME))
+
+
+def require_token(sent: object) -> None:
+    """Refuse (403) unless ``sent`` is this session's token."""
     expected = session.get(SESSION_KEY)
-    sent = request.headers.get(HEADER_NAME) or request.form.get(FIELD_NAME)
-    if not sent:
+    if not isinstance(sent, str) or not sent:
         abort(
             403,
             description=(

@@ -11,12 +11,13 @@ import logging
 import typing as t
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, jsonify, make_response, request
+from flask import Blueprint, Response, abort, current_app, jsonify, make_response, redirect, request
 from flask_login import current_user, login_user, logout_user
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .. import api
-from . import csrf, passwords, sessions, throttle, tokens
+from . import csrf, pages, passwords, sessions, throttle, tokens
 from .core import AuthState, get_auth
 from .decorators import login_required
 from .models import UserMixin, new_session_token, utcnow
@@ -31,6 +32,8 @@ _MAX_LOGIN = 320
 
 
 def _json_error(error: HTTPException) -> t.Any:
+    if pages.wants_html():
+        return pages.error_page(error)
     response = api.error_response(error)
     if error.code == 401:
         message = "Log in first (POST /auth/login) or send an Authorization: Bearer token."
@@ -74,7 +77,7 @@ def _too_many(seconds: int) -> Response:
     return response
 
 
-def _throttle_down(error: throttle.StoreUnavailable) -> Response:
+def _throttle_down(error: throttle.StoreUnavailable) -> WerkzeugResponse:
     # Without a count no password is checked: a right one must not stand out from wrong ones.
     log.error(
         "logins answer 503 until the login throttle's storage is back: %s "
@@ -82,21 +85,20 @@ def _throttle_down(error: throttle.StoreUnavailable) -> Response:
         error,
     )
     message = "Logging in is unavailable at the moment; try again shortly."
-    answer = api.error_response(ServiceUnavailable(message, retry_after=api.RETRY_AFTER))
-    return t.cast(Response, answer)
+    return api.error_response(ServiceUnavailable(message, retry_after=api.RETRY_AFTER))
 
 
-@csrf.exempt
-def login() -> Response:
-    """Log in with the login field and password (JSON or form); ``remember`` is optional."""
-    auth = get_auth()
-    if auth.csrf != "off":
-        # No session to ride yet, but a foreign page must not log the browser into an account.
-        csrf.check_origin()
-    data = api.json_body(form=True)
-    login_value, password = data.get(auth.login_field), data.get("password")
-    if not isinstance(login_value, str) or not isinstance(password, str) or not password:
-        abort(400, description=f"Send {auth.login_field} and password as strings.")
+def _invalid() -> Response:
+    response = jsonify(error=INVALID)
+    response.status_code = 401
+    return response
+
+
+def _authenticate(
+    auth: AuthState, login_value: str, password: str
+) -> tuple[t.Any, throttle.Reservation | None] | WerkzeugResponse:
+    """The user ``login_value`` names if ``password`` is theirs, with the throttle's
+    reservation to release; else the JSON refusal (401 alike for every failure, 429, 503)."""
     key = _lookup_key(auth, login_value)
     reservation: throttle.Reservation | None = None
     if auth.throttle is not None:
@@ -124,41 +126,111 @@ def login() -> Response:
     else:
         ok = bool(user.check_password(password)) and bool(user.is_active)
     if not ok:
-        response = jsonify(error=INVALID)
-        response.status_code = 401
-        return response
+        return _invalid()
+    return user, reservation
 
-    if reservation is not None and auth.throttle is not None:
-        auth.throttle.release(reservation)
+
+def _begin(auth: AuthState, user: t.Any, password: str | None) -> None:
+    """Start a new login of ``user`` in this browser, up to the login itself (:func:`_finish`):
+    the previous one ends and the user row is updated (a rehash of a just-checked ``password``)."""
     # Nothing of the session before the login carries into it (fixation), and the browser's
     # previous login ends.
     sessions.start_afresh(auth)
     if isinstance(user, UserMixin):
-        if user.password_needs_rehash():
+        if password is not None and user.password_needs_rehash():
             user.rehash_password(password)
         user.last_login_at = utcnow()
-    remember = data.get("remember")
-    remember = remember is True or (isinstance(remember, str) and remember.lower() in _TRUE)
     auth.db.session.flush()
-    body: dict[str, t.Any] = {"user": _user_dict(auth, user)}
+
+
+def _finish(auth: AuthState, user: t.Any, remember: bool) -> str | None:
+    """Log ``user`` in and commit; the session's new CSRF token, if CSRF is on."""
     # The session record is written in this transaction: the login and its record commit
     # together, or neither does.
     login_user(user, remember=remember)
     auth.db.session.commit()
+    return csrf.rotate() if auth.csrf != "off" else None
+
+
+def _as_page(refusal: WerkzeugResponse, **context: t.Any) -> Response:
+    """A JSON refusal of the login as the login page, with its status and headers."""
+    body = refusal.get_json(silent=True) or {}
+    page = pages.login_page(str(body.get("error", INVALID)), refusal.status_code, **context)
+    if "Retry-After" in refusal.headers:
+        page.headers["Retry-After"] = refusal.headers["Retry-After"]
+    return page
+
+
+def _form_token_refused() -> str | None:
+    """For a page's form: why its CSRF token is refused, or ``None`` when it is right."""
+    if get_auth().csrf == "off":
+        return None
+    try:
+        csrf.require_token(request.form.get(csrf.FIELD_NAME))
+    except HTTPException:
+        return "The form expired or came from another page: log in again."
+    return None
+
+
+@csrf.exempt
+def login() -> WerkzeugResponse:
+    """Log in with the login field and password (JSON or form); ``remember`` is optional.
+    A browser gets the login page (``GET``) and is sent on to ``next`` after its form."""
+    auth = get_auth()
+    html = pages.wants_html()
+    if request.method == "GET":
+        if not html:
+            abort(405, valid_methods=["POST"])
+        return pages.login_page()
     if auth.csrf != "off":
-        body["csrf_token"] = csrf.rotate()
-    response = jsonify(body)
-    if auth.csrf != "off":
-        csrf.set_cookie(response, body["csrf_token"])
+        # No session to ride yet, but a foreign page must not log the browser into an account.
+        csrf.check_origin()
+    data = api.json_body(form=True)
+    login_value, password = data.get(auth.login_field), data.get("password")
+    kept = {"login_value": login_value if isinstance(login_value, str) else ""}
+    if html:
+        # A form must carry the token of the page it came from (login CSRF).
+        refused = _form_token_refused()
+        if refused is not None:
+            return pages.login_page(refused, 403, **kept)
+    if not isinstance(login_value, str) or not isinstance(password, str) or not password:
+        if html:
+            return pages.login_page(f"Enter your {auth.login_field} and password.", 400, **kept)
+        abort(400, description=f"Send {auth.login_field} and password as strings.")
+    found = _authenticate(auth, login_value, password)
+    if not isinstance(found, tuple):
+        return _as_page(found, **kept) if html else found
+    user, reservation = found
+    if reservation is not None and auth.throttle is not None:
+        auth.throttle.release(reservation)
+    _begin(auth, user, password)
+    remember = data.get("remember")
+    remember = remember is True or (isinstance(remember, str) and remember.lower() in _TRUE)
+    body: dict[str, t.Any] = {"user": _user_dict(auth, user)}
+    token = _finish(auth, user, remember)
+    if html:
+        response = make_response(redirect(pages.safe_next(data.get("next")), 303))
+    else:
+        if token is not None:
+            body["csrf_token"] = token
+        response = jsonify(body)
+    if token is not None:
+        csrf.set_cookie(response, token)
     return response
 
 
 def logout() -> Response:
     """End this login: its session and remember cookie stop working on every worker at once.
-    ``?everywhere=1`` ends every login of the user (API tokens stay)."""
+    ``?everywhere=1`` ends every login of the user (API tokens stay). A browser gets a page
+    with the button (``GET``) and is sent on to ``next`` after it."""
     auth = get_auth()
-    everywhere = request.args.get("everywhere", "").strip().lower() in _TRUE
-    if everywhere and current_user.is_authenticated:
+    html = pages.wants_html()
+    if request.method == "GET":
+        if not html:
+            abort(405, valid_methods=["POST"])
+        return pages.render("logout.html", next=pages.safe_next(request.args.get("next")))
+    flag = request.values.get("everywhere", "").strip().lower()
+    if flag in _TRUE and current_user.is_authenticated:
         if auth.sessions is not None:
             auth.sessions.revoke_user(_user_pk(current_user))
         elif hasattr(current_user, "session_token"):
@@ -166,8 +238,69 @@ def logout() -> Response:
             current_user.session_token = new_session_token()
     logout_user()
     auth.db.session.commit()
-    response = make_response("", 204)
+    if html:
+        response = make_response(redirect(pages.safe_next(request.values.get("next")), 303))
+    else:
+        response = make_response("", 204)
     csrf.clear(response)
+    return response
+
+
+def _password_page(error: str | None = None, status: int = 200, **context: t.Any) -> Response:
+    minimum = current_app.config.get("AUTH_PASSWORD_MIN_LENGTH", 10)
+    return pages.render("password.html", status, error=error, min_length=minimum, **context)
+
+
+@login_required
+def change_password() -> WerkzeugResponse:
+    """Change the logged-in user's password (a page for a browser, JSON otherwise): the current
+    one is checked as a login's is, throttled alike; every other login of the user ends."""
+    auth = get_auth()
+    html = pages.wants_html()
+    if tokens.current_token() is not None:
+        abort(403, description="Change the password from a logged-in session, not with a token.")
+    if request.method == "GET":
+        if not html:
+            abort(405, valid_methods=["POST"])
+        return _password_page()
+    if not callable(getattr(current_user, "set_password", None)):
+        abort(404, description="This user model has no set_password(): mix in UserMixin.")
+    data = api.json_body(form=True)
+    current, new = data.get("current_password"), data.get("new_password")
+    again = data.get("new_password_again", new)
+
+    def refuse(message: str, status: int = 400) -> Response:
+        if html:
+            return _password_page(message, status)
+        abort(status, description=message)
+
+    if html and (refused := _form_token_refused()) is not None:
+        return refuse(refused.replace("log in", "try"), 403)
+    if not all(isinstance(v, str) and v for v in (current, new, again)):
+        return refuse("Send current_password and new_password as strings.")
+    if again != new:
+        return refuse("The two new passwords differ: type the same one twice.")
+    found = _authenticate(auth, getattr(current_user, auth.login_field), t.cast(str, current))
+    if not isinstance(found, tuple):
+        if found.status_code != 401:
+            return _password_page(found.get_json()["error"], found.status_code) if html else found
+        return refuse("The current password is wrong.")
+    user, reservation = found
+    if reservation is not None and auth.throttle is not None:
+        auth.throttle.release(reservation)
+    try:
+        user.set_password(new)
+    except passwords.PasswordError as e:
+        return refuse(str(e))
+    if auth.sessions is not None:
+        auth.sessions.revoke_user(_user_pk(user))
+    # This browser stays logged in, with a new login (every earlier one ended).
+    remember = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
+    _begin(auth, user, None)
+    token = _finish(auth, user, remember)
+    response = _password_page(done=True) if html else jsonify(csrf_token=token)
+    if token is not None:
+        csrf.set_cookie(response, token)
     return response
 
 
@@ -257,8 +390,9 @@ def revoke_token(token_id: int) -> Response:
 
 #: The endpoints, under ``AUTH_URL_PREFIX``: rule, view, methods.
 ROUTES: tuple[tuple[str, t.Callable[..., t.Any], tuple[str, ...]], ...] = (
-    ("/login", login, ("POST",)),
-    ("/logout", logout, ("POST",)),
+    ("/login", login, ("GET", "POST")),
+    ("/logout", logout, ("GET", "POST")),
+    ("/password", change_password, ("GET", "POST")),
     ("/me", me, ("GET",)),
     ("/tokens", list_tokens, ("GET",)),
     ("/tokens", create_token, ("POST",)),
@@ -271,7 +405,9 @@ def blueprint(skip: t.Collection[str] = ()) -> Blueprint:
     (URLs the app serves itself)."""
     from . import routes
 
-    bp = Blueprint("complete_auth", __name__)
+    # Its pages are templates under complete/auth/: a file at the same path in the app's own
+    # templates folder wins (Flask searches the app's folder first).
+    bp = Blueprint("complete_auth", __name__, template_folder="templates")
     # First: a request for a URL the app also serves is the app's (routes it added later).
     bp.before_request(routes.yield_to_app)
     bp.before_request(_csrf_on_bundle_endpoints)
