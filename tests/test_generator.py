@@ -185,3 +185,25 @@ def test_an_accepted_name_is_one_import_statement_can_name(name: str) -> None:
     assert name.isascii() and not name.startswith("_")
     assert isinstance(statement[0], ast.Import) and statement[0].names[0].name == name
     assert name not in sys.modules and name not in sys.stdlib_module_names
+
+
+def test_without_pytest_only_the_plugin_needs_it(tmp_path: Path) -> None:
+    """An install without the [pytest] extra: every module but the plugin imports, and the
+    generated project's commands run (pytest is not the first error a newcomer meets)."""
+    project = generate(tmp_path, "blog")
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text("import sys\nsys.modules['pytest'] = None  # not installed\n")
+    env = project_env(project, PYTHONPATH=f"{tmp_path}{os.pathsep}{project}")
+    script = (
+        "import importlib, pkgutil, flask_complete\n"
+        "for m in pkgutil.walk_packages(flask_complete.__path__, 'flask_complete.'):\n"
+        "    if m.name != 'flask_complete.pytest_plugin':\n"
+        "        importlib.import_module(m.name)\n"
+        "import pytest\n"
+    )
+    done = subprocess.run([PYTHON, "-c", script], env=env, capture_output=True, text=True)
+    assert done.stderr.strip().endswith(
+        "ModuleNotFoundError: import of pytest halted; None in sys.modules"
+    ), done.stderr
+    out = run(PYTHON, "-m", "flask", "db", "prepare", cwd=project, env=env)
+    assert "seeded" in out
