@@ -10,6 +10,8 @@ Directives:
     autodoc entries for every name in the module's ``__all__`` (or, for a module without one,
     every public name it defines), so a new export is documented without editing the page.
 
+Each command on the command line page gets its examples from :mod:`cli_examples`.
+
 Object types ``setting`` and ``fixture`` give the entries an index entry and a role:
 ``:setting:`DATABASE_URL``` and ``:fixture:`db```.
 """
@@ -22,6 +24,7 @@ import re
 import sys
 import typing as t
 
+import cli_examples
 import references
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -166,6 +169,24 @@ def drop_object_reprs(app: Sphinx, doctree: nodes.document) -> None:
             annotation.parent.remove(annotation)
 
 
+def add_cli_examples(app: Sphinx, ctx: t.Any, lines: list[str]) -> None:
+    """Append the examples of :mod:`cli_examples` to each command sphinx-click renders."""
+    lines += cli_examples.example_lines(ctx.command_path)
+
+
+def describe_arguments(app: Sphinx, ctx: t.Any, lines: list[str]) -> None:
+    """Say what each argument is, beside sphinx-click's "Required argument"."""
+    lines[:] = cli_examples.argument_lines(ctx.command_path, lines)
+
+
+def literal_options(app: Sphinx, ctx: t.Any, lines: list[str]) -> None:
+    """Options named in a command's help, as literals (directive lines are left alone)."""
+    lines[:] = [
+        line if line.lstrip().startswith("..") else references.literal_options(line)
+        for line in lines
+    ]
+
+
 def setup(app: Sphinx) -> dict[str, t.Any]:
     app.add_object_type("setting", "setting", indextemplate="pair: %s; setting", objname="setting")
     app.add_object_type(
@@ -176,4 +197,8 @@ def setup(app: Sphinx) -> dict[str, t.Any]:
     app.add_directive("public-api", PublicApi)
     app.add_directive("connections-table", ConnectionsTable)
     app.connect("doctree-read", drop_object_reprs)
+    app.connect("sphinx-click-process-epilog", add_cli_examples)
+    app.connect("sphinx-click-process-arguments", describe_arguments)
+    for part in ("description", "options", "arguments"):
+        app.connect(f"sphinx-click-process-{part}", literal_options)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -479,7 +479,8 @@ def settings_rst() -> list[str]:
 
 def setting_rst(setting: Setting) -> list[str]:
     """One ``.. setting::`` entry."""
-    lines = [f".. setting:: {setting.key}", "", f"   {setting.summary}", ""]
+    summary = literal_options(plain(setting.summary))
+    lines = [f".. setting:: {setting.key}", "", f"   {summary}", ""]
     kind = setting.expected or "not declared: see the library's documentation"
     if not setting.own:
         kind += " (a bad value from a file or the environment is an error, from code a warning)"
@@ -613,6 +614,23 @@ def plain(text: str) -> str:
     return re.sub(r"(?<!`)`([^`]+)`(?!`)", r"``\1``", text)
 
 
+def option_help(text: str, twin: IniKey | None) -> str:
+    """An option's ``--help`` text as reST, its "Ini: ..." left to the ini key line."""
+    if twin is not None:
+        text = re.sub(r"\s*Ini: [^.]*\.\s*$", "", text)
+    return literal_options(plain(text))
+
+
+def literal_options(text: str) -> str:
+    """reST ``text`` with each option it names outside a literal made one: else the ``--`` of
+    ``--reuse-db`` is typeset as a dash."""
+    parts = re.split(r"(``[^`]+``)", text)
+    return "".join(
+        part if part.startswith("``") else re.sub(r"(?<![\w-])(--[a-z][\w-]*)", r"``\1``", part)
+        for part in parts
+    )
+
+
 def _ini_default(key: IniKey) -> str:
     if key.type == "bool":
         return "``true``" if key.default else "``false``"
@@ -636,8 +654,8 @@ def pytest_rst() -> list[str]:
     lines += [".. program:: pytest", ""]
     for option in options:
         shown = ", ".join(option.names) + (f" {option.metavar}" if option.metavar else "")
-        lines += [f".. option:: {shown}", "", f"   {plain(option.help)}", ""]
         twin = by_name.get(option.dest)
+        lines += [f".. option:: {shown}", "", f"   {option_help(option.help, twin)}", ""]
         if twin is not None:
             lines += [f"   Ini key: :confval:`{twin.name}`.", ""]
     lines += ["Ini keys", "--------", ""]
