@@ -550,8 +550,11 @@ def test_a_bind_declared_for_development_gets_a_test_copy(
     (tmp_path / "settings.toml").write_text(
         f'[development]\nSQLALCHEMY_BINDS.analytics = "{analytics}"\n'
     )
+    from flask_complete import config
+
     models = bind_models(default=True)
-    force_env("testing")
+    saved = config._forced_env, config._forced_worker
+    force_env("testing", saved[1])
     databases = TestDatabases()
     try:
         app = Flask("binds_app", root_path=str(tmp_path))
@@ -565,7 +568,7 @@ def test_a_bind_declared_for_development_gets_a_test_copy(
             assert models.db.session.query(models.Event).count() == 1
     finally:
         databases.teardown()
-        force_env(None)
+        config._forced_env, config._forced_worker = saved
         if name is not None:
             drop_database("postgres", name)
             drop_database("postgres", f"test_{name}")

@@ -43,6 +43,8 @@ class Item(db.Model):  # type: ignore[name-defined,misc]
 
 
 SENTINEL = "sentinel"
+#: Under pytest-xdist every derived test database carries the worker's name.
+WORKER = f"_{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else ""
 #: Variables that choose a server or a database behind a URL's back.
 CONNECTION_VARIABLES = ("PGDATABASE", "PGHOST", "PGPORT", "PGSERVICE", "PGSERVICEFILE", "PGUSER")
 
@@ -75,7 +77,10 @@ def write_settings(root: Path, **sections: str) -> None:
 def run_emptying_test(root: Path, code_url: str | None = None, **kwargs: t.Any) -> str:
     """Build an app in testing as the plugin does and run a ``transactional_db`` test that
     deletes every row it sees, then end the run. ``"ran"``, or why it was refused."""
-    force_env("testing")
+    from flask_complete import config
+
+    saved = config._forced_env, config._forced_worker
+    force_env("testing", saved[1])
     try:
         app = Flask("gateapp", root_path=str(root), **kwargs)
         if code_url is not None:
@@ -103,7 +108,8 @@ def run_emptying_test(root: Path, code_url: str | None = None, **kwargs: t.Any) 
                     engine.dispose()
         return outcome
     finally:
-        force_env(None)
+        # The run stays pinned as the plugin pinned it.
+        config._forced_env, config._forced_worker = saved
 
 
 def sentinel(url: str, connect_args: dict[str, t.Any] | None = None) -> tuple[list[str], t.Any]:
@@ -144,6 +150,7 @@ def pg_dev() -> t.Iterator[dict[str, str]]:
     finally:
         drop_database("postgres", name)
         drop_database("postgres", f"test_{name}")
+        drop_database("postgres", f"test_{name}{WORKER}")
         drop_database("postgres", "test_")
 
 
@@ -162,6 +169,7 @@ def mysql_dev() -> t.Iterator[dict[str, str]]:
     finally:
         drop_database("mysql", name)
         drop_database("mysql", f"test_{name}")
+        drop_database("mysql", f"test_{name}{WORKER}")
         drop_database("mysql", "test_")
 
 
