@@ -46,10 +46,11 @@ from sqlalchemy.engine import Engine
 from werkzeug.exceptions import (
     HTTPException,
     InternalServerError,
+    NotFound,
     ServiceUnavailable,
     Unauthorized,
 )
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, ValidationError
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -271,6 +272,15 @@ class IdConverter(IntegerConverter):
 
     def __init__(self, url_map: Map, max: int = 2**31 - 1) -> None:
         super().__init__(url_map, min=1, max=max)
+
+    def to_python(self, value: str) -> t.Any:
+        try:
+            return super().to_python(value)
+        except ValidationError:
+            # No row has this id, whatever the method: a ValidationError would let the router
+            # answer 405 when another rule of the URL takes another method (it checks methods
+            # before converting).
+            raise NotFound() from None
 
 
 class BigIdConverter(IdConverter):
