@@ -1,10 +1,10 @@
-"""The notes app's models: notebooks holding notes, and the users who log in."""
+"""The notes app's models: users who log in, each owning notebooks that hold notes."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from flask_complete import db
@@ -16,8 +16,15 @@ def _now() -> datetime:
 
 
 class Notebook(db.Model):
+    """A user's notebook: only its owner sees it (anyone else gets a 404)."""
+
+    # A name is unique among one user's notebooks, not across users.
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    owner: Mapped[User] = relationship()
     notes: Mapped[list[Note]] = relationship(
         back_populates="notebook", cascade="all, delete-orphan", order_by="Note.id"
     )

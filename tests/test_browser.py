@@ -177,12 +177,19 @@ def create_notebook(name: str, api: Server) -> dict[str, t.Any]:
     }
 
 
+def list_notebooks(api: Server) -> dict[str, t.Any]:
+    # Notebooks are their owner's: listing them takes the token too.
+    token = api.app.config["BROWSER_TEST_TOKEN"]
+    return {"headers": {"Authorization": f"Bearer {token}"}}
+
+
 def test_allowed_origin_reads_the_api(browser: t.Any, servers: dict[str, Server]) -> None:
     api = servers["exact"].origin
     notebook = create_notebook("a", servers["exact"])
     created = fetch(browser, servers["allowed"], f"{api}/api/notebooks", **notebook)
     assert created["read"] and created["status"] == 201, created
-    listed = fetch(browser, servers["allowed"], f"{api}/api/notebooks")
+    listing = list_notebooks(servers["exact"])
+    listed = fetch(browser, servers["allowed"], f"{api}/api/notebooks", **listing)
     assert listed["read"] and '"name":"a"' in listed["body"].replace(" ", ""), listed
 
 
@@ -194,8 +201,9 @@ def test_disallowed_origin_is_blocked(browser: t.Any, servers: dict[str, Server]
     write = fetch(browser, servers["other"], f"{api}/api/notebooks", **evil)
     assert write["read"] is False
     # The preflight failed, so the POST was never sent.
-    listed = fetch(browser, servers["allowed"], f"{api}/api/notebooks")
-    assert "evil" not in listed["body"]
+    listing = list_notebooks(servers["exact"])
+    listed = fetch(browser, servers["allowed"], f"{api}/api/notebooks", **listing)
+    assert listed["status"] == 200 and "evil" not in listed["body"]
 
 
 def test_credentials_work_with_the_exact_origin(browser: t.Any, servers: dict[str, Server]) -> None:
@@ -214,9 +222,10 @@ def test_wildcard_origins_never_carry_credentials(
     browser: t.Any, servers: dict[str, Server]
 ) -> None:
     url = servers["anyone"].origin + "/api/notebooks"
-    plain = fetch(browser, servers["other"], url)
+    listing = list_notebooks(servers["anyone"])
+    plain = fetch(browser, servers["other"], url, **listing)
     assert plain["read"] and plain["status"] == 200, plain
-    credentialed = fetch(browser, servers["other"], url, credentials="include")
+    credentialed = fetch(browser, servers["other"], url, credentials="include", **listing)
     assert credentialed == {"read": False, "error": "TypeError: Failed to fetch"}
 
 
@@ -322,3 +331,87 @@ def test_a_wrong_password_shows_the_form_again(browser: t.Any, site: Server) -> 
         "Invalid email or password."
     )
     assert browser.get_cookie("remember_token") is None
+
+
+# --- the example app, end to end ---------------------------------------------------------------
+
+#: Set to a folder (docs/_static) to keep the screenshots of the walk there.
+SCREENSHOTS = os.environ.get("BROWSER_SCREENSHOTS")
+
+
+def fill(driver: t.Any, **fields: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    for name, value in fields.items():
+        element = driver.find_element(By.NAME, name)
+        element.clear()
+        element.send_keys(value)
+
+
+def screenshot(driver: t.Any, folder: Path, name: str) -> None:
+    """A PNG of the window, kept in ``BROWSER_SCREENSHOTS`` when set."""
+    target = Path(SCREENSHOTS) if SCREENSHOTS else folder
+    target.mkdir(parents=True, exist_ok=True)
+    png = driver.get_screenshot_as_png()
+    assert png.startswith(b"\x89PNG")
+    (target / name).write_bytes(png)
+
+
+def test_a_person_keeps_notes(
+    browser: t.Any, site: Server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Log in, make a notebook, add notes, edit one, delete one, and see them on the index."""
+    from selenium.webdriver.common.by import By
+
+    shots = tmp_path_factory.mktemp("screenshots")
+    browser.set_window_size(1000, 760)
+    browser.delete_all_cookies()
+    browser.get(f"{site.origin}/")
+    browser.find_element(By.LINK_TEXT, "Log in").click()
+    screenshot(browser, shots, "login.png")
+    fill(browser, email=EMAIL, password=PASSWORD)
+    send(browser)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Your notebooks"
+
+    for name in ("Groceries", "Trip to Lisbon"):
+        browser.get(f"{site.origin}/")
+        fill(browser, name=name)
+        send(browser)
+        assert browser.find_element(By.TAG_NAME, "h1").text == name
+        notes = {
+            "Groceries": ("Leeks, potatoes, cream", "Coffee beans", "Oranges"),
+            "Trip to Lisbon": ("Book the tram tour", "Pastéis de nata in Belém"),
+        }[name]
+        for title in notes:
+            fill(browser, title=title, body=f"{title}: remember it.")
+            send(browser)
+    # Edit one note and delete another, through their pages.
+    browser.find_element(By.LINK_TEXT, "Book the tram tour").click()
+    fill(browser, title="Ride tram 28")
+    send(browser)
+    browser.find_element(By.LINK_TEXT, "Ride tram 28")
+    browser.get(f"{site.origin}/")
+    browser.find_element(By.LINK_TEXT, "Oranges").click()
+    send_danger = browser.find_element(By.CSS_SELECTOR, "form.danger button")
+    send_danger.click()
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(send_danger))
+
+    browser.get(f"{site.origin}/")
+    titles = [a.text for a in browser.find_elements(By.CSS_SELECTOR, ".notebook li a")]
+    assert titles == [
+        "Leeks, potatoes, cream",
+        "Coffee beans",
+        "Ride tram 28",
+        "Pastéis de nata in Belém",
+    ]
+    screenshot(browser, shots, "index.png")
+    # Another person sees none of it.
+    runner = site.app.test_cli_runner()
+    created = runner.invoke(args=["users", "create", "bob@example.test", "-p", PASSWORD])
+    assert created.exit_code == 0, created.output
+    bob = site.app.test_client()
+    assert bob.post("/auth/login", json={"email": "bob@example.test", "password": PASSWORD})
+    assert bob.get("/api/notebooks").json == []

@@ -112,7 +112,7 @@ def test_example_app_migrations_seeds_and_factories(tmp_path: Path) -> None:
     try:
         result = run(app, "db", "prepare")
         assert result.exit_code == 0, result.output
-        assert "seeded (notebook +3, note +10)" in result.output
+        assert "seeded (user +1, notebook +3, note +10)" in result.output
         assert "not seeded" in run(app, "db", "prepare").output
         assert "seeded (no new rows)" in run(app, "db", "seed").output
         result = run(app, "db", "check")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import typing as t
 
+import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from flask import Flask
@@ -31,7 +32,7 @@ def test_seed_command_inside_a_test(app: Flask, runner: FlaskCliRunner, db: t.An
     app.config["SEEDS"] = "example_app.seeds:development"
     result = runner.invoke(args=["db", "seed"])
     assert result.exit_code == 0, result.output
-    assert "seeded (notebook +3, note +10)" in result.output
+    assert "seeded (user +1, notebook +3, note +10)" in result.output
     assert count(db, Note) == 10
     assert runner.invoke(args=["db", "seed"]).output.startswith("seeded (no new rows)")
 
@@ -79,7 +80,7 @@ def test_each_migration_and_its_downgrade(app: Flask, transactional_db: t.Any) -
         migrations.upgrade(app, up)
         at[up] = schema(db)
         assert at[up] != at[down], f"revision {up} changes nothing"
-    first, second, third = revisions
+    first, second, third, fourth = revisions
     assert set(at[first]) == {"notebook", "note"}
     assert at[first]["note"] == (
         {"id", "notebook_id", "title", "body", "created_at"},
@@ -89,6 +90,8 @@ def test_each_migration_and_its_downgrade(app: Flask, transactional_db: t.Any) -
     assert at[second]["api_token"][1] == {"ix_api_token_user_id"}
     assert set(at[third]) - set(at[second]) == {"auth_session"}
     assert at[third]["auth_session"][1] == {"ix_auth_session_user_id"}
+    assert at[fourth]["notebook"][0] - at[third]["notebook"][0] == {"owner_id"}
+    assert "ix_notebook_owner_id" in at[fourth]["notebook"][1]
     assert migrations.check(app) is None  # at head the schema is the models'
     for down, up in reversed(steps):
         migrations.downgrade(app, down)
@@ -96,3 +99,33 @@ def test_each_migration_and_its_downgrade(app: Flask, transactional_db: t.Any) -
     for _, up in steps:
         migrations.upgrade(app, up)
         assert schema(db) == at[up], f"revision {up} upgrades differently the second time"
+
+
+def test_notebooks_from_before_owners_go_to_the_first_user(
+    app: Flask, transactional_db: t.Any
+) -> None:
+    """The ownership migration on a database with notebooks: refused, with the fix and nothing
+    changed, while there is no user; given to the first user once there is one."""
+    db = transactional_db
+    db.session.remove()
+    migrations.downgrade(app, "-1")
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(sa.insert(sa.table("notebook", sa.column("name"))).values(name="Old"))
+        with pytest.raises(RuntimeError, match="flask users create"):
+            migrations.upgrade(app)
+        assert "owner_id" not in schema(db)["notebook"][0]
+        users = sa.table(
+            "user",
+            *(sa.column(c) for c in ("email", "active", "is_admin", "session_token", "created_at")),
+        )
+        with db.engine.begin() as conn:
+            for email in ("first@example.test", "second@example.test"):
+                row = {"email": email, "active": True, "is_admin": False, "session_token": "x"}
+                conn.execute(sa.insert(users).values(created_at=sa.func.current_timestamp(), **row))
+        migrations.upgrade(app)
+        owner = db.session.scalar(sa.select(Notebook.owner_id).where(Notebook.name == "Old"))
+        first = db.session.scalar(sa.select(sa.func.min(sa.table("user", sa.column("id")).c.id)))
+        assert owner == first
+    finally:
+        migrations.upgrade(app)  # the next tests' schema, whatever failed
