@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing as t
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import BadRequest
@@ -17,7 +17,7 @@ from werkzeug.exceptions import BadRequest
 from flask_complete import api, db
 from flask_complete.auth import login_required
 
-from . import access
+from . import access, seeds
 from .models import Note, Notebook
 
 bp = Blueprint("notes", __name__)
@@ -40,7 +40,9 @@ def _field(name: str, column: t.Any = None, *, required: bool = True) -> str:
 @bp.get("/")
 def index() -> t.Any:
     if not current_user.is_authenticated:
-        return render_template("welcome.html")
+        # In development the seeds' demo user is shown, to log in at once.
+        demo = current_app.config.get("COMPLETE_ENV") == "development"
+        return render_template("welcome.html", demo=demo and seeds.DEMO_LOGIN)
     # The notes of every notebook in one more query, not one per notebook.
     query = access.notebooks().options(selectinload(Notebook.notes))
     return render_template("index.html", notebooks=db.session.scalars(query).all())

@@ -14,7 +14,7 @@ from .models import Notebook, User
 #: Development sample data: notebooks and how many notes each holds.
 SAMPLE = {"Inbox": 3, "Work": 5, "Ideas": 2}
 #: Who owns the sample data in development: log in with these.
-DEMO_EMAIL, DEMO_PASSWORD = "demo@example.com", "demo-password"
+DEMO_LOGIN = DEMO_EMAIL, DEMO_PASSWORD = "demo@example.com", "demo-password"
 
 
 def development() -> None:

@@ -108,3 +108,14 @@ def test_a_failing_page_gets_the_app_s_500_without_the_cause(tmp_path: t.Any) ->
     page = app.test_client().get("/boom", headers=BROWSER)
     assert page.status_code == 500 and b"Internal Server Error" in page.data
     assert b"secret internals" not in page.data
+
+
+def test_the_demo_login_is_shown_in_development_only(client: t.Any, app: t.Any) -> None:
+    from example_app.seeds import DEMO_EMAIL
+
+    assert DEMO_EMAIL.encode() not in client.get("/", headers=BROWSER).data
+    app.config["COMPLETE_ENV"] = "development"
+    try:
+        assert DEMO_EMAIL.encode() in client.get("/", headers=BROWSER).data
+    finally:
+        app.config["COMPLETE_ENV"] = "testing"
