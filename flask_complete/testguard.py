@@ -340,6 +340,8 @@ def verify(connection: Connection, app: Flask, action: str = "touch") -> Identit
 
 _VERIFIED = "flask_complete.verified"
 _watched: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: Engines whose database :func:`require_test_databases` has asked.
+_probed: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _engines(app: Flask) -> dict[str | None, t.Any]:
@@ -399,12 +401,15 @@ def require_test_databases(app: Flask) -> None:
     root = _root(app)
     with database_access():
         for engine in _engines(app).values():
-            if not isinstance(engine, Engine):
-                continue  # under isolation: a connection the gate already judged
+            if not isinstance(engine, Engine) or engine in _probed:
+                # Under isolation a connection the gate already judged; or an engine asked
+                # before (its every new connection is still judged).
+                continue
             ident = _unopened(engine, app)
             if ident is None:
                 try:
                     with engine.connect():
+                        _probed.add(engine)
                         continue
                 except DBAPIError as e:
                     if not missing_database(e):

@@ -429,8 +429,9 @@ def test_a_test_database_stamped_development_is_refused(
         with engine.begin() as conn:
             dbenv.stamp(conn, "development")
         engine.dispose()
-        write_settings(tmp_path, testing=url)
-        outcome = run_emptying_test(tmp_path)
+        # Named in code: used as it is (a [testing] URL gets a per-worker copy under xdist).
+        write_settings(tmp_path)
+        outcome = run_emptying_test(tmp_path, url)
         assert outcome.startswith("refused") and "development" in outcome, outcome
         assert sentinel(url) == ([SENTINEL], "development")
     finally:
