@@ -133,44 +133,32 @@ def make_development(url: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def pg_dev() -> t.Iterator[dict[str, str]]:
-    """An unstamped development database on PostgreSQL with a sentinel row, and what the
-    server says of itself (the socket folder)."""
-    require_server("postgres")
+def _development(kind: str, socket_query: str) -> t.Iterator[dict[str, str]]:
+    """An unstamped development database on the ``kind`` server with a sentinel row, and the
+    server's socket (as the server reports it), dropped after with every test copy."""
+    require_server(kind)
     name = unique_name("fc_dev")
-    url = new_database("postgres", name)
+    url = new_database(kind, name)
     make_development(url)
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        sockets = conn.exec_driver_sql("SHOW unix_socket_directories").scalar_one()
+        socket = str(conn.exec_driver_sql(socket_query).scalar_one()).split(",")[0].strip()
     engine.dispose()
     try:
-        yield {"name": name, "url": url, "socket": str(sockets).split(",")[0].strip()}
+        yield {"name": name, "url": url, "socket": socket}
     finally:
-        drop_database("postgres", name)
-        drop_database("postgres", f"test_{name}")
-        drop_database("postgres", f"test_{name}{WORKER}")
-        drop_database("postgres", "test_")
+        for each in (name, f"test_{name}", f"test_{name}{WORKER}"):
+            drop_database(kind, each)
+
+
+@pytest.fixture(scope="module")
+def pg_dev() -> t.Iterator[dict[str, str]]:
+    yield from _development("postgres", "SHOW unix_socket_directories")
 
 
 @pytest.fixture(scope="module")
 def mysql_dev() -> t.Iterator[dict[str, str]]:
-    require_server("mysql")
-    name = unique_name("fc_dev")
-    url = new_database("mysql", name)
-    make_development(url)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        socket = conn.exec_driver_sql("SELECT @@socket").scalar_one()
-    engine.dispose()
-    try:
-        yield {"name": name, "url": url, "socket": str(socket)}
-    finally:
-        drop_database("mysql", name)
-        drop_database("mysql", f"test_{name}")
-        drop_database("mysql", f"test_{name}{WORKER}")
-        drop_database("mysql", "test_")
+    yield from _development("mysql", "SELECT @@socket")
 
 
 # -- the reproductions of the issue ---------------------------------------------------------------
