@@ -627,9 +627,9 @@ def db(
 
 @pytest.fixture
 def load_fixtures(app: Flask, db: SQLAlchemy) -> t.Callable[..., t.Any]:
-    """``load_fixtures("users", "notes")`` loads data fixture files (paths, or names under
-    ``fixtures/testing/`` then ``fixtures/``) into the test's transaction, rolled back with it;
-    returns what was loaded per model."""
+    """``load_fixtures("users", "notes")`` loads data fixture files (names under
+    ``fixtures/testing/`` then ``fixtures/``, or a ``pathlib.Path`` for a file elsewhere) into the
+    test's transaction, rolled back with it; returns what was loaded per model."""
     from . import fixtures_plugin_part as part
 
     return part.loader(app)
