@@ -268,7 +268,10 @@ def _userinfo_end(rest: str, *, database: bool) -> int:
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
     if "@" in authority or re.search(r":(?![0-9*]+$)", authority):
         return rest.rfind("@")
-    return -1
+    # A "?" or "#" inside a password (redis://:0#x@host) looks like the end of the authority;
+    # an "@" before the first "/" is still userinfo (over-hiding ?email=a@b there is the safe
+    # side).
+    return rest.split("/", 1)[0].rfind("@")
 
 
 def redact_url(url: t.Any) -> str:

@@ -270,6 +270,7 @@ FORMS: dict[str, t.Callable[[str], dict[str, t.Any]]] = {
 @given(secret=secrets, form=st.sampled_from(sorted(FORMS)))
 @example(secret="p@ss/w?rð#1:x", form="url")
 @example(secret="?À00000", form="redis url")
+@example(secret="0#À0000", form="redis url")
 @example(secret="p@ss/w?rð#1:x", form="broken database url")
 @example(secret="a;b c'ð\\e", form="libpq")
 @example(secret='a;b"ç', form="ado spaced")
