@@ -85,6 +85,25 @@ def pytest_runtest_logreport(report):
 """
 
 
+def _failing(
+    session: nox.Session, tests: list[str], env: dict[str, str], failures_file: Path
+) -> set[str]:
+    """Which of ``tests`` fail (run again, serially), as the newest_failures plugin records."""
+    failures_file.write_text("")
+    session.run(
+        "pytest",
+        "-p",
+        "newest_failures",
+        "-p",
+        "no:xdist",
+        "-q",
+        *tests,
+        env=env,
+        success_codes=[0, 1],
+    )
+    return set(failures_file.read_text().split())
+
+
 @nox.session
 def tests_newest(session: nox.Session) -> None:
     """The canary: install the newest release of every bundled package, ignoring our upper
@@ -148,20 +167,8 @@ def tests_newest(session: nox.Session) -> None:
     for requirement, old, new in newer:
         if not failed or old is None:
             continue
-        failures_file.write_text("")
         session.install(f"{requirement.name}=={old}")
-        session.run(
-            "pytest",
-            "-p",
-            "newest_failures",
-            "-p",
-            "no:xdist",
-            "-q",
-            *failed[:200],
-            env=env,
-            success_codes=[0, 1],
-        )
-        still = set(failures_file.read_text().split())
+        still = _failing(session, failed[:200], env, failures_file)
         blamed[requirement.name] = [test for test in failed[:200] if test not in still]
         session.install(f"{requirement.name}=={new}")
 
@@ -177,20 +184,8 @@ def tests_newest(session: nox.Session) -> None:
     unexplained = sorted(set(failed) - {t for tests in blamed.values() for t in tests})
     if unexplained:
         # Every newer package back to its pin at once: what passes then needs several of them.
-        failures_file.write_text("")
         session.install(*[f"{r.name}=={old}" for r, old, _ in newer if old is not None])
-        session.run(
-            "pytest",
-            "-p",
-            "newest_failures",
-            "-p",
-            "no:xdist",
-            "-q",
-            *unexplained[:200],
-            env=env,
-            success_codes=[0, 1],
-        )
-        pinned_failures = sorted(set(failures_file.read_text().split()))
+        pinned_failures = sorted(_failing(session, unexplained[:200], env, failures_file))
         combined = [test for test in unexplained if test not in pinned_failures]
         if combined:
             session.log(f"  broken by several newer releases together: {', '.join(combined[:10])}")

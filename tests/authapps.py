@@ -339,8 +339,12 @@ class Proxy:
                 continue
             with self.lock:
                 self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            self.forward(client, upstream)
+
+    def forward(self, client: socket.socket, upstream: socket.socket) -> None:
+        """Pipe one accepted connection both ways (a subclass may look at what passes)."""
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     @staticmethod
     def _pipe(source: socket.socket, sink: socket.socket) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from authapps import STRONG, call
+from authapps import STRONG, Proxy, call
 from commitfaults import HEADER, Killer, add_readback, install
 from conftest import admin_engine, answers, free_port, poll, stop
 from flask import Flask
@@ -166,34 +166,19 @@ def test_a_failure_at_the_commit_is_not_a_503(example: Example) -> None:
     assert stored(example.url, title) == 0
 
 
-class CommitCut:
+class CommitCut(Proxy):
     """A TCP proxy to PostgreSQL that, once armed, forwards the next COMMIT to the server and
     closes the client's connection instead of forwarding the server's answer."""
 
     def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.listener.getsockname()[1])
         self.armed = threading.Event()
-        self.cut = threading.Event()  # a COMMIT's answer was dropped
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.cut_done = threading.Event()  # a COMMIT's answer was dropped
+        super().__init__(target)
 
-    def url(self, url: str) -> str:
-        return sa.make_url(url).set(host="127.0.0.1", port=self.port).render_as_string(False)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target, timeout=10)
-            upstream.settimeout(None)
-            self.sockets += [client, upstream]
-            committing = threading.Event()
-            for pipe, a, b in ((self._up, client, upstream), (self._down, upstream, client)):
-                threading.Thread(target=pipe, args=(a, b, committing), daemon=True).start()
+    def forward(self, client: socket.socket, upstream: socket.socket) -> None:
+        committing = threading.Event()
+        for pipe, a, b in ((self._up, client, upstream), (self._down, upstream, client)):
+            threading.Thread(target=pipe, args=(a, b, committing), daemon=True).start()
 
     def _up(
         self, client: socket.socket, upstream: socket.socket, committing: threading.Event
@@ -214,19 +199,12 @@ class CommitCut:
                 if committing.is_set():
                     # The server has answered the COMMIT (it is done): drop the answer and the
                     # client's connection, as a network failure would at that moment.
-                    self.cut.set()
+                    self.cut_done.set()
                     client.shutdown(socket.SHUT_RDWR)
                     return
                 client.sendall(data)
         with contextlib.suppress(OSError):
             client.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        for sock in self.sockets:
-            sock.close()
 
 
 @pytest.mark.postgres
@@ -245,11 +223,11 @@ def test_a_commit_whose_answer_is_lost_is_stored(pg_url: str) -> None:
             json={"title": title},
             headers={"Authorization": f"Bearer {token}"},
         )
-        assert proxy.cut.is_set(), response.data
+        assert proxy.cut_done.is_set(), response.data
         assert stored(pg_url, title) == 1
         assert response.status_code == 500, response.data
     finally:
-        proxy.close()
+        proxy.cut()
         with app.app_context():
             db.engine.dispose()
 
