@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from .binds import EVERY, Which
 from .config import Problem, redact_url
+from .identity import missing_database
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -73,14 +74,6 @@ class EnvironmentRefused(click.UsageError):
 _MISSING = object()
 
 
-def _missing_database(error: DBAPIError) -> bool:
-    """Whether connecting failed because the server has no such database."""
-    orig = error.orig
-    code = orig.args[0] if orig is not None and orig.args else None
-    text = str(orig).lower()
-    return code == 1049 or ("database" in text and "does not exist" in text)
-
-
 def _sqlite_file(url: URL) -> str | None:
     """The file of a SQLite URL; ``None`` for an in-memory or URI database."""
     database = url.database
@@ -119,7 +112,7 @@ def _lookup(bind: Connection | URL | str, connect_args: dict[str, t.Any] | None)
         with engine.connect() as connection:
             return _read(connection)
     except DBAPIError as e:
-        if _missing_database(e):
+        if missing_database(e):
             return _MISSING
         raise
     finally:
@@ -161,7 +154,7 @@ def holdings(
         with engine.connect() as connection:
             return _holdings(connection, rows)
     except DBAPIError as e:
-        if _missing_database(e):
+        if missing_database(e):
             return []
         raise
     finally:

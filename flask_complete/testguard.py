@@ -419,13 +419,3 @@ def require_test_databases(app: Flask) -> None:
             if why is not None:
                 shown = _config.redact_url(engine.url)
                 raise DatabaseRefused(_message(ident, shown, why, "create"))
-
-
-def refusal(app: Flask) -> str | None:
-    """Why tests must not touch ``app``'s databases, or ``None``: :func:`require_test_databases`
-    as a message."""
-    try:
-        require_test_databases(app)
-    except DatabaseRefused as e:
-        return str(e)
-    return None
