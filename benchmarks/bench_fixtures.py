@@ -127,7 +127,7 @@ def phase(name: str, url: str, folder: str) -> dict[str, float]:
     work = Path(folder)
     if name.startswith("ours"):
         app, db = _our_app(url)
-        from flask_complete import datafixtures
+        from flask_complete.data import fixtures as datafixtures
 
         path = work / "ours.json"
         with app.app_context():  # type: ignore[attr-defined]

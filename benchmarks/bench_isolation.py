@@ -233,7 +233,9 @@ def session_start(base_url: str) -> float:
         """
         import time
         from pathlib import Path
-        from flask_complete import config, testdb, testing
+        from flask_complete import testing
+        from flask_complete.settings import config
+        from flask_complete.testing import databases as testdb
         config.force_env("testing")
         app = testing.load_app("example_app", Path("."))
         database = testdb.TestDatabase(app)

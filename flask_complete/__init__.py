@@ -12,11 +12,11 @@ import importlib
 import typing as t
 
 if t.TYPE_CHECKING:
-    from .config import ConfigError
-    from .database import db
+    from .database.engines import db
+    from .database.sqla import SQLAlchemy
     from .deprecation import FlaskCompleteDeprecationWarning
     from .extension import Complete
-    from .sqla import SQLAlchemy
+    from .settings.config import ConfigError
 
 __version__ = "0.1.0"
 
@@ -33,10 +33,10 @@ __all__ = [
 #: importing the package must not pull in SQLAlchemy and the rest.
 _LAZY = {
     "Complete": ".extension",
-    "ConfigError": ".config",
+    "ConfigError": ".settings.config",
     "FlaskCompleteDeprecationWarning": ".deprecation",
-    "SQLAlchemy": ".sqla",
-    "db": ".database",
+    "SQLAlchemy": ".database.sqla",
+    "db": ".database.engines",
 }
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import config as _config
-from . import environment as _environment
 from . import routing
 from . import state as _state
-from .config import ConfigError, Settings
+from .settings import config as _config
+from .settings import environment as _environment
+from .settings.config import ConfigError, Settings
 from .state import EXTENSION_KEY, CompleteState, get_state
 
 __all__ = ["EXTENSION_KEY", "Complete", "CompleteState", "collecting", "get_state"]
@@ -101,7 +101,7 @@ class Complete:
         app.extensions[EXTENSION_KEY] = state
         state.migrations_dir = root / str(app.config.get("MIGRATIONS_DIR", "migrations"))
         if env == "production":
-            from . import checks
+            from .checks import rules as checks
 
             # The same gate as `flask complete check`: errors refused, warnings logged.
             state.problems += checks.start_up(app, state, quiet=collect)
@@ -112,11 +112,11 @@ class Complete:
                 "to have them configured."
             )
         if app.config.get("COMPLETE_DATABASE", True) and sqla is not None:
-            from . import database
+            from .database import engines as database
 
             database.init_app(app, state)
             if not state.problems and "sqlalchemy" in app.extensions:
-                from . import capacity
+                from .database import capacity
 
                 capacity.init_app(app, sqla)
         if state.problems and not collect:
@@ -153,14 +153,14 @@ class Complete:
             return self.db, existing is not None
         if existing is not None:
             return existing, True
-        from .database import db
+        from .database.engines import db
 
         return db, False
 
     def _init_pieces(self, app: Flask, state: CompleteState) -> None:
         # Each piece is imported only when its setting is on: a disabled piece costs nothing.
         if app.config.get("COMPLETE_MIGRATE", True) and state.db is not None:
-            from . import migrations
+            from .migrations import migrate as migrations
 
             migrations.init_app(app, state)
         if app.config.get("COMPLETE_AUTH", True):
@@ -168,11 +168,11 @@ class Complete:
 
             auth.init_app(app, state)
         if app.config.get("COMPLETE_CORS", True):
-            from . import cors
+            from .web import cors
 
             cors.init_app(app, state)
         if app.config.get("HEALTH_ENDPOINT"):
-            from . import health
+            from .web import health
 
             health.init_app(app, state)
         from . import cli

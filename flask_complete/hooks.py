@@ -223,6 +223,6 @@ def recheck() -> None:
 
 
 def _own_version() -> str:
-    from .versions import flask_complete_version
+    from .checks.versions import flask_complete_version
 
     return flask_complete_version()

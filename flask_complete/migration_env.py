@@ -18,10 +18,10 @@ from alembic.operations import ops
 from sqlalchemy import event
 from sqlalchemy.sql.schema import DEFAULT_NAMING_CONVENTION
 
-from . import dbenv
+from .database import stamp as dbenv
 
 # Kept for env.py files that call it from here.
-from .migrations import import_models as import_models
+from .migrations.migrate import import_models as import_models
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -55,7 +55,7 @@ def configure_options(
         log.warning(
             "The models' metadata has no naming convention: constraints get no names and later "
             "migrations cannot drop them. Declare models on flask_complete.db, or give your base "
-            "MetaData(naming_convention=flask_complete.database.NAMING_CONVENTION)."
+            "MetaData(naming_convention=flask_complete.database.engines.NAMING_CONVENTION)."
         )
     return options
 
@@ -342,7 +342,7 @@ def _render_add_enum_values(context: AutogenContext, op: AddEnumValuesOp) -> lis
 def revision_names(app: Flask) -> list[str]:
     """The name of each database of ``app`` in revision files: ``""`` for the default one (as
     in Flask-Migrate's multi-database template), else the bind key."""
-    from . import binds
+    from .database import binds
 
     return ["" if key is None else key for key in binds.keys(app)]
 
@@ -350,7 +350,7 @@ def revision_names(app: Flask) -> list[str]:
 def databases(context: t.Any, app: Flask) -> dict[str | None, str]:
     """Bind key -> name in revision files for each database this run migrates: every one, or
     those ``-x binds=a,b`` names (``default`` for the default one)."""
-    from . import binds
+    from .database import binds
 
     chosen = context.get_x_argument(as_dictionary=True).get("binds", "")
     names = [n.strip() for n in chosen.split(",") if n.strip()]
@@ -361,7 +361,7 @@ def databases(context: t.Any, app: Flask) -> dict[str | None, str]:
 
 def metadata_of(db: t.Any, key: str | None) -> sa.MetaData:
     """The models' metadata of the database ``key`` (an empty one when no model uses it)."""
-    from .database import NAMING_CONVENTION
+    from .database.engines import NAMING_CONVENTION
 
     found = db.metadatas.get(key)
     return found if found is not None else sa.MetaData(naming_convention=NAMING_CONVENTION)
@@ -374,7 +374,7 @@ def connections(
     """A connection per database, each in its own transaction (SQLite ones prepared by
     :func:`sqlite_safety`), all committed when the block succeeds, all rolled back when it
     fails."""
-    from . import binds
+    from .database import binds
 
     with contextlib.ExitStack() as stack:
         opened: dict[str | None, tuple[Connection, dict[str, t.Any]]] = {}

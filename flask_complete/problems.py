@@ -1,6 +1,7 @@
 """What is wrong with the settings, and the error that stops an app for it.
 
-Re-exported by :mod:`flask_complete.config`, where the rest of the bundle imports them from.
+Re-exported by :mod:`flask_complete.settings.config`, where the rest of the bundle imports them
+from.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ if t.TYPE_CHECKING:
     from flask.testing import FlaskClient, FlaskCliRunner
     from flask_sqlalchemy import SQLAlchemy
 
-    from .testdb import TestDatabases
     from .testing import LiveServer, SettingsOverride
+    from .testing.databases import TestDatabases
 
 BUNDLED = (
     "flask",
@@ -198,7 +198,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # PYTEST_XDIST_WORKER inherited from a parent run: this process is no xdist worker.
         run.worker = ""
         if run.pinned:
-            from . import config as settings
+            from .settings import config as settings
 
             settings.force_env("testing")
 
@@ -226,7 +226,7 @@ def _start(config: pytest.Config, option: str | None) -> _Run:
         # database. Apps pinned with Complete(app, env=...) keep their environment.
         from flask import appcontext_pushed
 
-        from . import config as settings
+        from .settings import config as settings
 
         global _pinned
         _pinned = config
@@ -273,7 +273,7 @@ _pinned: pytest.Config | None = None
 
 def _guard(app: Flask, **extra: t.Any) -> None:
     if "complete" in app.extensions:
-        from .testdb import guard_app
+        from .testing.databases import guard_app
 
         guard_app(app, _databases(_pinned) if _pinned is not None else None)
 
@@ -287,7 +287,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if run.pinned:
         from flask import appcontext_pushed
 
-        from . import config as settings
+        from .settings import config as settings
 
         global _pinned
         _pinned = None
@@ -309,8 +309,8 @@ def _app(config: pytest.Config) -> Flask:
             "or define your own `app` fixture in conftest.py.",
             pytrace=False,
         )
-    from .testdb import block, engines_of
     from .testing import load_app
+    from .testing.databases import block, engines_of
 
     try:
         app = load_app(run.import_name, run.app_name)
@@ -339,9 +339,9 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     except pytest.fail.Exception:
         lines.append(f"flask_complete: {run.error}")
     else:
-        from . import config as settings
-        from .testdb import engines_of, sqla_of
-        from .testguard import origins
+        from .database.gate import origins
+        from .settings import config as settings
+        from .testing.databases import engines_of, sqla_of
 
         with contextlib.suppress(Exception):
             sqla_of(app)
@@ -477,7 +477,7 @@ def _clean_failures() -> Iterator[None]:
     # A refusal is a message for the user, not a traceback through the plugin.
     from click import ClickException
 
-    from .testdb import DatabaseRefused
+    from .testing.databases import DatabaseRefused
 
     try:
         yield
@@ -496,7 +496,7 @@ def _flask_complete_databases(request: pytest.FixtureRequest) -> TestDatabases:
 
 
 def _databases(config: pytest.Config) -> TestDatabases:
-    from .testdb import TestDatabases
+    from .testing.databases import TestDatabases
 
     run = config.stash[_RUN]
     if run.databases is None:
@@ -515,7 +515,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     from click import ClickException
 
-    from .testdb import DatabaseRefused
+    from .testing.databases import DatabaseRefused
 
     databases, run.databases = run.databases, None
     try:
@@ -534,7 +534,7 @@ _checked_migrations = pytest.StashKey[bool]()
 
 def _prepare(request: pytest.FixtureRequest, app: Flask, databases: TestDatabases) -> SQLAlchemy:
     """The gate, then the test database of ``app`` (built once), then ``--check-migrations``."""
-    from .testdb import check_migrations, sqla_of
+    from .testing.databases import check_migrations, sqla_of
 
     with _clean_failures():
         sqla = sqla_of(app)
@@ -542,13 +542,13 @@ def _prepare(request: pytest.FixtureRequest, app: Flask, databases: TestDatabase
     config = request.config
     if not database.fixtures_loaded:
         database.fixtures_loaded = True
-        from . import fixtures_plugin_part as part
+        from .testing import fixtures as part
 
         option = config.getoption("flask_load_fixtures")
         names = part.names_of(
             option if option is not None else config.getini("flask_load_fixtures")
         )
-        from .testdb import database_access
+        from .testing.databases import database_access
 
         with _clean_failures(), database_access():
             part.load_for_session(app, names)
@@ -619,7 +619,7 @@ def db(
     with _clean_failures(), isolated(app):
         marker = request.node.get_closest_marker("fixtures")
         if marker is not None:
-            from . import fixtures_plugin_part as part
+            from .testing import fixtures as part
 
             part.for_marker(app, marker.args)
         yield sqla
@@ -630,7 +630,7 @@ def load_fixtures(app: Flask, db: SQLAlchemy) -> t.Callable[..., t.Any]:
     """``load_fixtures("users", "notes")`` loads data fixture files (names under
     ``fixtures/testing/`` then ``fixtures/``, or a ``pathlib.Path`` for a file elsewhere) into the
     test's transaction, rolled back with it; returns what was loaded per model."""
-    from . import fixtures_plugin_part as part
+    from .testing import fixtures as part
 
     return part.loader(app)
 

@@ -16,7 +16,7 @@ import click
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from .migrations import import_string
+from .migrations.migrate import import_string
 from .state import get_state
 
 if t.TYPE_CHECKING:

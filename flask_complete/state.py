@@ -16,8 +16,8 @@ if t.TYPE_CHECKING:
 
     from flask_sqlalchemy import SQLAlchemy
 
-    from .config import Settings
     from .problems import Problem
+    from .settings.config import Settings
 
 EXTENSION_KEY = "complete"
 

@@ -30,7 +30,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from flask_complete import Complete
 from flask_complete.auth import ApiTokenMixin, UserMixin
-from flask_complete.database import NAMING_CONVENTION
+from flask_complete.database.engines import NAMING_CONVENTION
 
 # A key as `flask complete init` writes one (a repeated pattern is refused as guessable).
 STRONG = "SN0B7ZOHBFzyaMnGS6FZfstHh_dY6ic5cO2C6TX-_CkACYFRjqxRJgxhH21WMavF"

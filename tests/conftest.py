@@ -22,20 +22,20 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from flask_complete.database import normalize_url
+from flask_complete.database.engines import normalize_url
 
 # pytester restores sys.modules after each of its tests, so a module first imported during one
 # is imported anew later, with new classes (an `except DBAPIError` no longer matches what other
 # modules raise). Import the bundle's lazily loaded modules, and the drivers, once, up front.
 for _module in (
     "flask_complete.api",
-    "flask_complete.binds",
-    "flask_complete.checks",
-    "flask_complete.datafixtures",
-    "flask_complete.dbcli",
-    "flask_complete.dbenv",
-    "flask_complete.health",
-    "flask_complete.migrations",
+    "flask_complete.database.binds",
+    "flask_complete.checks.rules",
+    "flask_complete.data.fixtures",
+    "flask_complete.cli.db",
+    "flask_complete.database.stamp",
+    "flask_complete.web.health",
+    "flask_complete.migrations.migrate",
     "flask_complete.testing",
     "psycopg",
     "pymysql",

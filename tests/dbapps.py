@@ -21,7 +21,7 @@ from sqlalchemy import ForeignKey, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from flask_complete import Complete
-from flask_complete.database import NAMING_CONVENTION
+from flask_complete.database.engines import NAMING_CONVENTION
 
 
 class Models(t.NamedTuple):

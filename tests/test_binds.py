@@ -20,8 +20,9 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flask_complete import Complete, dbenv
-from flask_complete import migrations as m
+from flask_complete import Complete
+from flask_complete.database import stamp as dbenv
+from flask_complete.migrations import migrate as m
 
 pytest_plugins = ["pytester"]
 STRONG = "vJ3lW9n0Qm2sX7yZp4rT8uK1eH6cB5aD0fG3hJ9kL2mN7oP4qR1sT8uV5wX2yZ0a"
@@ -525,7 +526,7 @@ def test_plugin_isolates_every_bind_of_an_app_without_default(
 def _worker_suffix() -> str:
     """What a derived test database name ends with in this process (under pytest-xdist each
     worker gets its own)."""
-    from flask_complete import config
+    from flask_complete.settings import config
 
     return f"_{config._forced_worker}" if config._forced_worker else ""
 
@@ -538,7 +539,7 @@ def test_a_bind_declared_for_development_gets_a_test_copy(
     bind's test database, as it does the default one; the development bind is not touched."""
     from conftest import drop_database, new_database, unique_name
 
-    from flask_complete.config import force_env
+    from flask_complete.settings.config import force_env
     from flask_complete.testing import TestDatabases
 
     if kind == "sqlite":
@@ -550,7 +551,7 @@ def test_a_bind_declared_for_development_gets_a_test_copy(
     (tmp_path / "settings.toml").write_text(
         f'[development]\nSQLALCHEMY_BINDS.analytics = "{analytics}"\n'
     )
-    from flask_complete import config
+    from flask_complete.settings import config
 
     models = bind_models(default=True)
     saved = config._forced_env, config._forced_worker

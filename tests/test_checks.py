@@ -18,13 +18,13 @@ from flask import Flask
 from flask.cli import ScriptInfo
 
 from flask_complete import Complete
-from flask_complete import checks as c
-from flask_complete import config as _config
+from flask_complete.checks import rules as c
+from flask_complete.checks.database import database_error
+from flask_complete.checks.versions import Package
 from flask_complete.cli import complete_group
-from flask_complete.config import Problem
-from flask_complete.database_checks import database_error
 from flask_complete.extension import get_state
-from flask_complete.versions import Package
+from flask_complete.settings import config as _config
+from flask_complete.settings.config import Problem
 
 # Random: production refuses a key made of a repeated pattern as guessable.
 STRONG = "0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5"
@@ -481,7 +481,7 @@ def test_check_deploy_reads_the_values_of_tracked_settings_files(tmp_path: Path)
     ],
 )
 def test_token_formats_and_url_passwords_wherever_they_are(value: str, what: str) -> None:
-    from flask_complete.secret_files import secret_in
+    from flask_complete.checks.secret_files import secret_in
 
     # Whatever the setting is called and in every section.
     assert secret_in(value, named=False, production=False) == what
@@ -501,14 +501,14 @@ def test_token_formats_and_url_passwords_wherever_they_are(value: str, what: str
     ],
 )
 def test_secret_named_values(value: str, production: bool, secret: bool) -> None:
-    from flask_complete.secret_files import secret_in
+    from flask_complete.checks.secret_files import secret_in
 
     assert bool(secret_in(value, named=True, production=production)) is secret
     assert secret_in(value, named=False, production=production) is None
 
 
 def test_flaskenv_and_env_example_are_read_too(tmp_path: Path) -> None:
-    from flask_complete.secret_files import committed_secrets
+    from flask_complete.checks.secret_files import committed_secrets
 
     (tmp_path / ".flaskenv").write_text(f"FLASK_APP=app\nFLASK_SECRET_KEY={STRONG}\n")
     (tmp_path / ".env.example").write_text("SECRET_KEY=\nSTRIPE_KEY=" + STRIPE + "\n")

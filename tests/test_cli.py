@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from flask_complete import Complete
 from flask_complete.auth import UserMixin
-from flask_complete.sensitive import redact
-from flask_complete.settings_schema import FLASK_LOGIN_KEYS, distance
+from flask_complete.settings.schema import FLASK_LOGIN_KEYS, distance
+from flask_complete.settings.sensitive import redact
 
 
 def make_app(root: Path, code: dict[str, t.Any] | None = None) -> Flask:

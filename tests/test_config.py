@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 
 from flask_complete import Complete, ConfigError
-from flask_complete.config import force_env, redact, redact_url
+from flask_complete.settings.config import force_env, redact, redact_url
 
 STRONG = secrets.token_urlsafe(40)
 
@@ -247,7 +247,7 @@ class TestEnvironment:
     @pytest.fixture(autouse=True)
     def _unforced(self) -> t.Iterator[None]:
         # The pytest plugin pins the run to "testing"; these tests exercise FLASK_ENV itself.
-        from flask_complete import config
+        from flask_complete.settings import config
 
         saved = config._forced_env
         force_env(None)
@@ -409,7 +409,7 @@ def test_root_is_found_from_the_app_package(tmp_path: Path) -> None:
 def test_the_root_is_found_at_the_git_top_and_never_above(tmp_path: Path, git_entry: str) -> None:
     """Without settings.toml or pyproject.toml in the repository, the root is its top (where
     ``flask complete init`` writes), not the app package and not a folder above the repository."""
-    from flask_complete.config import find_root
+    from flask_complete.settings.config import find_root
 
     (tmp_path / "settings.toml").write_text('GREETING = "not this project\'s"\n')
     repo = tmp_path / "repo"

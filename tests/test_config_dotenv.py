@@ -22,7 +22,7 @@ from flask import Flask
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flask_complete import config
+from flask_complete.settings import config
 
 STRONG = secrets.token_urlsafe(48)
 OTHER = secrets.token_urlsafe(48)
@@ -199,8 +199,8 @@ def test_dotenv_origins() -> None:
     files = [("/p/.flaskenv", {"A": "1", "B": "1"}), ("/p/.env", {"B": "2", "C": "3"})]
     environ = {"A": "1", "B": "2", "C": "other"}
     # B: the later file wins, as in Flask; C: the environment has another value.
-    assert config.flask_dotenv.__module__ == "flask_complete.dotenv_loaded"
-    from flask_complete.dotenv_loaded import dotenv_origins
+    assert config.flask_dotenv.__module__ == "flask_complete.settings.dotenv"
+    from flask_complete.settings.dotenv import dotenv_origins
 
     assert dotenv_origins(environ, files, frozenset()) == {"A": "/p/.flaskenv", "B": "/p/.env"}
     assert dotenv_origins(environ, files, frozenset({"A"})) == {"B": "/p/.env"}
@@ -280,7 +280,7 @@ _CLICK_BOOLEANS = ["1", "0", "true", "false", "True", "FALSE", "yes", "no", "on"
 def test_flask_debug_as_flask_rewrites_it(line: str, exported: str, started: bool) -> None:
     """FLASK_DEBUG counts as the file's when Flask's rewrite of the file's line is what the
     environment holds, and never when the process started with FLASK_DEBUG of its own."""
-    from flask_complete.dotenv_loaded import dotenv_origins
+    from flask_complete.settings.dotenv import dotenv_origins
 
     rewritten = "1" if click.BOOL.convert(line, None, None) else "0"
     found = dotenv_origins(

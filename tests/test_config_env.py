@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flask_complete import Complete, ConfigError
-from flask_complete import config as _config
-from flask_complete.environment import ENVIRONMENTS, SHORT_NAMES, env_names, select
+from flask_complete.settings import config as _config
+from flask_complete.settings.environment import ENVIRONMENTS, SHORT_NAMES, env_names, select
 
 STRONG = secrets.token_urlsafe(48)
 

@@ -16,8 +16,9 @@ from flask import Flask
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from flask_complete import Complete, ConfigError, config
-from flask_complete import settings_schema as schema
+from flask_complete import Complete, ConfigError
+from flask_complete.settings import config
+from flask_complete.settings import schema as schema
 
 STRONG = "x7Rq2mV9pL4tZ8wK3nB6yH1cF5gJ0dSa"
 

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from flask_complete import Complete, ConfigError
-from flask_complete.config import check_secret, redact, redact_url
-from flask_complete.sensitive import MIN_SECRET_BITS, strength
+from flask_complete.settings.config import check_secret, redact, redact_url
+from flask_complete.settings.sensitive import MIN_SECRET_BITS, strength
 
 WEAK = [
     " " * 40,
@@ -284,7 +284,7 @@ import json, sys
 from flask import Flask
 import flask_complete
 from flask_complete import Complete
-from flask_complete.config import check_secret
+from flask_complete.settings.config import check_secret
 plain = "zxcvbn" in sys.modules
 app = Flask("costapp", root_path=sys.argv[1], instance_path=sys.argv[1] + "/instance")
 Complete(app, env="development", root=sys.argv[1])

@@ -13,8 +13,8 @@ from flask import Flask, abort
 from werkzeug.serving import make_server
 
 from flask_complete import Complete, ConfigError
-from flask_complete.cors import OriginError, origin_pattern, path_pattern
 from flask_complete.extension import get_state
+from flask_complete.web.cors import OriginError, origin_pattern, path_pattern
 
 STRONG = "0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5"
 PREFLIGHT = {
@@ -343,7 +343,7 @@ def _reference(app: Flask) -> Flask:
     """The same routes with flask-cors registered directly, on the options the bundle gave it."""
     from flask_cors import CORS
 
-    from flask_complete.cors import options
+    from flask_complete.web.cors import options
 
     reference = Flask(__name__)
     reference.config.update(app.config)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from dynaconf.utils.parse_conf import parse_conf_data
 
-from flask_complete import config
+from flask_complete.settings import config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -196,7 +196,7 @@ def test_dotenv_is_read_as_dynaconf_reads_it(tmp_path: Path) -> None:
         f"""
         import json, sys
         from pathlib import Path
-        from flask_complete import config
+        from flask_complete.settings import config
         path = Path({str(tmp_path)!r}) / ".env"
         private = config._dotenv_reader().dotenv_values(path)
         loaded = "dynaconf" in sys.modules

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flask_complete import Complete, ConfigError
-from flask_complete import credentials as cred
-from flask_complete.checks import run_checks
+from flask_complete.checks.rules import run_checks
+from flask_complete.settings import credentials as cred
 
 STRONG = "0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5"
 TOKEN = "tok-9f8e7d6c5b4a39281706f5e4d3c2b1a0"

@@ -20,8 +20,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_co
 
 import flask_complete
 from flask_complete import Complete, ConfigError
-from flask_complete.database import absolute_sqlite, engine_options, normalize_url
-from flask_complete.testguard import derive_test_url
+from flask_complete.database.engines import absolute_sqlite, engine_options, normalize_url
+from flask_complete.database.gate import derive_test_url
 
 
 class Base(DeclarativeBase):
@@ -80,7 +80,7 @@ def test_bad_url_says_the_form() -> None:
     ],
 )
 def test_test_url(given: str, expected: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flask_complete import config
+    from flask_complete.settings import config
 
     monkeypatch.setattr(config, "_forced_worker", "")
     assert derive_test_url(given) == expected
@@ -158,7 +158,7 @@ class TestSQLite:
     def test_testing_gets_its_own_file(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from flask_complete import config
+        from flask_complete.settings import config
 
         monkeypatch.setattr(config, "_forced_worker", "")  # no pytest-xdist suffix
         app = make_app(tmp_path, env="testing")

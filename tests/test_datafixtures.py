@@ -21,8 +21,9 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flask_complete import Complete, datafixtures
-from flask_complete.fixture_format import YAML_HEAD, FixtureError, models_in
+from flask_complete import Complete
+from flask_complete.data import fixtures as datafixtures
+from flask_complete.data.format import YAML_HEAD, FixtureError, models_in
 
 STRONG = "Xq7vN2mL9pR4sT1uW8yZ3aB6cD0eF5gH2jK7lM4nP9qR6sT3uV0wX8yZ1aB5cD2e"
 # SQLite stores NUMERIC as a float: SQLAlchemy says so once per type.
@@ -495,8 +496,8 @@ def test_fixtures_in_a_test_are_rolled_back(database_url: str, tmp_path: Path) -
 def test_plugin_machinery(tmp_path: Path) -> None:
     """What the plugin wires: option values, the session load (committed) and the per-test
     loader (rolled back with the test)."""
-    from flask_complete import fixtures_plugin_part as part
     from flask_complete import testing
+    from flask_complete.testing import fixtures as part
 
     assert part.names_of("users, notes\nitems") == ["users", "notes", "items"]
     assert part.names_of(["a,b", "c"]) == ["a", "b", "c"]

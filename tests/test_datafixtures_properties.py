@@ -32,8 +32,9 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 from test_datafixtures import STRONG, Models, build, count, fill, sqlite_decimal
 
-from flask_complete import Complete, datafixtures
-from flask_complete.fixture_values import INT64
+from flask_complete import Complete
+from flask_complete.data import fixtures as datafixtures
+from flask_complete.data.values import INT64
 
 EXAMPLES = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -18,7 +18,7 @@ from dbapps import run
 from flask import Flask
 from test_datafixtures import Models, count, fill, make, sqlite_decimal
 
-from flask_complete import datafixtures
+from flask_complete.data import fixtures as datafixtures
 
 
 @pytest.fixture

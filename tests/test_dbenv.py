@@ -19,8 +19,8 @@ from dbapps import Apps, Models, Target, apps, rows, run, target
 from flask import Flask
 from sqlalchemy.orm import Mapped, mapped_column
 
-from flask_complete import dbenv
-from flask_complete import migrations as m
+from flask_complete.database import stamp as dbenv
+from flask_complete.migrations import migrate as m
 
 __all__ = ["apps", "target"]  # fixtures
 

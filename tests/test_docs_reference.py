@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from flask_complete import config, settings_schema
+from flask_complete.settings import config
+from flask_complete.settings import schema as settings_schema
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -60,7 +61,7 @@ PAGES = (
 
 
 def defaults_toml() -> dict[str, dict[str, t.Any]]:
-    with open(REPO / "flask_complete" / "defaults.toml", "rb") as f:
+    with open(REPO / "flask_complete" / "settings" / "defaults.toml", "rb") as f:
         return tomllib.load(f)
 
 
@@ -163,7 +164,7 @@ def test_every_setting_is_read_by_something() -> None:
     unread = [s.key for s in references.settings() if not (s.readers or s.libraries)]
     assert not unread
     pool = next(s for s in references.settings() if s.key == "DATABASE_POOL_SIZE")
-    assert pool.readers == ("database",)
+    assert pool.readers == ("database.engines",)
     assert pool.init_time is config.is_init_time_key("DATABASE_POOL_SIZE") is True
 
 

@@ -373,7 +373,7 @@ def test_every_console_command_exists(block: Block) -> None:
     "block", [b for b in all_blocks() if b.lang == "toml"], ids=lambda b: b.where
 )
 def test_every_toml_block_parses_and_names_settings(block: Block) -> None:
-    from flask_complete.settings_schema import SECTIONS, misspelt
+    from flask_complete.settings.schema import SECTIONS, misspelt
 
     data = tomllib.loads(block.text)
     if not set(data) & set(SECTIONS) or block.file == "pyproject.toml":

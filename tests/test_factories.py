@@ -15,8 +15,8 @@ from dbapps import Apps, Models, apps, fresh_db, rows, run
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from flask_complete import migrations
 from flask_complete.factories import ModelFactory
+from flask_complete.migrations import migrate as migrations
 
 __all__ = ["apps"]  # fixture
 

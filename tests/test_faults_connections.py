@@ -15,7 +15,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
 
 from flask_complete import Complete
-from flask_complete.capacity import workers
+from flask_complete.database.capacity import workers
 
 
 class Base(DeclarativeBase):

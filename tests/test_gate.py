@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 from sqlalchemy import String, delete
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from flask_complete import Complete, dbenv
-from flask_complete.config import force_env
+from flask_complete import Complete
+from flask_complete.database import stamp as dbenv
+from flask_complete.settings.config import force_env
 from flask_complete.testing import DatabaseRefused, TestDatabases, emptied_after
 
 
@@ -77,7 +78,7 @@ def write_settings(root: Path, **sections: str) -> None:
 def run_emptying_test(root: Path, code_url: str | None = None, **kwargs: t.Any) -> str:
     """Build an app in testing as the plugin does and run a ``transactional_db`` test that
     deletes every row it sees, then end the run. ``"ran"``, or why it was refused."""
-    from flask_complete import config
+    from flask_complete.settings import config
 
     saved = config._forced_env, config._forced_worker
     force_env("testing", saved[1])

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flask_complete.cli import complete_group
-from flask_complete.new_project import check_name
+from flask_complete.cli.new import check_name
 
 PYTHON = sys.executable
 RUFF = Path(PYTHON).with_name("ruff")

@@ -12,8 +12,8 @@ from conftest import track
 from flask import Flask
 
 from flask_complete import Complete, ConfigError
-from flask_complete import migrations as fc_migrations
 from flask_complete.extension import get_state
+from flask_complete.migrations import migrate as fc_migrations
 
 STRONG = "0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5"
 REPO = Path(__file__).resolve().parent.parent

@@ -42,8 +42,8 @@ def test_no_piece_imports_the_extension() -> None:
 def test_the_state_imports_no_piece() -> None:
     assert _imports(PACKAGE / "state.py") <= {
         "flask_complete",
-        "flask_complete.config",
-        "flask_complete.config.Settings",
+        "flask_complete.settings.config",
+        "flask_complete.settings.config.Settings",
         "flask_complete.problems",
         "flask_complete.problems.Problem",
     }

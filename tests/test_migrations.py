@@ -27,7 +27,7 @@ from sqlalchemy import Boolean, DateTime, Integer, Numeric, String, Text, func, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flask_complete import Complete
-from flask_complete import migrations as m
+from flask_complete.migrations import migrate as m
 
 __all__ = ["apps"]  # fixture
 

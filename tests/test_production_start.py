@@ -17,11 +17,11 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
 from flask_complete import Complete, ConfigError
-from flask_complete import checks as c
 from flask_complete.auth import login_required
+from flask_complete.checks import rules as c
+from flask_complete.checks.secret_files import Committed
+from flask_complete.checks.versions import Package
 from flask_complete.extension import get_state
-from flask_complete.secret_files import Committed
-from flask_complete.versions import Package
 
 # Random: production refuses a key made of a repeated pattern as guessable.
 STRONG = "0DN0ChY67E2jycM-QuyNJvakO8U6q37Yv95BRUZcqNpVoaGcOegvTeb8lW2F8ph5"

@@ -538,7 +538,7 @@ def test_migrations_build_the_schema_and_check_migrations_fails_on_drift(
     import subprocess
     import sys
 
-    from flask_complete.migrations import write_migrations
+    from flask_complete.migrations.migrate import write_migrations
 
     project.write()
     (project.pytester.path / "instance").mkdir()
@@ -781,7 +781,7 @@ def test_development_database_survives_every_spelling(
 def test_a_test_database_stamped_production_is_never_dropped(project: Project) -> None:
     """The test run creates and drops databases through the environment gate too: a database
     that records production is refused even under a test_ name."""
-    from flask_complete import dbenv
+    from flask_complete.database import stamp as dbenv
 
     project.write()
     if project.kind == "sqlite":
@@ -853,7 +853,7 @@ def test_a_query_parameter_naming_the_development_database(
     """The reproduction as users met it: a development URL whose query names the database
     (psycopg's dbname, PyMySQL's database). The tests run on test_<the name the server
     reports>; the development rows survive and the database records no environment."""
-    from flask_complete import dbenv
+    from flask_complete.database import stamp as dbenv
 
     project = Project(pytester, kind)
     try:

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from flask_complete import Complete, ConfigError
-from flask_complete.sensitive import redact, redact_url, secret_name
-from flask_complete.settings_schema import NOT_SECRET
+from flask_complete.settings.schema import NOT_SECRET
+from flask_complete.settings.sensitive import redact, redact_url, secret_name
 
 
 def toml(value: t.Any) -> str:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from dbapps import Apps, apps, build_models, rows, run, seed_for
 
 from flask_complete import seeds
-from flask_complete.config import ConfigError
+from flask_complete.settings.config import ConfigError
 
 __all__ = ["apps"]  # fixture
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from flask_complete.versions import (
+from flask_complete.checks.versions import (
     NEWEST_TESTED,
     Package,
     bundled,
@@ -109,7 +109,7 @@ def test_newest_tested_are_the_pins_of_constraints() -> None:
 def test_check_fails_naming_the_range_and_the_newest_tested(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flask_complete import versions
+    from flask_complete.checks import versions
 
     ok = CliRunner().invoke(versions_command, ["--check"])
     assert ok.exit_code == 0, ok.output

@@ -7,12 +7,11 @@ directives.
 Each reference has one source of truth in the code:
 
 * settings: the keys of ``defaults.toml`` (every section) and of
-  :data:`flask_complete.settings_schema.BUNDLE`, their declared forms, their defaults per
-  environment, the environment variables :mod:`flask_complete.config` maps to them, the modules
-  that read them and :func:`flask_complete.config.is_init_time_key`;
-* the pytest plugin: its ``pytest_addoption`` run against a real ``pytest.Parser``, and its
-  fixtures with their docstrings;
-* the CLI: the command groups of an app built with ``Complete`` (see :mod:`cli_groups`).
+:data:`flask_complete.settings.schema.BUNDLE`, their declared forms, their defaults per environment,
+the environment variables :mod:`flask_complete.settings.config` maps to them, the modules that read
+them and :func:`flask_complete.settings.config.is_init_time_key`; * the pytest plugin: its
+``pytest_addoption`` run against a real ``pytest.Parser``, and its fixtures with their docstrings; *
+the CLI: the command groups of an app built with ``Complete`` (see :mod:`cli_groups`).
 
 Only the one-line summary of each setting is written here by hand (:data:`SUMMARIES`): a setting
 without one stops the docs build, so a new setting cannot go undocumented.
@@ -166,31 +165,28 @@ OTHER_SECTION = "Other settings"
 
 #: Modules that handle every setting alike (loading, validation, redaction): not "readers".
 SETTINGS_MACHINERY = frozenset(
-    {"config", "settings_schema", "sensitive", "dotenv_loaded", "problems"}
+    {"settings.config", "settings.schema", "settings.sensitive", "settings.dotenv", "problems"}
 )
 
-#: The page about the piece a module belongs to, for the "Read by" links.
+#: The page about the piece a module belongs to, for the "Read by" links: by module, else by
+#: its package.
 PAGES = {
     "extension": "api",
     "database": "database",
-    "dbcli": "cli",
-    "dbenv": "database",
+    "database.gate": "testing",
+    "cli": "cli",
     "migrations": "migrations",
     "migration_env": "migrations",
     "seeds": "seeds",
+    "data": "fixtures",
     "factories": "seeds",
-    "cors": "cors",
+    "web.cors": "cors",
+    "web.health": "checks",
     "checks": "checks",
-    "health": "checks",
-    "versions": "checks",
-    "cli": "cli",
-    "testdb": "testing",
-    "testguard": "testing",
     "testing": "testing",
     "pytest_plugin": "pytest",
     "auth": "auth",
-    "config": "configuration",
-    "settings_schema": "configuration",
+    "settings": "configuration",
 }
 
 
@@ -226,7 +222,7 @@ def package_dir() -> Path:
 
 def bundle_defaults() -> dict[str, dict[str, t.Any]]:
     """``defaults.toml``: section -> key -> value."""
-    from flask_complete import config
+    from flask_complete.settings import config
 
     with open(config.DEFAULTS_FILE, "rb") as f:
         return tomllib.load(f)
@@ -251,7 +247,7 @@ def comment_rst(text: str) -> str:
 def defaults_comments() -> dict[str, str]:
     """Each key of ``defaults.toml`` -> the comment right above it or above the run of keys it
     is in (its first section wins), as reST."""
-    from flask_complete import config
+    from flask_complete.settings import config
 
     found: dict[str, str] = {}
     comment: list[str] = []
@@ -274,7 +270,7 @@ def defaults_comments() -> dict[str, str]:
 def setting_keys() -> list[str]:
     """Every setting the reference must show: the declared bundle settings, then any other key
     of ``defaults.toml`` (the Flask and Flask-Login settings of its ``[production]``)."""
-    from flask_complete.settings_schema import BUNDLE
+    from flask_complete.settings.schema import BUNDLE
 
     keys = list(BUNDLE)
     for section in bundle_defaults().values():
@@ -324,7 +320,7 @@ def library_default(key: str) -> str:
 
 
 def _variables(key: str) -> tuple[str, ...]:
-    from flask_complete import config
+    from flask_complete.settings import config
 
     # Asked of the code that maps variables to settings, not restated here.
     return tuple(name for name in (f"FLASK_{key}", key) if config._setting_of(name) == key)
@@ -344,7 +340,7 @@ def module_constants() -> dict[str, set[str]]:
     found = {}
     for path in sorted(root.rglob("*.py")):
         relative = path.relative_to(root).with_suffix("")
-        if relative.parts[0] in ("migration_template", "skeleton"):
+        if {"template", "project_template", "skeleton"} & set(relative.parts):
             continue  # files copied into projects, not modules of the package
         parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
         name = ".".join(parts)
@@ -364,7 +360,7 @@ def readers(key: str, constants: dict[str, set[str]], *, machinery: bool) -> tup
 def _libraries(key: str) -> tuple[str, ...]:
     from flask import Flask
 
-    from flask_complete import settings_schema as schema
+    from flask_complete.settings import schema as schema
 
     owners = (
         ("Flask", Flask.default_config),
@@ -385,7 +381,8 @@ def _section(key: str) -> str:
 def settings() -> list[Setting]:
     """Every setting, in page order; :class:`ReferenceError` when a summary or a default is
     missing for a setting, or a summary is left for one that no longer exists."""
-    from flask_complete import config, settings_schema
+    from flask_complete.settings import config
+    from flask_complete.settings import schema as settings_schema
 
     keys = setting_keys()
     defaults = bundle_defaults()

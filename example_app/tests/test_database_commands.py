@@ -14,7 +14,7 @@ from flask.testing import FlaskCliRunner
 
 from example_app.factories import NoteFactory
 from example_app.models import Note, Notebook
-from flask_complete import migrations
+from flask_complete.migrations import migrate as migrations
 
 
 def count(db: t.Any, model: type[t.Any]) -> int:

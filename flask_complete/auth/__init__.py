@@ -11,7 +11,7 @@ import typing as t
 if t.TYPE_CHECKING:
     from flask import Flask
 
-    from ..config import Problem
+    from ..settings.config import Problem
     from ..state import CompleteState
     from .core import AuthState
     from .csrf import exempt as csrf_exempt
@@ -80,7 +80,7 @@ def state_or_none(app: Flask | None = None) -> AuthState | None:
 
 
 def _invalid_flag(app: Flask, state: CompleteState) -> Problem:
-    from ..config import Problem
+    from ..settings.config import Problem
 
     value = app.config.get("CSRF_PROTECT")
     source = state.settings.sources.get("CSRF_PROTECT", "code")

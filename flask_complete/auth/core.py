@@ -22,7 +22,7 @@ from flask_login.utils import encode_cookie
 
 from .. import api
 from ..cli import LazyGroup
-from ..config import Problem
+from ..settings.config import Problem
 from . import STATE_KEY, _flag, csrf, passwords, sessions, throttle, tokens
 from .models import ApiTokenMixin, UserMixin, constant_equal, normalise_email
 
@@ -51,7 +51,7 @@ users_group = LazyGroup(
     "users",
     help="Manage users and their API tokens.",
     lazy={
-        name: f"flask_complete.auth.cli:{attr}"
+        name: f"flask_complete.cli.users:{attr}"
         for name, attr in (
             ("create", "create_command"),
             ("list", "list_command"),

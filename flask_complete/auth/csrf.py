@@ -204,7 +204,7 @@ def _trusted_origins(app: Flask) -> list[re.Pattern[str]]:
         if not isinstance(entry, str) or entry == "*":
             continue
         try:
-            from ..cors import origin_pattern
+            from ..web.cors import origin_pattern
 
             patterns.append(origin_pattern(entry))
         except (ImportError, ValueError):
