@@ -73,7 +73,7 @@ class Database:
     """A fresh database on the server at ``server_url``, dropped by :meth:`drop`."""
 
     def __init__(self, server_url: str) -> None:
-        from flask_complete.database.engines import normalize_url
+        from flask_complete.database.urls import normalize_url
 
         self.name = f"bench_load_{uuid.uuid4().hex[:10]}"
         server = sa.make_url(normalize_url(server_url))

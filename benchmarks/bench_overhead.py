@@ -274,7 +274,7 @@ def auth_table(postgres: str | None) -> None:
     if postgres:
         import sqlalchemy as sa
 
-        from flask_complete.database.engines import normalize_url
+        from flask_complete.database.urls import normalize_url
 
         server = sa.make_url(normalize_url(postgres))
         admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")

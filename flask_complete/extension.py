@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import routing
+from . import hooks, routing
 from . import state as _state
 from .settings import config as _config
 from .settings import environment as _environment
@@ -124,7 +124,8 @@ class Complete:
             raise ConfigError(state.problems)
 
         rule_class = app.url_rule_class
-        routing.init_app(app)
+        if routing.wanted(app) and hooks.usable("werkzeug.routing.Rule._compile_builder"):
+            routing.init_app(app)
         self._init_pieces(app, state)
         if state.problems and not collect:
             # A piece refused (e.g. CORS "*" with credentials): nothing half-starts.

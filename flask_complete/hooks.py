@@ -205,7 +205,7 @@ def usable(name: str) -> bool:
         hook.distribution,
         version,
         hook.name,
-        _own_version(),
+        flask_complete_version(),
         hook.fallback,
         hook.distribution,
     )
@@ -222,7 +222,14 @@ def recheck() -> None:
     _works.cache_clear()
 
 
-def _own_version() -> str:
-    from .checks.versions import flask_complete_version
+DISTRIBUTION = "flask-complete"
 
-    return flask_complete_version()
+
+def flask_complete_version() -> str:
+    """The installed flask_complete version."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__

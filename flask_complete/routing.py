@@ -43,8 +43,12 @@ class LazyRule(Rule):
 
 def init_app(app: Flask) -> None:
     """Make :class:`LazyRule` the rule class of ``app`` unless the app chose its own, or the
-    installed Werkzeug's rules do not compile as :class:`LazyRule` expects."""
-    from . import hooks
-
-    if app.url_rule_class is Rule and hooks.usable("werkzeug.routing.Rule._compile_builder"):
+    installed Werkzeug's rules do not compile as :class:`LazyRule` expects (the extension asks
+    :mod:`flask_complete.hooks` first)."""
+    if app.url_rule_class is Rule:
         app.url_rule_class = LazyRule
+
+
+def wanted(app: Flask) -> bool:
+    """Whether ``app`` still has Werkzeug's rule class (an app with its own keeps it)."""
+    return app.url_rule_class is Rule

@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from flask_complete.database.engines import normalize_url
+from flask_complete.database.urls import normalize_url
 
 # pytester restores sys.modules after each of its tests, so a module first imported during one
 # is imported anew later, with new classes (an `except DBAPIError` no longer matches what other

@@ -21,6 +21,7 @@ from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from flask_complete import Complete
+from flask_complete.database import environments
 from flask_complete.database import stamp as dbenv
 from flask_complete.migrations import migrate as m
 
@@ -264,7 +265,7 @@ def test_production_bind_is_protected(bind_apps: BindApps, tmp_path: Path) -> No
     assert "--bind main" in result.output
     assert (tmp_path / "main.sqlite3").exists()
     # The gate passes every database before any is dropped.
-    dbenv.set_stamp(dev, "development", "analytics")
+    environments.set_stamp(dev, "development", "analytics")
     result = run(dev, "db", "drop", "--yes")
     assert result.exit_code == 2
     assert (tmp_path / "analytics.sqlite3").exists()

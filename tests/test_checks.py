@@ -19,7 +19,7 @@ from flask.cli import ScriptInfo
 
 from flask_complete import Complete
 from flask_complete.checks import rules as c
-from flask_complete.checks.database import database_error
+from flask_complete.checks.database import check_database, check_migrations, database_error
 from flask_complete.checks.versions import Package
 from flask_complete.cli import complete_group
 from flask_complete.extension import get_state
@@ -71,19 +71,19 @@ class TestPureChecks:
         assert c.check_sqlite("postgresql+psycopg://db/app") == []
 
     def test_database_error_hides_the_password(self) -> None:
-        (finding,) = c.check_database("postgresql://app:hunter2@db/app", "connection refused")
+        (finding,) = check_database("postgresql://app:hunter2@db/app", "connection refused")
         assert finding.id == "database.unreachable"
         assert "hunter2" not in finding.message and "connection refused" in finding.message
-        assert c.check_database("postgresql://db/app", None) == []
+        assert check_database("postgresql://db/app", None) == []
 
     def test_migrations(self) -> None:
-        assert c.check_migrations({"b2"}, {"b2"}) == []
-        assert c.check_migrations(set(), set()) == []
-        (finding,) = c.check_migrations({"b2"}, {"a1"})
+        assert check_migrations({"b2"}, {"b2"}) == []
+        assert check_migrations(set(), set()) == []
+        (finding,) = check_migrations({"b2"}, {"a1"})
         assert finding.id == "migrations.not_head"
         assert "at a1" in finding.message and "head is b2" in finding.message
         assert "flask db upgrade" in finding.fix
-        (finding,) = c.check_migrations({"b2"}, set())
+        (finding,) = check_migrations({"b2"}, set())
         assert "no migration applied" in finding.message
 
     def test_cookies(self) -> None:

@@ -20,8 +20,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_co
 
 import flask_complete
 from flask_complete import Complete, ConfigError
-from flask_complete.database.engines import absolute_sqlite, engine_options, normalize_url
+from flask_complete.database.engines import engine_options
 from flask_complete.database.gate import derive_test_url
+from flask_complete.database.urls import absolute_sqlite, normalize_url
 
 
 class Base(DeclarativeBase):

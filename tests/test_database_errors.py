@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flask_complete import Complete
-from flask_complete.cli.db import explain
+from flask_complete.database.errors import explain
 
 pytest_plugins = ["authapps"]
 EMAIL = "ann@example.test"

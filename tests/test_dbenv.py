@@ -19,6 +19,7 @@ from dbapps import Apps, Models, Target, apps, rows, run, target
 from flask import Flask
 from sqlalchemy.orm import Mapped, mapped_column
 
+from flask_complete.database import environments
 from flask_complete.database import stamp as dbenv
 from flask_complete.migrations import migrate as m
 
@@ -364,7 +365,7 @@ def test_app_environment_disagreeing_with_the_stamp(
 
 def test_authorize_reads_a_missing_database_as_unstamped(tmp_path: Path) -> None:
     path = tmp_path / "none.sqlite3"
-    assert dbenv.authorize(f"sqlite:///{path}", env="testing", action="create") is None
+    assert environments.authorize(f"sqlite:///{path}", env="testing", action="create") is None
     assert not path.exists()
     with server_database("postgres") as url:
         missing = sa.make_url(url).set(database="fc_no_such_database")
@@ -388,16 +389,16 @@ def test_authorize_refuses_the_test_run_a_production_database(database_url: str)
     finally:
         engine.dispose()
     for action in ("create", "drop"):
-        with pytest.raises(dbenv.EnvironmentRefused) as refused:
-            dbenv.authorize(url, env="testing", action=action, i_know=False)
+        with pytest.raises(environments.EnvironmentRefused) as refused:
+            environments.authorize(url, env="testing", action=action, i_know=False)
         message = refused.value.message
         assert "stamped production, and this command runs in testing" in message
         assert redact(url) in message
         assert "s3cret-pw" not in message
-    assert dbenv.authorize(url, env="production", action="upgrade") == "production"
-    with pytest.raises(dbenv.EnvironmentRefused, match=r"\(stamped production\)"):
-        dbenv.authorize(url, env="production", action="drop")
-    assert dbenv.authorize(url, env="production", action="drop", i_know=True) == "production"
+    assert environments.authorize(url, env="production", action="upgrade") == "production"
+    with pytest.raises(environments.EnvironmentRefused, match=r"\(stamped production\)"):
+        environments.authorize(url, env="production", action="drop")
+    assert environments.authorize(url, env="production", action="drop", i_know=True) == "production"
 
 
 def redact(url: sa.URL) -> str:
@@ -409,13 +410,13 @@ def redact(url: sa.URL) -> str:
 
 def test_check_reports_unstamped_and_mismatched_databases(apps: Apps, tmp_path: Path) -> None:
     missing = apps.make(f"sqlite:///{tmp_path / 'missing.sqlite3'}", env="development")
-    assert dbenv.check(missing) == []  # no database: the reachability check says so
+    assert environments.check(missing) == []  # no database: the reachability check says so
     url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
     dev = prepared(apps, url, "development")
-    assert dbenv.check(dev) == []
+    assert environments.check(dev) == []
     with dev.app_context(), dev.extensions["complete"].db.engine.begin() as conn:
         dbenv.table.drop(conn)
-    (unstamped,) = dbenv.check(dev)
+    (unstamped,) = environments.check(dev)
     assert (unstamped.id, unstamped.level) == ("database.unstamped", "warning")
     assert "records no environment" in unstamped.message
     assert "`flask db environment development`" in unstamped.fix
@@ -424,12 +425,12 @@ def test_check_reports_unstamped_and_mismatched_databases(apps: Apps, tmp_path: 
     assert "warning: The database" in result.output
 
     assert run(dev, "db", "environment", "production").exit_code == 0
-    (mismatch,) = dbenv.check(dev)
+    (mismatch,) = environments.check(dev)
     assert (mismatch.id, mismatch.level) == ("database.env_mismatch", "error")
     assert "is stamped production, but the app runs in development" in mismatch.message
     assert "FLASK_ENV=production" in mismatch.fix
     assert "`flask db environment development --i-know-this-is-production`" in mismatch.fix
-    assert dbenv.check(apps.make(url, env="production")) == []
+    assert environments.check(apps.make(url, env="production")) == []
     result = run(dev, "db", "check")
     assert result.exit_code == 1
     assert "is stamped production, but the app runs in development" in result.output

@@ -25,7 +25,7 @@ from dbapps import Apps, Target, apps, build_models, rows, run, target
 from sqlalchemy.exc import NoSuchModuleError
 
 from flask_complete import ConfigError
-from flask_complete.cli.db import explain
+from flask_complete.database.errors import explain
 
 __all__ = ["apps", "target"]  # fixtures
 

@@ -19,7 +19,9 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_complete import Complete, ConfigError
 from flask_complete.auth import login_required
 from flask_complete.checks import rules as c
+from flask_complete.checks.database import check_auth_tables, check_database, check_migrations
 from flask_complete.checks.secret_files import Committed
+from flask_complete.checks.table import CHECKS
 from flask_complete.checks.versions import Package
 from flask_complete.extension import get_state
 
@@ -264,11 +266,11 @@ def test_secret_files_open_to_others(tmp_path: Path) -> None:
 
 
 def test_the_table() -> None:
-    ids = [check.id for check in c.CHECKS]
+    ids = [check.id for check in CHECKS]
     assert len(ids) == len(set(ids))
-    assert {check.level for check in c.CHECKS} == {"error", "warning"}
+    assert {check.level for check in CHECKS} == {"error", "warning"}
     # Only what needs nothing beyond the settings and files runs at start-up.
-    assert {check.id for check in c.CHECKS if not check.at_start} == {
+    assert {check.id for check in CHECKS if not check.at_start} == {
         "database.unreachable",
         "migrations.not_head",
         "migrations.unreadable",
@@ -291,9 +293,9 @@ def test_every_check_reports_an_id_of_the_table_at_its_level() -> None:
         *c.check_secret("short", "code"),
         *c.check_debug(c.DebugSource("here", "fix")),
         *c.check_sqlite("sqlite://"),
-        *c.check_database("sqlite://", "down"),
-        *c.check_migrations({"b"}, {"a"}),
-        *c.check_auth_tables(["auth_session"], "DATABASE_URL"),
+        *check_database("sqlite://", "down"),
+        *check_migrations({"b"}, {"a"}),
+        *check_auth_tables(["auth_session"], "DATABASE_URL"),
         *c.check_cookies({"SESSION_COOKIE_HTTPONLY": False}, remember_cookie=True),
         *c.check_cookies({"REMEMBER_COOKIE_HTTPONLY": False}, remember_cookie=True),
         *c.check_cors(["*", "http://a.test"], credentials=False),
@@ -308,11 +310,11 @@ def test_every_check_reports_an_id_of_the_table_at_its_level() -> None:
         *c.check_switches({"AUTH_THROTTLE": False}, login=True),
         *c.check_versions([Package("flask", None, ">=3.1,<3.2", "3.0.3", False)]),
     ]
-    table = {check.id: check.level for check in c.CHECKS}
+    table = {check.id: check.level for check in CHECKS}
     # Found where the migrations or the database's stamp are read (tested with them).
     elsewhere = {"migrations.unreadable", "database.unstamped", "database.env_mismatch"}
     # The credentials' checks read files and keys (tests/test_credentials.py).
-    elsewhere |= {check.id for check in c.CHECKS if check.id.startswith("credentials.")}
+    elsewhere |= {check.id for check in CHECKS if check.id.startswith("credentials.")}
     # The app's routes against the auth endpoints (tests/test_auth_routes.py).
     elsewhere.add("auth.routes_shadowed")
     assert {f.id for f in everything} == set(table) - elsewhere
@@ -340,12 +342,12 @@ def _ids_in_code() -> set[str]:
 
 def test_docs_list_every_id_with_its_level() -> None:
     documented = _documented()
-    missing = ({check.id for check in c.CHECKS} | _ids_in_code()) - set(documented)
+    missing = ({check.id for check in CHECKS} | _ids_in_code()) - set(documented)
     assert not missing, f"add these ids to {DOCS.name}: {sorted(missing)}"
-    for check in c.CHECKS:
+    for check in CHECKS:
         when = "start" if check.at_start else "check"
         assert documented[check.id] == (check.level, when), check.id
     # The init refusals: their module decides the level (some are warnings set in code).
-    for problem_id in _ids_in_code() - {check.id for check in c.CHECKS}:
+    for problem_id in _ids_in_code() - {check.id for check in CHECKS}:
         level, when = documented[problem_id]
         assert when == "init" and level in ("error", "warning"), problem_id

@@ -14,6 +14,7 @@ from flask.testing import FlaskCliRunner
 
 from example_app.factories import NoteFactory
 from example_app.models import Note, Notebook
+from flask_complete.migrations import binds as migration_binds
 from flask_complete.migrations import migrate as migrations
 
 
@@ -92,7 +93,7 @@ def test_each_migration_and_its_downgrade(app: Flask, transactional_db: t.Any) -
     assert at[third]["auth_session"][1] == {"ix_auth_session_user_id"}
     assert at[fourth]["notebook"][0] - at[third]["notebook"][0] == {"owner_id"}
     assert "ix_notebook_owner_id" in at[fourth]["notebook"][1]
-    assert migrations.check(app) is None  # at head the schema is the models'
+    assert migration_binds.check(app) is None  # at head the schema is the models'
     for down, up in reversed(steps):
         migrations.downgrade(app, down)
         assert schema(db) == at[down], f"the downgrade of {up} does not undo its upgrade"

@@ -13,11 +13,11 @@ if t.TYPE_CHECKING:
 
     from ..settings.config import Problem
     from ..state import CompleteState
-    from .core import AuthState
     from .csrf import exempt as csrf_exempt
     from .decorators import admin_required, login_required, role_required
     from .models import ApiTokenMixin, UserMixin
     from .passwords import PasswordError
+
 
 __all__ = [
     "ApiTokenMixin",
@@ -40,8 +40,6 @@ _EXPORTS = {
     "csrf_exempt": ("csrf", "exempt"),
 }
 
-STATE_KEY = "complete.auth"
-
 
 def __getattr__(name: str) -> t.Any:
     if name in _EXPORTS:
@@ -55,6 +53,8 @@ def __getattr__(name: str) -> t.Any:
 def init_app(app: Flask, state: CompleteState) -> None:
     """Wire auth into ``app`` when a user model is given; otherwise only the opt-in CSRF check
     (``CSRF_PROTECT = true``) for an app with its own login."""
+    from .state import _flag
+
     if state.user_model is None:
         # Read from app.config, so that a value set in code is judged too.
         flag = _flag(app.config.get("CSRF_PROTECT", "auto"))
@@ -65,18 +65,9 @@ def init_app(app: Flask, state: CompleteState) -> None:
 
             csrf.install(app, everywhere=True, session_login=True)
         return
-    from . import core
+    from . import wiring
 
-    core.setup(app, state)
-
-
-def state_or_none(app: Flask | None = None) -> AuthState | None:
-    """The auth state of ``app`` (default: the current app), ``None`` when auth is not wired."""
-    if app is None:
-        from flask import current_app
-
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-    return app.extensions.get(STATE_KEY)
+    wiring.setup(app, state)
 
 
 def _invalid_flag(app: Flask, state: CompleteState) -> Problem:
@@ -92,12 +83,3 @@ def _invalid_flag(app: Flask, state: CompleteState) -> Problem:
         'Write CSRF_PROTECT = true, false or "auto" (TOML booleans take no quotes; in the '
         "environment FLASK_CSRF_PROTECT=true).",
     )
-
-
-def _flag(value: t.Any) -> bool | str:
-    """``CSRF_PROTECT``: true, false or ``"auto"``; ``"invalid"`` for anything else, which
-    callers refuse (never read as off)."""
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "auto"):
-        text = value.strip().lower()
-        return text if text == "auto" else text == "true"
-    return value if isinstance(value, bool) else "invalid"

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from flask import after_this_request, current_app
 from flask import session as cookie_session
 
-from . import state_or_none
 from .sessions import SESSION_KEY
+from .state import state_or_none
 
 if t.TYPE_CHECKING:
     from flask import Flask, Response

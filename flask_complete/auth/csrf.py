@@ -170,7 +170,7 @@ def check_origin() -> None:
 def cookie_authenticated() -> bool:
     """Whether the request is authenticated by cookies: a Flask-Login session or remember
     cookie, or, for an app with its own login, the app's session cookie."""
-    from . import state_or_none
+    from .state import state_or_none
 
     auth = state_or_none()
     if auth is not None and auth.bearer_first and _has_bearer():

@@ -200,3 +200,17 @@ def constant_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(
         a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
     )
+
+
+def find_token_model(user_model: type[t.Any]) -> type[ApiTokenMixin] | None:
+    """The ``ApiTokenMixin`` model declared in the same registry as ``user_model``."""
+    registry = getattr(user_model, "registry", None)
+    if registry is None:
+        return None
+    found = [m.class_ for m in registry.mappers if issubclass(m.class_, ApiTokenMixin)]
+    if len(found) > 1:
+        names = ", ".join(sorted(c.__name__ for c in found))
+        raise RuntimeError(
+            f"More than one API token model ({names}): keep one ApiTokenMixin model per app."
+        )
+    return found[0] if found else None

@@ -84,7 +84,7 @@ def render(template: str, status: int = 200, **context: t.Any) -> Response:
 
 def login_page(error: str | None = None, status: int = 200, **context: t.Any) -> Response:
     """The login form, with ``error`` above it."""
-    from .core import get_auth
+    from .state import get_auth
 
     auth = get_auth()
     nxt = request.values.get("next")

@@ -35,7 +35,7 @@ if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
     from werkzeug.wrappers import Response
 
-    from .core import AuthState
+    from .state import AuthState
 
 #: Where the login's id is kept in Flask's session.
 SESSION_KEY = "_auth_session"
@@ -410,7 +410,7 @@ def _end_browser_logins(auth: AuthState) -> None:
 
 def on_login(app: t.Any, user: t.Any = None, **extra: t.Any) -> None:
     """``user_logged_in``: record the login and keep its id in the session."""
-    from . import state_or_none
+    from .state import state_or_none
 
     auth = state_or_none(app)
     if auth is None or auth.sessions is None or user is None:
@@ -425,16 +425,14 @@ def on_login(app: t.Any, user: t.Any = None, **extra: t.Any) -> None:
         # The browser drops the cookie when it closes; a captured copy ends here.
         lifetime = as_timedelta(app.config.get("PERMANENT_SESSION_LIFETIME", timedelta(days=31)))
     sid = cookie_session[SESSION_KEY] = auth.sessions.create(_pk(user), remember, lifetime)
-    if auth.adopted:
-        from . import adopted
-
-        adopted.remember_with_record(sid)
+    if auth.on_recorded is not None:
+        auth.on_recorded(sid)
     commit_after(auth)
 
 
 def on_logout(app: t.Any, user: t.Any = None, **extra: t.Any) -> None:
     """``user_logged_out``: end the login of this session and of its remember cookie."""
-    from . import state_or_none
+    from .state import state_or_none
 
     auth = state_or_none(app)
     if auth is None or auth.sessions is None:

@@ -32,7 +32,8 @@ def login_client(client: FlaskClient, user: t.Any, *, fresh: bool = True) -> str
     import sqlalchemy as sa
     from flask import current_app, has_app_context
 
-    from . import sessions, state_or_none
+    from . import sessions
+    from .state import state_or_none
 
     app: Flask = client.application
     manager = getattr(app, "login_manager", None)
@@ -88,7 +89,7 @@ def create_user(
     """
     import sqlalchemy as sa
 
-    from .core import get_auth
+    from .state import get_auth
 
     global _counter
     auth = get_auth()

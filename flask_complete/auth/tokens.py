@@ -38,20 +38,6 @@ def bearer_token(request: Request) -> str | None:
     return token
 
 
-def find_model(user_model: type[t.Any]) -> type[ApiTokenMixin] | None:
-    """The ``ApiTokenMixin`` model declared in the same registry as ``user_model``."""
-    registry = getattr(user_model, "registry", None)
-    if registry is None:
-        return None
-    found = [m.class_ for m in registry.mappers if issubclass(m.class_, ApiTokenMixin)]
-    if len(found) > 1:
-        names = ", ".join(sorted(c.__name__ for c in found))
-        raise RuntimeError(
-            f"More than one API token model ({names}): keep one ApiTokenMixin model per app."
-        )
-    return found[0] if found else None
-
-
 def current_token() -> ApiTokenMixin | None:
     """The token that authenticated this request, if a token did."""
     return t.cast("ApiTokenMixin | None", g.get("_complete_token"))
@@ -59,7 +45,7 @@ def current_token() -> ApiTokenMixin | None:
 
 def load_from_request(request: Request) -> t.Any:
     """Flask-Login's request loader: the active user owning a valid bearer token, or ``None``."""
-    from .core import get_auth
+    from .state import get_auth
 
     raw = bearer_token(request)
     if not raw:
@@ -121,7 +107,7 @@ def issue(user: t.Any, name: str, days: int | None = None) -> tuple[ApiTokenMixi
     """Create, add and flush a token for ``user``; return it and its secret (shown once).
     Raises :class:`ValueError` for a bad name or lifetime, :class:`LookupError` when the app has
     no token model."""
-    from .core import get_auth
+    from .state import get_auth
 
     auth = get_auth()
     model = auth.token_model()

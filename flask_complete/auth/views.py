@@ -18,9 +18,9 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .. import api
 from . import csrf, pages, passwords, sessions, throttle, tokens
-from .core import AuthState, get_auth
 from .decorators import login_required
 from .models import UserMixin, new_session_token, utcnow
+from .state import AuthState, get_auth
 
 log = logging.getLogger("flask_complete.auth")
 

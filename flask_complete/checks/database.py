@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import typing as t
 
+from ..settings import config as _config
 from ..settings.config import Problem
-from .rules import (
-    _NO_SQLITE_FILE,
-    CONNECT_TIMEOUT,
-    check_auth_tables,
-    check_database,
-    check_migrations,
-)
+from .table import _found
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -39,7 +34,7 @@ def database_error(app: Flask, state: CompleteState, bind: str | None = None) ->
     with app.app_context():
         engine = binds.bind_of(state.db, bind).engine
     if engine.dialect.name == "sqlite":
-        from ..database.engines import sqlite_file
+        from ..database.urls import sqlite_file
 
         path = sqlite_file(engine.url)
         if path is not None and not path.exists():
@@ -70,7 +65,7 @@ def database_findings(app: Flask, state: CompleteState) -> list[Problem]:
     import dataclasses
 
     from ..database import binds
-    from ..database import stamp as dbenv
+    from ..database import environments as dbenv
 
     keys = binds.keys(app)
     findings: list[Problem] = []
@@ -93,13 +88,13 @@ def database_findings(app: Flask, state: CompleteState) -> list[Problem]:
 def _auth_findings(app: Flask, reachable: list[str | None]) -> list[Problem]:
     import sqlalchemy as sa
 
-    from ..auth import state_or_none
+    from ..auth.state import state_or_none
     from ..database import binds
 
     auth = state_or_none(app)
     if auth is None:
         return []
-    from ..auth.core import tables
+    from ..auth.state import tables
 
     needed = tables(auth)
     key = needed[0].metadata.info.get("bind_key")
@@ -159,3 +154,69 @@ def _migration_findings(app: Flask, keys: list[str | None] | None = None) -> lis
             ]
         findings += problems
     return findings
+
+
+#: Seconds a database server may take to accept the check's connection.
+CONNECT_TIMEOUT = 10
+
+
+def check_database(url: str | None, error: str | None) -> list[Problem]:
+    """The database could not be reached (``error`` is what connecting raised)."""
+    if error is None:
+        return []
+    shown = _config.redact_url(url) if url else "the database"
+    if error.startswith(_NO_SQLITE_FILE):
+        return [
+            _found(
+                "database.unreachable",
+                "DATABASE_URL",
+                f"Cannot open {shown}: {error}",
+                "Run `flask db prepare` to create and migrate it, or correct DATABASE_URL if "
+                "the database is elsewhere.",
+            )
+        ]
+    return [
+        _found(
+            "database.unreachable",
+            "DATABASE_URL",
+            f"Cannot connect to {shown}: {error}",
+            "Start the database server or correct DATABASE_URL; `flask db create` creates a "
+            "database that does not exist yet.",
+        )
+    ]
+
+
+def check_migrations(heads: set[str], current: set[str]) -> list[Problem]:
+    """The database is not at the head revision of the migrations folder."""
+    if not heads or heads == current:
+        return []
+    at = ", ".join(sorted(current)) or "no revision (no migration applied)"
+    unknown = current - heads
+    return [
+        _found(
+            "migrations.not_head",
+            "MIGRATIONS_DIR",
+            f"The database is at {at}; the migrations' head is {', '.join(sorted(heads))}."
+            + (" The database has revisions that are not the head." if unknown else ""),
+            "Run `flask db upgrade` before starting this code (`flask db prepare` also creates "
+            "the database).",
+        )
+    ]
+
+
+_NO_SQLITE_FILE = "the SQLite file"
+
+
+def check_auth_tables(missing: list[str], setting: str) -> list[Problem]:
+    """Tables of the login (users, tokens, login records, throttle) missing from the database."""
+    if not missing:
+        return []
+    return [
+        _found(
+            "auth.tables_missing",
+            setting,
+            f"The database has no table {', '.join(missing)}: logins answer 503 until it does.",
+            'Run `flask db migrate -m "auth tables"` and then `flask db upgrade` (without '
+            "migrations: `flask db prepare`).",
+        )
+    ]

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import typing as t
-from dataclasses import dataclass
 
 import click
 from click.core import ParameterSource
@@ -23,6 +22,7 @@ from flask import Flask, request
 from ..settings import config as _config
 from ..settings.config import Problem
 from .secret_files import Committed, committed_secrets, readable_secret_files, tracked_secret_files
+from .table import _BY_ID, _found
 
 if t.TYPE_CHECKING:
     from flask import Response
@@ -32,115 +32,9 @@ if t.TYPE_CHECKING:
 
 log = logging.getLogger("flask_complete")
 
-#: Seconds a database server may take to accept the check's connection.
-CONNECT_TIMEOUT = 10
 #: Init refusals after which there is no database to connect to.
 _NO_DATABASE = {"database.missing", "database.url", "database.bind"}
 _SET_IN = "in settings.toml [production] (or the environment, FLASK_{key}=...)"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One row of :data:`CHECKS`."""
-
-    id: str
-    #: ``"error"`` (refused in production) or ``"warning"`` (logged).
-    level: str
-    #: What it judges, in one line.
-    judges: str
-    #: What it needs beyond the settings and files. Such a check runs in ``flask complete
-    #: check`` only: start-up opens no connection and runs no subprocess.
-    needs: str = ""
-
-    @property
-    def at_start(self) -> bool:
-        """Whether production start-up runs it (refusing an error, logging a warning)."""
-        return not self.needs
-
-
-def _cookie(key: str, why: str) -> Check:
-    return Check(f"cookie.{key.lower()}", "warning", f"{key} is not true: {why}")
-
-
-#: Every check. Production start-up, ``check`` in production and ``check --deploy`` run those
-#: that need nothing beyond the settings and files (:func:`production_findings`).
-CHECKS: tuple[Check, ...] = (
-    Check("secret.missing", "error", "SECRET_KEY is not set (a generated development key counts)"),
-    Check(
-        "secret.weak",
-        "error",
-        "SECRET_KEY, a SECRET_KEY_FALLBACKS entry or another *SECRET_KEY is under 32 bytes or "
-        "estimated under 128 bits",
-    ),
-    Check("debug.on", "error", "debug mode: --debug, FLASK_DEBUG, flask run --debugger, DEBUG"),
-    Check("auth.login_disabled", "error", "LOGIN_DISABLED lets everyone past login_required"),
-    Check(
-        "csrf.off",
-        "warning",
-        "CSRF_PROTECT or WTF_CSRF_ENABLED is false (an error without SameSite session cookies)",
-    ),
-    Check("auth.throttle_off", "warning", "AUTH_THROTTLE is false: password guessing is unlimited"),
-    Check("database.sqlite", "warning", "SQLite as the production database"),
-    _cookie("SESSION_COOKIE_SECURE", "the session cookie is also sent over plain HTTP"),
-    _cookie("SESSION_COOKIE_HTTPONLY", "page scripts can read the session cookie"),
-    Check("cookie.session_cookie_samesite", "warning", "SESSION_COOKIE_SAMESITE not Lax/Strict"),
-    _cookie("REMEMBER_COOKIE_SECURE", "the remember-me cookie is also sent over plain HTTP"),
-    _cookie("REMEMBER_COOKIE_HTTPONLY", "page scripts can read the remember-me cookie"),
-    Check("cors.wildcard", "warning", '"*" in CORS_ORIGINS'),
-    Check("cors.http_origin", "warning", "an http:// CORS origin (an error with credentials)"),
-    Check("secrets.readable", "warning", ".secrets.toml or .env open to other users"),
-    Check("auth.throttle_fail_open", "warning", "logins unthrottled while the throttle is down"),
-    Check(
-        "database.unreachable",
-        "error",
-        "connecting and SELECT 1 fail, or the SQLite file is missing",
-        "the database",
-    ),
-    Check("migrations.not_head", "error", "the database is behind the migrations", "the database"),
-    Check("auth.tables_missing", "error", "a table the login needs does not exist", "the database"),
-    Check("migrations.unreadable", "error", "the migrations cannot be compared", "the database"),
-    Check("database.unstamped", "warning", "the database records no environment", "the database"),
-    Check(
-        "database.env_mismatch", "error", "the database is another environment's", "the database"
-    ),
-    Check("secrets.tracked", "error", ".secrets.toml or .env tracked by git", "git"),
-    Check(
-        "secrets.committed",
-        "error",
-        "a secret value in a settings file git tracks (settings.toml, .flaskenv, .env.example)",
-        "git",
-    ),
-    Check("versions.outside", "warning", "a package outside its tested range", "package metadata"),
-    Check(
-        "auth.routes_shadowed",
-        "warning",
-        "the app serves an auth endpoint's URL itself",
-        "the app's routes",
-    ),
-    Check(
-        "credentials.key_missing",
-        "error",
-        "credentials/production.toml.enc exists but no key for it (a warning outside production)",
-    ),
-    Check(
-        "credentials.undecryptable",
-        "error",
-        "credentials/production.toml.enc does not decrypt: wrong key, changed, truncated",
-    ),
-    Check(
-        "credentials.plaintext",
-        "warning",
-        "secrets for production in .secrets.toml (with --deploy or in production)",
-        "a check run: advice, not logged at every start",
-    ),
-    Check("credentials.key_tracked", "error", "a credentials key in a file git tracks", "git"),
-)
-_BY_ID = {c.id: c for c in CHECKS}
-
-
-def _found(check: str, key: str, message: str, fix: str, level: str | None = None) -> Problem:
-    """A finding of ``check``, at its level in :data:`CHECKS` unless ``level`` is given."""
-    return Problem(check, key, message, fix, level or _BY_ID[check].level)
 
 
 def check_secret(value: t.Any, source: str, names: t.Iterable[str] = ()) -> list[Problem]:
@@ -267,50 +161,6 @@ def check_sqlite(url: str | None) -> list[Problem]:
             "can share it.",
             "Fine for a small single-server app; otherwise set DATABASE_URL to PostgreSQL or "
             "MySQL/MariaDB.",
-        )
-    ]
-
-
-def check_database(url: str | None, error: str | None) -> list[Problem]:
-    """The database could not be reached (``error`` is what connecting raised)."""
-    if error is None:
-        return []
-    shown = _config.redact_url(url) if url else "the database"
-    if error.startswith(_NO_SQLITE_FILE):
-        return [
-            _found(
-                "database.unreachable",
-                "DATABASE_URL",
-                f"Cannot open {shown}: {error}",
-                "Run `flask db prepare` to create and migrate it, or correct DATABASE_URL if "
-                "the database is elsewhere.",
-            )
-        ]
-    return [
-        _found(
-            "database.unreachable",
-            "DATABASE_URL",
-            f"Cannot connect to {shown}: {error}",
-            "Start the database server or correct DATABASE_URL; `flask db create` creates a "
-            "database that does not exist yet.",
-        )
-    ]
-
-
-def check_migrations(heads: set[str], current: set[str]) -> list[Problem]:
-    """The database is not at the head revision of the migrations folder."""
-    if not heads or heads == current:
-        return []
-    at = ", ".join(sorted(current)) or "no revision (no migration applied)"
-    unknown = current - heads
-    return [
-        _found(
-            "migrations.not_head",
-            "MIGRATIONS_DIR",
-            f"The database is at {at}; the migrations' head is {', '.join(sorted(heads))}."
-            + (" The database has revisions that are not the head." if unknown else ""),
-            "Run `flask db upgrade` before starting this code (`flask db prepare` also creates "
-            "the database).",
         )
     ]
 
@@ -459,24 +309,6 @@ def check_versions(packages: list[Package]) -> list[Problem]:
         )
         for p in packages
         if p.inside is False
-    ]
-
-
-_NO_SQLITE_FILE = "the SQLite file"
-
-
-def check_auth_tables(missing: list[str], setting: str) -> list[Problem]:
-    """Tables of the login (users, tokens, login records, throttle) missing from the database."""
-    if not missing:
-        return []
-    return [
-        _found(
-            "auth.tables_missing",
-            setting,
-            f"The database has no table {', '.join(missing)}: logins answer 503 until it does.",
-            'Run `flask db migrate -m "auth tables"` and then `flask db upgrade` (without '
-            "migrations: `flask db prepare`).",
-        )
     ]
 
 

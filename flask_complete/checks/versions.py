@@ -15,7 +15,7 @@ from importlib import metadata
 
 import click
 
-DISTRIBUTION = "flask-complete"
+from ..hooks import DISTRIBUTION, flask_complete_version
 
 #: The newest release of each bundled package the suite ran on for this release (the pins of
 #: constraints.txt; tests/test_versions.py keeps them equal).
@@ -58,16 +58,6 @@ class Package:
         if self.installed is None:
             return "not installed"
         return "ok" if self.inside else "OUTSIDE"
-
-
-def flask_complete_version() -> str:
-    """The installed flask_complete version."""
-    try:
-        return metadata.version(DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        from .. import __version__
-
-        return __version__
 
 
 def bundled() -> list[Package]:

@@ -61,10 +61,40 @@ def _state() -> CompleteState:
         raise click.UsageError(str(e)) from None
 
 
+users_group = LazyGroup(
+    "users",
+    help="Manage users and their API tokens.",
+    lazy={
+        name: f"flask_complete.cli.users:{attr}"
+        for name, attr in (
+            ("create", "create_command"),
+            ("list", "list_command"),
+            ("set-password", "set_password_command"),
+            ("deactivate", "deactivate_command"),
+            ("activate", "activate_command"),
+            ("delete", "delete_command"),
+            ("token", "token_command"),
+            ("tokens", "tokens_command"),
+            ("revoke-token", "revoke_token_command"),
+            ("sessions", "sessions_command"),
+        )
+    },
+)
+
+
 def init_app(app: Flask, state: CompleteState) -> None:
-    """Register ``flask complete`` unless the app already has a command of that name."""
+    """Register ``flask complete`` unless the app already has a command of that name, and
+    ``flask users`` when auth is wired (unless the app has its own)."""
     if "complete" not in app.cli.commands:
         app.cli.add_command(complete_group)
+    if "complete.auth" not in app.extensions:
+        return
+    if "users" not in app.cli.commands:
+        app.cli.add_command(users_group)
+    else:
+        state.notes.append(
+            "The app has its own `flask users` command, so flask_complete's is not registered."
+        )
 
 
 def format_option(help: str) -> t.Callable[[t.Callable[..., t.Any]], t.Callable[..., t.Any]]:

@@ -164,7 +164,7 @@ def _inert(app: Flask, state: CompleteState) -> dict[str, tuple[str, frozenset[s
     guards an app's own login."""
     config = app.config
     found: dict[str, tuple[str, frozenset[str]]] = {}
-    from ..auth import STATE_KEY
+    from ..auth.state import STATE_KEY
 
     if STATE_KEY not in app.extensions:
         why = (

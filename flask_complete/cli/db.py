@@ -8,12 +8,7 @@ They act on the current environment's database (the default bind) and say what t
 
 from __future__ import annotations
 
-import contextlib
-import re
-import sqlite3
-import sys
 import typing as t
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -21,11 +16,12 @@ import sqlalchemy as sa
 from flask import current_app, g
 from flask.cli import with_appcontext
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, NoSuchModuleError
 
-from ..database import binds
+from ..database import binds, environments
 from ..database import stamp as dbenv
-from ..database.engines import bundled_extra, sqlite_file
+from ..database.admin import create_database, database_exists, drop_database
+from ..database.errors import database_errors
+from ..migrations import binds as migration_binds
 from ..migrations import migrate as migrations
 from ..settings.config import ENVIRONMENTS, redact_url
 from ..state import get_state
@@ -37,283 +33,6 @@ if t.TYPE_CHECKING:
 #: Drivers the ``postgres`` and ``mysql`` extras install.
 _BUNDLED = ("psycopg", "pymysql")
 _DEFAULT_PORT = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
-
-
-# -- errors -----------------------------------------------------------------------------------
-
-
-def explain(error: BaseException, url: URL) -> str | None:
-    """A one-paragraph explanation of a connection ``error`` on ``url``, or ``None``."""
-    shown = redact_url(url)
-    backend = url.get_backend_name()
-    if isinstance(error, NoSuchModuleError):
-        return (
-            f"Unknown database driver {url.drivername!r} in {shown}. Use postgresql://, mysql:// "
-            "or sqlite:// URLs; the drivers come with `pip install flask-complete[postgres]` "
-            "or `pip install flask-complete[mysql]`."
-        )
-    if isinstance(error, ModuleNotFoundError):
-        name = (error.name or "").partition(".")[0]
-        extra = bundled_extra(backend)
-        if name in _BUNDLED and extra:
-            return (
-                f"The database driver {name!r} for {shown} is not installed. Install it with "
-                f"`pip install flask-complete[{extra}]`."
-            )
-        message = (
-            f"The database driver {name!r} for {shown} is not installed. Install it "
-            f"(`pip install {name}`)"
-        )
-        if extra is None:
-            return message + "."
-        return (
-            f"{message}, or use the bundled driver: write the URL as {backend}://... "
-            f"and `pip install flask-complete[{extra}]`."
-        )
-    if not isinstance(error, DBAPIError):
-        return None
-    orig = error.orig
-    text = str(orig).lower()
-    code = orig.args[0] if orig is not None and orig.args else None
-    where = f"{url.host or 'localhost'}:{url.port or _DEFAULT_PORT.get(backend, '')}"
-    table = missing_table(error)
-    if table is not None:
-        return (
-            f"The database {shown} has no table {table!r}: its tables were never made (or it is "
-            "behind the migrations). Run `flask db prepare` to create and migrate it."
-        )
-    if backend == "sqlite":
-        if "unable to open database file" in text:
-            return (
-                f"Cannot open the SQLite file of {shown}: its folder does not exist or is not "
-                "writable. Run `flask db create`, or fix the path in DATABASE_URL."
-            )
-        return None
-    if (
-        code == 1045
-        or "password authentication failed" in text
-        or "access denied" in text
-        or ("role" in text and "does not exist" in text)
-    ):
-        return (
-            f"The database server at {where} refused the login of user {url.username!r} "
-            f"({shown}). Check the user name and password in DATABASE_URL."
-        )
-    if code == 1049 or ("database" in text and "does not exist" in text):
-        from ..database.identity import declared_name
-
-        return (
-            f"The database {declared_name(url)!r} does not exist on the server at {where} "
-            f"({shown}). Create it with `flask db create` (or `flask db prepare`)."
-        )
-    unreachable = (
-        "connection refused",
-        "can't connect",
-        "could not translate host",
-        "name or service not known",
-        "timeout",
-        "timed out",
-        "no route to host",
-        "connection failed",
-    )
-    if code in (2002, 2003, 2005, 2013) or any(s in text for s in unreachable):
-        return (
-            f"Cannot reach the database server at {where} ({shown}). Is it running, and are "
-            "the host and port in DATABASE_URL right?"
-        )
-    return None
-
-
-#: What each server answers for a table that does not exist: PostgreSQL's SQLSTATE, MySQL's and
-#: MariaDB's error number; SQLite has no code of its own for it, only its message.
-_UNDEFINED_TABLE_STATE = "42P01"
-_NO_SUCH_TABLE_ERRNO = 1146
-_QUOTED = re.compile(r"""["'`]([^"'`]+)["'`]""")
-
-
-def missing_table(error: DBAPIError) -> str | None:
-    """The table the server said does not exist, or ``None`` for any other error."""
-    orig = error.orig
-    if orig is None:
-        return None
-    message = str(orig)
-    if getattr(orig, "sqlstate", None) == _UNDEFINED_TABLE_STATE:
-        said = getattr(getattr(orig, "diag", None), "message_primary", None) or message
-    elif orig.args and orig.args[0] == _NO_SUCH_TABLE_ERRNO:
-        said = str(orig.args[-1])  # "Table 'database.name' doesn't exist"
-    elif isinstance(orig, sqlite3.OperationalError) and message.startswith("no such table: "):
-        return message.removeprefix("no such table: ").rpartition(".")[2]
-    else:
-        return None
-    found = _QUOTED.search(said)
-    return found.group(1).rpartition(".")[2] if found else "?"
-
-
-@contextlib.contextmanager
-def database_errors(url: URL | None = None) -> Iterator[None]:
-    """Turn connection failures and Alembic errors into a :class:`click.ClickException`."""
-    try:
-        yield
-    except (DBAPIError, NoSuchModuleError, ModuleNotFoundError) as e:
-        if url is None and current_app:
-            url = _failed_url()
-        message = explain(e, url) if url is not None else None
-        if message is None:
-            raise
-        raise click.ClickException(message) from e
-    except Exception as e:
-        alembic_util = sys.modules.get("alembic.util")
-        if alembic_util is not None and isinstance(e, alembic_util.CommandError):
-            raise click.ClickException(str(e)) from e
-        raise
-
-
-def _failed_url() -> URL | None:
-    """The URL to explain ``error`` with when the command did not say which database failed:
-    the first database of the current app."""
-    sqla = get_state().db
-    if sqla is None:
-        return None
-    keys = binds.keys()
-    return binds.url(sqla, keys[0]) if keys else None
-
-
-# -- the database itself ----------------------------------------------------------------------
-
-
-def _admin_engine(url: URL, connect_args: dict[str, t.Any]) -> sa.Engine:
-    """An autocommit engine on the server's maintenance database, on the server ``url`` reaches
-    (whatever query parameter or connect argument would pick another database is left out)."""
-    from ..database.identity import strip_overrides, without_overrides
-
-    maintenance = "postgres" if url.get_backend_name() == "postgresql" else None
-    return sa.create_engine(
-        without_overrides(url, maintenance),
-        poolclass=sa.pool.NullPool,
-        isolation_level="AUTOCOMMIT",
-        connect_args=strip_overrides(url, connect_args),
-    )
-
-
-def _quote(url: URL, name: str) -> str:
-    # Not the dialect's preparer: it doubles "%" for the driver, and text() doubles it again.
-    if url.get_backend_name() == "postgresql":
-        return '"' + name.replace('"', '""') + '"'
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _name(url: URL, connect_args: dict[str, t.Any] | None) -> str:
-    """The database ``url`` names, as its driver reads it (query overrides included)."""
-    from ..database.identity import declared_name
-
-    name = declared_name(url, connect_args)
-    if not name:
-        raise click.ClickException(
-            f"{redact_url(url)} names no database: put its name in the URL's path "
-            "(dialect://user@host/NAME)."
-        )
-    return name
-
-
-def database_exists(url: URL, connect_args: dict[str, t.Any] | None = None) -> bool:
-    """Whether the database of ``url`` exists (an in-memory SQLite database always does)."""
-    if url.get_backend_name() == "sqlite":
-        path = sqlite_file(url)
-        return path is None or path.exists()
-    name = _name(url, connect_args)
-    engine = _admin_engine(url, connect_args or {})
-    try:
-        with database_errors(url), engine.connect() as conn:
-            if url.get_backend_name() == "postgresql":
-                query = "SELECT 1 FROM pg_database WHERE datname = :name"
-            else:
-                query = "SELECT 1 FROM information_schema.schemata WHERE schema_name = :name"
-            return conn.execute(sa.text(query), {"name": name}).first() is not None
-    finally:
-        engine.dispose()
-
-
-def create_database(url: URL, connect_args: dict[str, t.Any] | None = None) -> bool:
-    """Create the database of ``url`` (the one its driver will connect to); ``False`` when it
-    exists already."""
-    if database_exists(url, connect_args):
-        return False
-    if url.get_backend_name() == "sqlite":
-        path = sqlite_file(url)
-        assert path is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sqlite3.connect(path).close()
-        return True
-    name = _name(url, connect_args)
-    engine = _admin_engine(url, connect_args or {})
-    try:
-        with database_errors(url), engine.connect() as conn:
-            quoted = _quote(url, name)
-            if url.get_backend_name() == "postgresql":
-                conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
-            else:
-                charset = url.query.get("charset", "utf8mb4")
-                conn.execute(sa.text(f"CREATE DATABASE {quoted} CHARACTER SET {charset}"))
-    finally:
-        engine.dispose()
-    return True
-
-
-def drop_database(
-    url: URL,
-    connect_args: dict[str, t.Any] | None = None,
-    *,
-    check: t.Callable[[sa.Connection], None] | None = None,
-) -> bool:
-    """Drop the database ``url`` really connects to, as its server names it; ``False`` when
-    there was none. ``check`` is given the connection to it first, and may refuse."""
-    from ..database.identity import ask, missing_database
-
-    if url.get_backend_name() == "sqlite":
-        path = sqlite_file(url)
-        if path is None or not path.exists():
-            return False
-    target = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args or {})
-    try:
-        with database_errors(url), target.connect() as conn:
-            if check is not None:
-                check(conn)
-            found = ask(conn)
-    except click.ClickException as e:
-        cause = e.__cause__
-        if isinstance(cause, DBAPIError) and missing_database(cause):
-            return False
-        raise
-    finally:
-        target.dispose()
-    if url.get_backend_name() == "sqlite":
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return True
-    engine = _admin_engine(url, connect_args or {})
-    try:
-        with database_errors(url), engine.connect() as conn:
-            admin = ask(conn)
-            if admin.server != found.server:
-                raise click.ClickException(
-                    f"Refusing to drop {found.name!r}: {redact_url(url)} reaches the server "
-                    f"{found.server}, but its maintenance connection reached {admin.server}. "
-                    "Give the host and port in the URL itself."
-                )
-            name = _quote(url, found.name)
-            if url.get_backend_name() == "postgresql":
-                # Other sessions (a shell, a worker) would block the drop.
-                conn.execute(
-                    sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :name AND pid <> pg_backend_pid()"
-                    ),
-                    {"name": found.name},
-                )
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-    finally:
-        engine.dispose()
-    return True
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -363,7 +82,7 @@ def _destroy(action: str, yes: bool, i_know: bool, names: t.Iterable[str]) -> De
     for db in dbs:
         with database_errors(db.url):
             command = f"flask db {action} --yes{_bind_flag(db)}"
-            dbenv.guard(app, action, i_know=yes and i_know, command=command, bind=db.key)
+            environments.guard(app, action, i_know=yes and i_know, command=command, bind=db.key)
     if not yes:
         shown = ", ".join(redact_url(db.url) for db in dbs)
         click.confirm(f"{action.capitalize()} {shown}? All its data is lost.", abort=True)
@@ -400,8 +119,6 @@ def _model_tables_present(sqla: SQLAlchemy, key: str | None) -> bool:
 
 def _build_schema(app: Flask, sqla: SQLAlchemy, dbs: list[Database]) -> None:
     """Upgrade the databases the migrations cover to head; ``create_all`` the others."""
-    from ..migrations import binds as migration_binds
-
     covered = set(migration_binds.covered(app))
     migrated = [db for db in dbs if db.key in covered]
     if migrated:
@@ -417,7 +134,7 @@ def _build_schema(app: Flask, sqla: SQLAlchemy, dbs: list[Database]) -> None:
                     + (
                         " It records no environment: say whose it is first, with "
                         f"`flask db environment {get_state().env}{_bind_flag(db)}`."
-                        if dbenv.current(app, db.key) is None
+                        if environments.current(app, db.key) is None
                         else ""
                     )
                 )
@@ -436,7 +153,7 @@ def _build_schema(app: Flask, sqla: SQLAlchemy, dbs: list[Database]) -> None:
     migrations.import_models(app)
     why = "no migrations folder" if not covered else "the migrations do not cover this database"
     for db in rest:
-        dbenv.guard(app, "upgrade", record=True, bind=db.key)
+        environments.guard(app, "upgrade", record=True, bind=db.key)
         sqla.create_all(bind_key=db.key)
         _say(db, f"created the tables with create_all ({why})")
 
@@ -477,7 +194,7 @@ def _create(app: Flask, db: Database) -> bool:
     created = create_database(db.url, db.connect_args)
     if created:
         with database_errors(db.url):
-            dbenv.set_stamp(app, get_state(app).env, db.key)
+            environments.set_stamp(app, get_state(app).env, db.key)
     return created
 
 
@@ -513,7 +230,7 @@ def seed_command(i_know: bool, bind_names: tuple[str, ...]) -> None:
     _, _, every = _targets()
     for db in every:
         with database_errors(db.url):
-            dbenv.guard(app, "seed", i_know=i_know, bind=db.key)
+            environments.guard(app, "seed", i_know=i_know, bind=db.key)
     with database_errors(dbs[0].url if len(dbs) == 1 else None):
         _seed(app, dbs)
 
@@ -546,7 +263,7 @@ def prepare_command(bind_names: tuple[str, ...]) -> None:
         created = _create(app, db)
         _say(db, "created database" if created else "database exists")
         with database_errors(db.url):
-            dbenv.guard(app, "prepare", bind=db.key)
+            environments.guard(app, "prepare", bind=db.key)
             had_rows = had_rows or (not created and _tables_with_rows(sqla, db.key) > 0)
     with database_errors(dbs[0].url if len(dbs) == 1 else None):
         _build_schema(app, sqla, dbs)
@@ -597,9 +314,9 @@ def check_command(directory: str | None, bind_names: tuple[str, ...]) -> None:
                     f"with `flask db prepare{_bind_flag(db)}`."
                 )
     with database_errors(dbs[0].url if len(dbs) == 1 else None):
-        problem = migrations.check(app, directory or g.get("directory"))
+        problem = migration_binds.check(app, directory or g.get("directory"))
     chosen = {db.key for db in dbs}
-    stamp = [p for p in dbenv.check(app) if p.key in {binds.setting(k) for k in chosen}]
+    stamp = [p for p in environments.check(app) if p.key in {binds.setting(k) for k in chosen}]
     errors = [f"{p.message} {p.fix}" for p in stamp if p.level == "error"]
     if problem or errors:
         shown = ", ".join(redact_url(db.url) for db in dbs)
@@ -632,7 +349,7 @@ def _environment(app: Flask, db: Database, env: str | None, i_know: bool) -> Non
             f"The database {redact_url(db.url)} does not exist: create it with `flask db "
             f"create{_bind_flag(db)}` (which stamps it)."
         )
-    found = dbenv.current(app, db.key)
+    found = environments.current(app, db.key)
     if env is None:
         hint = f"not stamped (stamp it with `flask db environment {get_state().env}`)"
         _say(db, f"stamped {found}" if found else hint)
@@ -643,6 +360,6 @@ def _environment(app: Flask, db: Database, env: str | None, i_know: bool) -> Non
     if env != dbenv.PRODUCTION:
         # Stamping production only protects more; anything else may lift a protection.
         command = f"flask db environment {env}{_bind_flag(db)}"
-        dbenv.guard(app, "environment", i_know=i_know, command=command, bind=db.key)
-    dbenv.set_stamp(app, env, db.key)
+        environments.guard(app, "environment", i_know=i_know, command=command, bind=db.key)
+    environments.set_stamp(app, env, db.key)
     _say(db, f"stamped {env}" + (f" (was {found})" if found else ""))

@@ -14,10 +14,10 @@ from flask.cli import with_appcontext
 from ..data import fixtures as datafixtures
 from ..data.format import FORMATS, SUFFIXES, yaml_module
 from ..database import binds
-from ..database import stamp as dbenv
+from ..database import environments as dbenv
+from ..database.errors import database_errors
 from ..settings.config import redact_url
 from ..state import get_state
-from .db import database_errors
 
 if t.TYPE_CHECKING:
     from flask import Flask

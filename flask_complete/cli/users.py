@@ -12,8 +12,8 @@ from flask.cli import with_appcontext
 
 from .. import api
 from ..auth import passwords, sessions, tokens
-from ..auth.core import AuthState, get_auth
 from ..auth.models import new_session_token, utcnow
+from ..auth.state import AuthState, get_auth
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
@@ -31,7 +31,7 @@ def _explained(command: F) -> F:
 
     @functools.wraps(command)
     def run(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        from .db import database_errors
+        from ..database.errors import database_errors
 
         auth = _auth()
         # The user model's database: it may be a bind of its own.

@@ -152,7 +152,7 @@ def development_urls(app: Flask, root: t.Any) -> dict[str | None, tuple[str, str
 
 
 def _read_development_urls(app: Flask, root: t.Any) -> dict[str | None, tuple[str, str]]:
-    from .engines import absolute_sqlite, default_url, normalize_url
+    from .urls import absolute_sqlite, default_url, normalize_url
 
     settings = _load(app, root, "development")
     urls = _settings_urls(settings) if settings is not None else {}
@@ -196,7 +196,7 @@ def protected(app: Flask, root: t.Any) -> dict[Identity, str]:
     found = _protected.get(app)
     if found is not None:
         return found
-    from .engines import absolute_sqlite, normalize_url
+    from .urls import absolute_sqlite, normalize_url
 
     found = {}
     for key, (url, source) in development_urls(app, root).items():

@@ -120,8 +120,8 @@ def _gated(name: str, callback: t.Callable[..., t.Any]) -> t.Callable[..., t.Any
 
     @functools.wraps(callback)
     def run(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        from ..cli.db import database_errors
-        from ..database import stamp as dbenv
+        from ..database import environments
+        from ..database.errors import database_errors
 
         i_know = kwargs.pop("i_know", False)
         with database_errors(), compile_errors():
@@ -130,7 +130,9 @@ def _gated(name: str, callback: t.Callable[..., t.Any]) -> t.Callable[..., t.Any
                 app = current_app._get_current_object()  # type: ignore[attr-defined]
                 revision = kwargs.get("revision")
                 command = f"flask db {name}" + (f" {revision}" if revision else "")
-                dbenv.guard(app, name, i_know=i_know, command=command, record=name == "upgrade")
+                environments.guard(
+                    app, name, i_know=i_know, command=command, record=name == "upgrade"
+                )
             return callback(*args, **kwargs)
 
     return run
@@ -296,7 +298,7 @@ def upgrade(app: Flask, revision: str = "head", binds: list[str | None] | None =
     another one."""
     from alembic import command
 
-    from ..database import stamp as dbenv
+    from ..database import environments
     from ..database.binds import EVERY, label
 
     with app.app_context():
@@ -308,7 +310,7 @@ def upgrade(app: Flask, revision: str = "head", binds: list[str | None] | None =
             config.cmd_opts = argparse.Namespace(x=[*given, chosen])
         for key in binds if binds is not None else [EVERY]:
             command_line = f"flask db upgrade {revision}"
-            dbenv.guard(app, "upgrade", command=command_line, record=True, bind=key)
+            environments.guard(app, "upgrade", command=command_line, record=True, bind=key)
         with compile_errors():
             command.upgrade(config, revision)
 
@@ -318,11 +320,13 @@ def downgrade(app: Flask, revision: str = "-1", *, i_know: bool = False) -> None
     (``--i-know-this-is-production``)."""
     from alembic import command
 
-    from ..database import stamp as dbenv
+    from ..database import environments
 
     with app.app_context():
         config = alembic_config(app)
-        dbenv.guard(app, "downgrade", i_know=i_know, command=f"flask db downgrade {revision}")
+        environments.guard(
+            app, "downgrade", i_know=i_know, command=f"flask db downgrade {revision}"
+        )
         command.downgrade(config, revision)
 
 
@@ -470,21 +474,3 @@ def import_string(path: str, setting: str) -> t.Any:
         raise click.ClickException(
             f"{setting} = {path!r}: module {module_name!r} has no {attr!r}."
         ) from None
-
-
-# -- drift check (flask_complete.migrations.binds) -------------------------------------------------
-
-
-def check(app: Flask, directory: str | None = None) -> str | None:
-    """What differs between the databases, the migrations and the models, or ``None`` (see
-    :func:`flask_complete.migrations.binds.check`)."""
-    from . import binds as migration_binds
-
-    return migration_binds.check(app, directory)
-
-
-def describe_diff(diff: t.Any) -> str:
-    """One line for one Alembic autogenerate difference."""
-    from . import binds as migration_binds
-
-    return migration_binds.describe_diff(diff)

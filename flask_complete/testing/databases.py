@@ -194,7 +194,7 @@ def create_database(url: URL, app: Flask | None = None, connect_args: ConnectArg
     """Create the test database of ``url``, refused unless what it names (as its driver reads
     it) is a test database; the gate judges it again, as its server names it, on the first
     connection."""
-    from ..cli import db as dbcli
+    from ..database import admin as dbcli
     from ..database.identity import declared
 
     if _in_memory(url):
@@ -214,8 +214,8 @@ def create_database(url: URL, app: Flask | None = None, connect_args: ConnectArg
 def drop_database(url: URL, app: Flask | None = None, connect_args: ConnectArgs = None) -> None:
     """Drop the test database of ``url`` if it exists: refused unless the gate, asking the
     database itself, finds a test database that records the testing environment or none."""
-    from ..cli import db as dbcli
-    from ..database import stamp as dbenv
+    from ..database import admin as dbcli
+    from ..database import environments as dbenv
 
     if _in_memory(url):
         return
@@ -233,7 +233,7 @@ def drop_database(url: URL, app: Flask | None = None, connect_args: ConnectArgs 
 
 def database_exists(url: URL, connect_args: ConnectArgs = None) -> bool:
     """Whether the database of ``url`` exists (a file for SQLite)."""
-    from ..cli import db as dbcli
+    from ..database import admin as dbcli
 
     return dbcli.database_exists(url, connect_args)
 
@@ -354,7 +354,7 @@ class TestDatabase:
             # migrations folder must build the test schema under filterwarnings = error too.
             warnings.filterwarnings("ignore", "'get_engine' is deprecated", DeprecationWarning)
             if folder is None:
-                from ..database import stamp as dbenv
+                from ..database import environments as dbenv
                 from ..migrations.migrate import import_models
 
                 import_models(self.app)
@@ -497,6 +497,7 @@ def _dialect(url: URL) -> sa.engine.Dialect:
 def check_migrations(app: Flask) -> str | None:
     """What differs between the models and the migrations, measured on the migrated test
     database; ``None`` when they match."""
+    from ..migrations import binds as migration_binds
     from ..migrations import migrate as migrations
 
     if not migrations.has_migrations(app):
@@ -505,7 +506,7 @@ def check_migrations(app: Flask) -> str | None:
             " Create it with `flask complete init` and `flask db migrate`, or drop the option."
         )
     with database_access():
-        found = migrations.check(app)
+        found = migration_binds.check(app)
     return f"--check-migrations: {found}" if found else None
 
 
