@@ -46,6 +46,7 @@ lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Build the documentation into docs/_build/html, warnings as errors; it needs no network.
 docs: $(DEV)
