@@ -31,7 +31,8 @@ def _page_items() -> list[str]:
 def test_the_page_lists_the_contracts_layers_in_order() -> None:
     # Each item names its layer's packages in the parenthesis after its title.
     named = [
-        set(re.findall(r"``(flask_complete[\w.]*)``", item.split("):")[0])) for item in _page_items()
+        set(re.findall(r"``(flask_complete[\w.]*)``", item.split("):")[0]))
+        for item in _page_items()
     ]
     assert named == _contract_layers()
 
