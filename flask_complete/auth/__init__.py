@@ -53,11 +53,11 @@ def __getattr__(name: str) -> t.Any:
 def init_app(app: Flask, state: CompleteState) -> None:
     """Wire auth into ``app`` when a user model is given; otherwise only the opt-in CSRF check
     (``CSRF_PROTECT = true``) for an app with its own login."""
-    from .state import _flag
+    from .flags import csrf_flag
 
     if state.user_model is None:
         # Read from app.config, so that a value set in code is judged too.
-        flag = _flag(app.config.get("CSRF_PROTECT", "auto"))
+        flag = csrf_flag(app.config.get("CSRF_PROTECT", "auto"))
         if flag == "invalid":
             state.problems.append(_invalid_flag(app, state))
         elif flag is True:

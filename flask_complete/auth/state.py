@@ -117,12 +117,3 @@ def state_or_none(app: Flask | None = None) -> AuthState | None:
 
         app = current_app._get_current_object()  # type: ignore[attr-defined]
     return app.extensions.get(STATE_KEY)
-
-
-def _flag(value: t.Any) -> bool | str:
-    """``CSRF_PROTECT``: true, false or ``"auto"``; ``"invalid"`` for anything else, which
-    callers refuse (never read as off)."""
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "auto"):
-        text = value.strip().lower()
-        return text if text == "auto" else text == "true"
-    return value if isinstance(value, bool) else "invalid"

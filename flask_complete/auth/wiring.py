@@ -13,7 +13,8 @@ from .. import api
 from ..settings.config import Problem
 from . import csrf, passwords, sessions, throttle, tokens
 from .core import BundleLoginManager, load_user
-from .state import STATE_KEY, AuthState, _flag
+from .flags import csrf_flag
+from .state import STATE_KEY, AuthState
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -105,7 +106,7 @@ def setup(app: Flask, state: CompleteState) -> None:
             # Before every load, whenever the app registered its loader: it checks the record.
             user_accessed.connect(adopted.check_records, app)
 
-    flag = _flag(config.get("CSRF_PROTECT", "auto"))
+    flag = csrf_flag(config.get("CSRF_PROTECT", "auto"))
     if flag is False:
         mode = "off"
     elif flag is True or existing is None:
@@ -221,7 +222,7 @@ def check_settings(app: Flask, state: CompleteState) -> list[Problem]:
             f"AUTH_PASSWORD_METHOD = {method!r}: {e}.",
             'Use "scrypt" (the default) or e.g. "scrypt:32768:8:1".',
         )
-    if _flag(config.get("CSRF_PROTECT", "auto")) == "invalid":
+    if csrf_flag(config.get("CSRF_PROTECT", "auto")) == "invalid":
         bad(
             "CSRF_PROTECT",
             f"CSRF_PROTECT = {config.get('CSRF_PROTECT')!r} is not valid.",
