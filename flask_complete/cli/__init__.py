@@ -1,4 +1,7 @@
-"""The ``flask complete`` command group: ``config``, ``init`` and the checks.
+"""The commands: this package is the ``flask complete`` group (with ``init``), and each module
+beside it one command or group (``config``, ``check``, ``credentials``, ``new``, ``db`` and
+``fixtures`` for ``flask db``, ``users``). They import the pieces below them, never the
+extension; the pieces name them by module path, so a command's module loads when it runs.
 
 This module is the ``flask.commands`` entry point, which the ``flask`` command imports in every
 environment where flask_complete is installed, for every app: it imports only what ``flask``

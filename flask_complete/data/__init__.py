@@ -1,3 +1,4 @@
-"""Data: seeds, data fixtures (their files, their values, the models as they see them). Imports
-migrations, db, state and settings; never web or auth.
+"""Data fixtures: dump and load (``fixtures``), their files (``format``), column values
+(``values``) and the models as fixtures see them (``models``). Imports the database layer, the
+state and the settings; never the web pieces or auth.
 """

@@ -1,3 +1,3 @@
-"""The web pieces: CORS and the health endpoint. Imports migrations, db, state and settings (and
-:mod:`flask_complete.api`).
+"""The web pieces: CORS (``cors``) and the health endpoint (``health``). Import migrations, the
+database layer, the state and the settings; never auth or data.
 """
