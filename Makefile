@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: demo test test-lowest lint docs clean
+.PHONY: demo test test-slow test-all test-lowest lint docs clean
 
-# Two installs, each with its stamp: the package alone (what serving the example needs) and
-# the package with every dependency group (the tests, the linters, the docs).
+# Three installs, each with its stamp: the package alone (what serving the example needs), the
+# package with the test tools, and the package with every dependency group (linters, docs).
 RUNTIME := $(VENV)/.installed-runtime
+TESTS := $(VENV)/.installed-tests
 DEV := $(VENV)/.installed-dev
 
 $(BIN)/python:
@@ -21,24 +22,37 @@ $(RUNTIME): pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 # Dependency groups need pip 25.1.
+$(TESTS): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e . --group tests
+	touch $@ $(RUNTIME)
+
 $(DEV): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e . --group tests --group style --group typing --group docs
-	touch $@ $(RUNTIME)
+	touch $@ $(TESTS) $(RUNTIME)
 
 # Run the example notes app on its embedded SQLite database (created and migrated).
 demo: $(RUNTIME)
 	$(BIN)/flask --app example_app db prepare
 	$(BIN)/flask --app example_app run --host $(HOST) --port $(PORT)
 
-# Run the whole test suite on every core (server tests skip with the reason when no server
-# runs; pyproject's addopts show the reasons). PYTEST_ARGS replaces the default.
-PYTEST_ARGS ?= -n auto
-test: $(DEV)
+# Run the test suite on every core (server tests skip with the reason when no server runs;
+# pyproject's addopts show the reasons), but for the slow group: whole processes, servers and
+# builds, which `make test-slow` runs (`make test-all`: both; CI runs every test).
+# PYTEST_ARGS replaces the default.
+PYTEST_ARGS ?= -n auto -m "not slow"
+test: $(TESTS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-slow: $(TESTS)
+	$(BIN)/python -m pytest -n auto -m slow
+
+test-all: $(TESTS)
+	$(BIN)/python -m pytest -n auto
+
 # The suite again on the lowest version of every tested range (nox session tests_lowest).
-test-lowest: $(DEV)
+test-lowest: $(TESTS)
 	$(BIN)/python -m pip install --quiet -c constraints.txt nox
 	$(BIN)/nox -s tests_lowest -- $(PYTEST_ARGS)
 

@@ -32,6 +32,9 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_complete import Complete
 
+#: Real processes and builds: `make test-slow` and CI run them, `make test` does not.
+pytestmark = pytest.mark.slow
+
 # Random, fixed: production refuses guessable keys.
 SECRET = "q3Vw8Xo1nR6tZp0LkJ2sYdHf5mBcE9aGu7iTlWvNxQ4rSeKyDjOh_UzCb-FgPAM"
 THREADS, TRANSACTIONS, SERVER_CONNECTIONS = 4, 40, 2

@@ -26,6 +26,9 @@ import sqlalchemy as sa
 from authapps import REDIS, Answer, call, redis_or_skip
 from conftest import answers, free_port, poll, server_database, stop
 
+#: Real processes and builds: `make test-slow` and CI run them, `make test` does not.
+pytestmark = pytest.mark.slow
+
 #: Random, fixed: production refuses guessable keys.
 SECRET = "Yk2P9vQeT5wZrN8uL1mHjD4sXcA7bG0oF3iKtEnR6yWq_VhMzUpCdSlJx-gBaIfO"
 PASSWORD = "a long enough password"

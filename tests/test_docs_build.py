@@ -22,6 +22,9 @@ import cli_groups  # noqa: E402
 import references  # noqa: E402
 from test_docs_reference import PUBLIC_MODULES, expected_settings  # noqa: E402
 
+#: Real processes and builds: `make test-slow` and CI run them, `make test` does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def html(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -341,6 +341,7 @@ def check_command(line: str) -> None:
         )
 
 
+@pytest.mark.slow
 def test_the_command_checker_refuses_what_does_not_exist() -> None:
     check_command("FLASK_ENV=production flask --app app complete check --deploy")
     check_command(".venv/bin/flask --app example_app users create you@example.com")
@@ -492,6 +493,7 @@ def run_page(steps: list[dict[str, object]], tmp_path: Path) -> None:
 RUNNABLE = _runnable()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("source", "steps"), RUNNABLE, ids=[source for source, _ in RUNNABLE])
 def test_every_page_runs(source: str, steps: list[dict[str, object]], tmp_path: Path) -> None:
     run_page(steps, tmp_path)

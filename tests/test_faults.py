@@ -34,6 +34,9 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import text
 from flask_complete import Complete
 
+#: Real processes and builds: `make test-slow` and CI run them, `make test` does not.
+pytestmark = pytest.mark.slow
+
 db = SQLAlchemy()
 app = Flask("faultapp")
 Complete(app, db=db)

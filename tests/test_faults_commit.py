@@ -42,6 +42,9 @@ from example_app import create_app
 from example_app.models import Note
 from flask_complete import db
 
+#: Real processes and builds: `make test-slow` and CI run them, `make test` does not.
+pytestmark = pytest.mark.slow
+
 PASSWORD = "a long enough password"
 ROOT = Path(__file__).resolve().parent.parent  # where the example_app package lives
 HERE = Path(__file__).resolve().parent

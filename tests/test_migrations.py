@@ -149,6 +149,7 @@ def test_app_migrate_before_or_after_complete(order: str, tmp_path: Path) -> Non
     assert flask_migrate.cli.db.get_command(click.Context(flask_migrate.cli.db), "create") is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["after", "before"])
 def test_app_migrate_from_another_working_directory(order: str, tmp_path: Path) -> None:
     """The real `flask`, run outside the project: Migrate's relative folder is the project's."""
@@ -310,6 +311,7 @@ class SrcProject:
         return sorted(self.root.parent.rglob("env.py"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_the_apps_folder_from_any_working_directory(layout: str, tmp_path: Path) -> None:
     """`src/migrations` beside the package, `Migrate(directory=...)`, or MIGRATIONS_DIR: every
@@ -335,6 +337,7 @@ def test_the_apps_folder_from_any_working_directory(layout: str, tmp_path: Path)
     assert list(elsewhere.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_folder_without_env_py_stops_the_plugin_and_commands(tmp_path: Path) -> None:
     """The plugin and `flask db prepare` name the folder and the fix, never create_all."""
     project = SrcProject(tmp_path / "project", "beside the package")

@@ -281,6 +281,7 @@ def _outcomes(result: pytest.RunResult) -> dict[str, int]:
     return {k: v for k, v in result.parseoutcomes().items() if k not in ("warning", "warnings")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", list(SHAPE_RUNS))
 def test_shape_retrofit(
     shape: str, pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
