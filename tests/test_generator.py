@@ -77,12 +77,15 @@ class Venv:
     def env(self, **settings: str) -> dict[str, str]:
         """A shell with the environment activated."""
         path = os.pathsep.join([str(self.bin), os.environ.get("PATH", "")])
-        return shell_env(PATH=path, VIRTUAL_ENV=str(self.path), **settings)
+        env = shell_env(PATH=path, VIRTUAL_ENV=str(self.path), **settings)
+        # pip installs without byte-compiling (Faker's hundreds of locales cost more than all
+        # the rest): each module is compiled when first imported, and kept.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        return env
 
     def pip_install(self, *args: str, cwd: Path) -> str:
         constraints = str(REPO / "constraints.txt")
         command = [PYTHON, "-m", "pip", "--python", str(self.bin / "python"), "install"]
-        # Byte-compiling every installed module (Faker's locales) costs more than the rest.
         return run(*command, "--no-compile", "-c", constraints, *args, cwd=cwd, env=self.env())
 
     def run(self, program: str, *args: str, cwd: Path, **settings: str) -> str:
