@@ -1,16 +1,24 @@
-"""``flask complete new``: the generated project installs nothing here; it is run with this
-interpreter and its folder on ``PYTHONPATH``, through the commands its README gives: ``flask db
-prepare``, ``flask run`` (real HTTP on loopback) and its own ``pytest``."""
+"""``flask complete new``, the way a newcomer meets it.
+
+The first two tests type the issue's commands in a temporary folder: flask-complete, built into a
+wheel from this checkout, is installed with ``constraints.txt`` into a fresh virtual environment
+(pip's own cache makes a second run fast); there ``flask complete new``, ``pip install -e .``,
+``flask db prepare``, ``flask run`` (real HTTP on loopback, logged in through the login form) and
+the project's own ``pytest`` run from the environment's ``bin/``. The other tests run the command
+with this interpreter, the checkout on ``PYTHONPATH``.
+"""
 
 from __future__ import annotations
 
 import ast
+import html
 import http.cookiejar
-import json
 import os
+import re
 import subprocess
 import sys
 import typing as t
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -22,30 +30,192 @@ from conftest import unique_name as unique_database_name
 from hypothesis import given
 from hypothesis import strategies as st
 
+import flask_complete
 from flask_complete.cli import complete_group
-from flask_complete.cli.new import check_name
+from flask_complete.cli.new import DEMO_LOGIN, check_name
 
 PYTHON = sys.executable
 RUFF = Path(PYTHON).with_name("ruff")
+REPO = Path(__file__).resolve().parents[1]
+#: Where the flask_complete this run imports lives: the subprocesses import the same one.
+SOURCE = Path(flask_complete.__file__).resolve().parents[1]
+#: What a shell of the user's would not have: this run's settings and import path.
+_RUN_ONLY = ("DATABASE_URL", "SECRET_KEY", "REDIS_URL", "PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
 
 
-def project_env(project: Path, **settings: str) -> dict[str, str]:
-    """The environment of a shell in the project: none of this run's settings, the project's
-    folder importable (what ``pip install -e .`` would give)."""
+def shell_env(**settings: str) -> dict[str, str]:
+    """The environment of a user's shell: none of this test run's settings."""
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("FLASK_", "PYTEST_"))
-        and key not in ("DATABASE_URL", "SECRET_KEY", "REDIS_URL", "COV_CORE_SOURCE")
+        if not key.startswith(("FLASK_", "PYTEST_", "COV_")) and key not in _RUN_ONLY
     }
-    env["PYTHONPATH"] = str(project)
     return {**env, **settings}
 
 
-def run(*args: str, cwd: Path, env: dict[str, str]) -> str:
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+def run(*args: str | Path, cwd: Path, env: dict[str, str]) -> str:
+    # A bound against a hung command only; pip may download on a cold cache.
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, (args, done.stdout, done.stderr)
     return done.stdout + done.stderr
+
+
+def passed(pytest_output: str) -> bool:
+    """Whether ``pytest -q`` passed every test: nothing skipped, failed or warned."""
+    return re.search(r"^\d+ passed in [\d.]+s", pytest_output, re.MULTILINE) is not None
+
+
+class Venv:
+    """A fresh virtual environment (``python -m venv``), with pip run for it from this
+    interpreter (``pip --python``): the same installs, without seeding pip into each one."""
+
+    def __init__(self, path: Path) -> None:
+        run(PYTHON, "-m", "venv", "--without-pip", path, cwd=path.parent, env=shell_env())
+        self.bin = path / ("Scripts" if os.name == "nt" else "bin")
+        self.path = path
+
+    def env(self, **settings: str) -> dict[str, str]:
+        """A shell with the environment activated."""
+        path = os.pathsep.join([str(self.bin), os.environ.get("PATH", "")])
+        env = shell_env(PATH=path, VIRTUAL_ENV=str(self.path), **settings)
+        # pip installs without byte-compiling (Faker's hundreds of locales cost more than all
+        # the rest): each module is compiled when first imported, and kept.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        return env
+
+    def pip_install(self, *args: str, cwd: Path) -> str:
+        constraints = str(REPO / "constraints.txt")
+        command = [PYTHON, "-m", "pip", "--python", str(self.bin / "python"), "install"]
+        return run(*command, "--no-compile", "-c", constraints, *args, cwd=cwd, env=self.env())
+
+    def run(self, program: str, *args: str, cwd: Path, **settings: str) -> str:
+        return run(self.bin / program, *args, cwd=cwd, env=self.env(**settings))
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """flask-complete built from this checkout, as the index would serve it."""
+    out = tmp_path_factory.mktemp("dist")
+    run(PYTHON, "-m", "pip", "wheel", "--no-deps", "-w", out, REPO, cwd=out, env=shell_env())
+    (built,) = out.glob("flask_complete-*.whl")
+    return built
+
+
+class Form(t.NamedTuple):
+    action: str
+    fields: dict[str, str]
+
+
+def first_form(page: str) -> Form:
+    """The first ``<form method="post">`` of ``page``: its action and hidden fields."""
+    found = re.search(r'<form method="post" action="([^"]+)">(.*?)</form>', page, re.DOTALL)
+    assert found is not None, page
+    hidden = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', found[2])
+    return Form(html.unescape(found[1]), {k: html.unescape(v) for k, v in hidden})
+
+
+def browse(port: int, email: str, password: str) -> tuple[str, str, str]:
+    """As a browser: open the home page, fill in the login form it leads to and send it.
+    Returns the URL the home page led to, that page, and the page after the login."""
+    base = f"http://127.0.0.1:{port}"
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    browser.addheaders = [("Accept", "text/html"), ("Origin", base)]
+    with browser.open(f"{base}/", timeout=30) as response:
+        landed, login_page = response.url, response.read().decode()
+    form = first_form(login_page)
+    data = urllib.parse.urlencode({**form.fields, "email": email, "password": password})
+    with browser.open(urllib.parse.urljoin(landed, form.action), data.encode(), 30) as response:
+        assert response.url == f"{base}/", response.url
+        after = response.read().decode()
+    return landed, login_page, after
+
+
+def serve_and_browse(venv: Venv, project: Path, **settings: str) -> tuple[str, str, str]:
+    """``flask run`` on a free loopback port, browsed once (see :func:`browse`)."""
+    port = free_port()
+    command = [venv.bin / "flask", "run", "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(
+        command,
+        cwd=project,
+        env=venv.env(**settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        poll(lambda: answers(port) or server.poll() is not None, 60, "flask run")
+        assert server.poll() is None, "flask run exited"
+        return browse(port, *DEMO_LOGIN)
+    finally:
+        stop(server)
+
+
+def the_first_hour(
+    where: Path, wheel: Path, name: str, *options: str, **settings: str
+) -> tuple[Path, str]:
+    """The issue's commands in ``where``, the project's database settings in ``settings``:
+    ``pip install flask-complete``, ``flask complete new``, ``cd NAME && pip install -e .``,
+    ``flask db prepare``, ``flask run`` and a login, ``pytest``. Returns the project and the
+    output of ``flask complete new``."""
+    venv = Venv(where / ".venv")
+    venv.pip_install(f"{wheel}[pytest]", cwd=where)
+    out = venv.run("flask", "complete", "new", name, *options, cwd=where)
+    project = where / name
+    venv.pip_install("-e", ".", cwd=project)
+
+    prepared = venv.run("flask", "db", "prepare", cwd=project, **settings)
+    assert "seeded (user +1, note +2)" in prepared
+    checked = venv.run("flask", "db", "check", cwd=project, **settings)
+    assert "database matches the models and the migrations" in checked
+
+    landed, login_page, after = serve_and_browse(venv, project, **settings)
+    assert urllib.parse.urlsplit(landed).path == "/auth/login", landed
+    assert f"<title>Log in · {name}</title>" in login_page, login_page
+    assert 'name="password"' in login_page and "style.css" in login_page
+    assert "Your notes" in after and DEMO_LOGIN[0] in after
+    assert after.count("<li>") == 2 and "Add note" in after and "<script" not in after
+
+    tested = venv.run("pytest", "-q", cwd=project, **settings)
+    assert passed(tested), tested
+    return project, out
+
+
+def test_the_first_hour_on_sqlite(tmp_path: Path, wheel: Path) -> None:
+    project, out = the_first_hour(tmp_path, wheel, "blog")
+    assert DEMO_LOGIN[0] in out and "flask run --debug" in out
+    pyproject = (project / "pyproject.toml").read_text()
+    assert '"flask-complete[pytest]>=' in pyproject and 'flask_app = "blog"' in pyproject
+    assert (project / ".secrets.toml").stat().st_mode & 0o077 == 0
+    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 1
+    assert (project / "instance" / "blog-dev.sqlite3").is_file()
+
+
+@pytest.mark.postgres
+def test_the_first_hour_on_postgresql(tmp_path: Path, wheel: Path) -> None:
+    require_server("postgres")
+    name = unique_database_name("fc_new")
+    # The server of this run instead of the settings' default; prepare creates the database.
+    url = f"{SERVERS['postgres']}/{name}"
+    try:
+        project, _ = the_first_hour(
+            tmp_path, wheel, "shop", "--database", "postgresql", DATABASE_URL=url
+        )
+    finally:
+        drop_database("postgres", name)
+        drop_database("postgres", f"test_{name}")
+    assert '"flask-complete[pytest,postgres]>=' in (project / "pyproject.toml").read_text()
+    assert 'DATABASE_URL = "postgresql://' in (project / "settings.toml").read_text()
+    assert not (project / "instance").exists()
+
+
+# -- with this interpreter -------------------------------------------------------------------------
+
+
+def project_env(project: Path, *more: Path) -> dict[str, str]:
+    """A shell in ``project`` that imports it and this run's flask_complete (as ``pip install
+    -e .`` would give)."""
+    return shell_env(PYTHONPATH=os.pathsep.join(map(str, [*more, project, SOURCE])))
 
 
 def generate(where: Path, name: str, *options: str) -> Path:
@@ -56,93 +226,16 @@ def generate(where: Path, name: str, *options: str) -> Path:
     return where / name
 
 
-def visit(port: int, email: str, password: str) -> tuple[str, str]:
-    """The home page before and after logging in the way its form does (JSON to the form's
-    action, the session cookie kept)."""
-    opener = urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-    )
-    base = f"http://127.0.0.1:{port}"
-    with opener.open(f"{base}/", timeout=30) as response:
-        before = response.read().decode()
-    with opener.open(f"{base}/static/forms.js", timeout=30) as response:
-        assert b"application/json" in response.read()
-    login = urllib.request.Request(
-        f"{base}/auth/login",
-        data=json.dumps({"email": email, "password": password}).encode(),
-        headers={"Content-Type": "application/json", "Origin": base},
-    )
-    with opener.open(login, timeout=30) as response:
-        assert json.load(response)["user"]["email"] == email
-    with opener.open(f"{base}/", timeout=30) as response:
-        after = response.read().decode()
-    return before, after
-
-
-def serve_and_visit(project: Path, env: dict[str, str]) -> tuple[str, str]:
-    port = free_port()
-    command = [PYTHON, "-m", "flask", "run", "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(
-        command, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        poll(lambda: answers(port) or server.poll() is not None, 60, "flask run")
-        assert server.poll() is None, "flask run exited"
-        return visit(port, "demo@example.com", "demo password")
-    finally:
-        stop(server)
-
-
-def check_project(project: Path, env: dict[str, str]) -> None:
-    """The README's sequence: prepare, check, serve, log in, the project's own tests."""
-    out = run(PYTHON, "-m", "flask", "db", "prepare", cwd=project, env=env)
-    assert "seeded" in out
-    out = run(PYTHON, "-m", "flask", "db", "check", cwd=project, env=env)
-    assert "database matches the models and the migrations" in out
-    before, after = serve_and_visit(project, env)
-    assert 'action="/auth/login"' in before and 'name="password"' in before
-    assert "Your notes" in after and "demo@example.com" in after
-    out = run(PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=project, env=env)
-    assert "5 passed" in out, out
-
-
-def test_a_sqlite_project_migrates_serves_its_login_page_and_passes_its_tests(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "blog").mkdir()  # an empty folder is fine
-    project = generate(tmp_path, "blog")
-    pyproject = (project / "pyproject.toml").read_text()
-    assert '"flask-complete[pytest]>=' in pyproject and 'flask_app = "blog"' in pyproject
-    assert (project / ".secrets.toml").stat().st_mode & 0o077 == 0
-    assert len(list((project / "migrations" / "versions").glob("*.py"))) == 1
-    check_project(project, project_env(project))
-    assert (project / "instance" / "blog-dev.sqlite3").is_file()
-
-
-@pytest.mark.postgres
-def test_a_postgresql_project_on_the_server(tmp_path: Path) -> None:
-    require_server("postgres")
-    name = unique_database_name("fc_new")
-    project = generate(tmp_path, "shop", "--database", "postgresql")
-    pyproject = (project / "pyproject.toml").read_text()
-    assert '"flask-complete[pytest,postgres]>=' in pyproject
-    assert 'DATABASE_URL = "postgresql://' in (project / "settings.toml").read_text()
-    # The server of this run instead of the settings' default; prepare creates the database.
-    env = project_env(project, DATABASE_URL=f"{SERVERS['postgres']}/{name}")
-    try:
-        check_project(project, env)
-    finally:
-        drop_database("postgres", name)
-        drop_database("postgres", f"test_{name}")
-
-
 @pytest.mark.skipif(not RUFF.exists(), reason="ruff is not installed (dependency group style)")
-def test_the_generated_code_is_ruff_clean(tmp_path: Path) -> None:
+def test_the_generated_code_is_ruff_clean_and_its_pages_need_no_script(tmp_path: Path) -> None:
     project = generate(tmp_path, "blog", "--database", "mysql")
     assert '"flask-complete[pytest,mysql]>=' in (project / "pyproject.toml").read_text()
+    assert not list(project.rglob("*.js"))
+    for template in (project / "blog" / "templates").glob("*.html"):
+        assert "<script" not in template.read_text(), template
     env = project_env(project)
-    run(str(RUFF), "check", "--no-cache", ".", cwd=project, env=env)
-    run(str(RUFF), "format", "--no-cache", "--check", ".", cwd=project, env=env)
+    run(RUFF, "check", "--no-cache", ".", cwd=project, env=env)
+    run(RUFF, "format", "--no-cache", "--check", ".", cwd=project, env=env)
 
 
 def new(where: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> t.Any:
@@ -193,7 +286,7 @@ def test_without_pytest_only_the_plugin_needs_it(tmp_path: Path) -> None:
     project = generate(tmp_path, "blog")
     blocker = tmp_path / "sitecustomize.py"
     blocker.write_text("import sys\nsys.modules['pytest'] = None  # not installed\n")
-    env = project_env(project, PYTHONPATH=f"{tmp_path}{os.pathsep}{project}")
+    env = project_env(project, tmp_path)
     script = (
         "import importlib, pkgutil, flask_complete\n"
         "for m in pkgutil.walk_packages(flask_complete.__path__, 'flask_complete.'):\n"

@@ -33,6 +33,8 @@ DATABASES: dict[str, tuple[str, str]] = {
     "postgresql": ('DATABASE_URL = "postgresql://postgres@127.0.0.1/{name}"', "postgres"),
     "mysql": ('DATABASE_URL = "mysql://root@127.0.0.1/{name}"', "mysql"),
 }
+#: The development seeds' user: email and password.
+DEMO_LOGIN = ("demo@example.com", "demo password")
 #: Template names that become another name in the project.
 _RENAMED = {"package": "{name}", "gitignore": ".gitignore"}
 #: What the ``flask`` commands run at generation must never see from the user's shell.
@@ -85,6 +87,8 @@ def render(name: str, database: str) -> dict[Path, str]:
         "__extras__": ",".join(e for e in ("pytest", extra) if e),
         "__version__": __version__,
         "__development_database__": line.format(name=name),
+        "__demo_email__": DEMO_LOGIN[0],
+        "__demo_password__": DEMO_LOGIN[1],
     }
     rendered = {}
     for path, text in _files(resources.files("flask_complete.cli") / "project_template"):
@@ -159,6 +163,7 @@ def new_command(name: str, database: str) -> None:
     write_project(target, name, database)
     click.echo(f"wrote   {name}/ (a {database} project)")
     click.echo(
-        f"\nNext:\n  cd {name}\n  pip install -e .\n  flask db prepare\n  flask run --debug\n"
+        f"\nNext:\n  cd {name}\n  pip install -e .\n  flask db prepare\n"
+        f"  flask run --debug    # log in as {DEMO_LOGIN[0]}, password {DEMO_LOGIN[1]!r}\n"
         "  pytest"
     )
