@@ -181,6 +181,7 @@ def the_first_hour(
     return project, out
 
 
+@pytest.mark.slow
 def test_the_first_hour_on_sqlite(tmp_path: Path, wheel: Path) -> None:
     project, out = the_first_hour(tmp_path, wheel, "blog")
     assert DEMO_LOGIN[0] in out and "flask run --debug" in out
@@ -191,6 +192,7 @@ def test_the_first_hour_on_sqlite(tmp_path: Path, wheel: Path) -> None:
     assert (project / "instance" / "blog-dev.sqlite3").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_the_first_hour_on_postgresql(tmp_path: Path, wheel: Path) -> None:
     require_server("postgres")
@@ -280,6 +282,7 @@ def test_an_accepted_name_is_one_import_statement_can_name(name: str) -> None:
     assert name not in sys.modules and name not in sys.stdlib_module_names
 
 
+@pytest.mark.slow
 def test_without_pytest_only_the_plugin_needs_it(tmp_path: Path) -> None:
     """An install without the [pytest] extra: every module but the plugin imports, and the
     generated project's commands run (pytest is not the first error a newcomer meets)."""
