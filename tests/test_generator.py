@@ -228,7 +228,7 @@ def generate(where: Path, name: str, *options: str) -> Path:
     return where / name
 
 
-@pytest.mark.skipif(not RUFF.exists(), reason="ruff is not installed (dependency group style)")
+@pytest.mark.skipif(not RUFF.exists(), reason="ruff is not installed (dependency group tests)")
 def test_the_generated_code_is_ruff_clean_and_its_pages_need_no_script(tmp_path: Path) -> None:
     project = generate(tmp_path, "blog", "--database", "mysql")
     assert '"flask-complete[pytest,mysql]>=' in (project / "pyproject.toml").read_text()
