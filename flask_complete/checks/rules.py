@@ -165,6 +165,39 @@ def check_sqlite(url: str | None) -> list[Problem]:
     ]
 
 
+def check_embedded(config: t.Mapping[str, t.Any], sources: t.Mapping[str, str]) -> list[Problem]:
+    """The embedded PostgreSQL in production: a development server in the instance folder,
+    trusting every local user, on one machine, never backed up."""
+    from ..database.urls import is_embedded
+
+    urls = [("DATABASE_URL", config.get("SQLALCHEMY_DATABASE_URI"))]
+    binds = config.get("SQLALCHEMY_BINDS")
+    for key, value in (binds if isinstance(binds, t.Mapping) else {}).items():
+        url = value.get("url") if isinstance(value, t.Mapping) else value
+        urls.append((f"SQLALCHEMY_BINDS.{key}", url))
+    found = []
+    for setting, url in urls:
+        if not is_embedded(url):
+            continue
+        top = setting.partition(".")[0]
+        where = sources.get(top) or sources.get(
+            "SQLALCHEMY_DATABASE_URI" if top == "DATABASE_URL" else top, "code"
+        )
+        found.append(
+            _found(
+                "database.embedded",
+                setting,
+                f"{setting} (from {where}) is the embedded PostgreSQL: a development server "
+                "in the instance folder that trusts every local user, serves one machine and "
+                "is never backed up.",
+                f"Set {setting} for production to your PostgreSQL server (e.g. "
+                "DATABASE_URL=postgresql://app@db.internal/app in the environment) and keep "
+                "postgresql+embedded:// in settings.toml [development] only.",
+            )
+        )
+    return found
+
+
 def check_cookies(config: t.Mapping[str, t.Any], remember_cookie: bool) -> list[Problem]:
     """Cookie flags: ``Secure``, ``HttpOnly`` and ``SameSite`` on the session (and remember)
     cookie."""
@@ -418,6 +451,7 @@ def production_findings(app: Flask, state: CompleteState) -> list[Problem]:
     found += check_debug(debug_source(state))
     found += check_switches(config, _has_login(app, state))
     found += check_sqlite(config.get("SQLALCHEMY_DATABASE_URI"))
+    found += check_embedded(config, settings.sources)
     found += check_cookies(config, _has_login(app, state))
     found += check_throttle_fail_open(config, _has_login(app, state))
     if config.get("COMPLETE_CORS", True):

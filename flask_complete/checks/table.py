@@ -50,6 +50,11 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check("auth.throttle_off", "warning", "AUTH_THROTTLE is false: password guessing is unlimited"),
     Check("database.sqlite", "warning", "SQLite as the production database"),
+    Check(
+        "database.embedded",
+        "error",
+        "the embedded PostgreSQL (postgresql+embedded://) as a production database",
+    ),
     _cookie("SESSION_COOKIE_SECURE", "the session cookie is also sent over plain HTTP"),
     _cookie("SESSION_COOKIE_HTTPONLY", "page scripts can read the session cookie"),
     Check("cookie.session_cookie_samesite", "warning", "SESSION_COOKIE_SAMESITE not Lax/Strict"),

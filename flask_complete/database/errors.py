@@ -148,6 +148,9 @@ def database_errors(url: URL | None = None) -> Iterator[None]:
             raise
         raise click.ClickException(message) from e
     except Exception as e:
+        embedded = sys.modules.get(f"{__package__}.embedded")
+        if embedded is not None and isinstance(e, embedded.EmbeddedPostgresError):
+            raise click.ClickException(str(e)) from e  # its message names the fix
         alembic_util = sys.modules.get("alembic.util")
         if alembic_util is not None and isinstance(e, alembic_util.CommandError):
             raise click.ClickException(str(e)) from e

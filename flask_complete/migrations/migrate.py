@@ -55,9 +55,14 @@ OWN_COMMANDS = (
     "prepare",
     "reset",
     "seed",
+    "server",
 )
 #: Our commands defined outside :mod:`flask_complete.cli.db`.
-_COMMAND_MODULES = {"dump": "flask_complete.cli.fixtures", "load": "flask_complete.cli.fixtures"}
+_COMMAND_MODULES = {
+    "dump": "flask_complete.cli.fixtures",
+    "load": "flask_complete.cli.fixtures",
+    "server": "flask_complete.cli.server",
+}
 #: Commands that work without a migrations folder.
 NO_FOLDER_NEEDED = (
     "create",
