@@ -61,6 +61,16 @@ class _Run:
     worker: str = ""
     databases: TestDatabases | None = None
     factories: dict[str, type[t.Any]] = field(default_factory=dict)
+    #: On the pytest-xdist controller: the folder its workers share (the template's lock).
+    shared: str | None = None
+    #: What was done to each test database, for the terminal summary (the workers' too).
+    summary: list[str] = field(default_factory=list)
+
+
+#: The ``workerinput`` key of the folder the controller shares with its workers.
+_SHARED = "flask_complete_shared"
+#: The ``workeroutput`` key of a worker's summary lines.
+_SUMMARY = "flask_complete_summary"
 
 
 _RUN = pytest.StashKey[_Run]()
@@ -284,6 +294,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     if run.finder is not None:
         run.finder.remove()
+    if run.shared is not None:
+        import shutil
+
+        shutil.rmtree(run.shared, ignore_errors=True)
     if run.pinned:
         from flask import appcontext_pushed
 
@@ -293,6 +307,34 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _pinned = None
         appcontext_pushed.disconnect(_guard)
         settings.force_env(run.previous_env)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: t.Any) -> None:
+    """pytest-xdist's controller, for each worker: the folder where the workers agree on who
+    builds the template database (made here, removed when the run ends)."""
+    run = node.config.stash.get(_RUN, None)
+    if run is None:
+        return
+    if run.shared is None:
+        import tempfile
+
+        run.shared = tempfile.mkdtemp(prefix="flask_complete-")
+    node.workerinput[_SHARED] = run.shared
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: t.Any, error: object) -> None:
+    run = node.config.stash.get(_RUN, None)
+    output = getattr(node, "workeroutput", None) or {}
+    if run is not None:
+        run.summary.extend(output.get(_SUMMARY, ()))
+
+
+def pytest_terminal_summary(terminalreporter: t.Any) -> None:
+    run = terminalreporter.config.stash.get(_RUN, None)
+    for line in run.summary if run is not None else ():
+        terminalreporter.write_line(f"flask_complete: {line}")
 
 
 def _app(config: pytest.Config) -> Flask:
@@ -500,11 +542,19 @@ def _databases(config: pytest.Config) -> TestDatabases:
 
     run = config.stash[_RUN]
     if run.databases is None:
+        from .testing import fixtures as part
+
+        option = config.getoption("flask_load_fixtures")
+        shared = getattr(config, "workerinput", {}).get(_SHARED)
         run.databases = TestDatabases(
             reuse=_flag(config, "flask_reuse_db"),
             recreate=_flag(config, "flask_create_db"),
             migrations=_flag(config, "flask_migrations"),
-            cache=config.cache if hasattr(config, "cache") else None,
+            fixtures=part.names_of(
+                option if option is not None else config.getini("flask_load_fixtures")
+            ),
+            shared=Path(shared) if shared and run.worker else None,
+            worker=run.worker,
         )
     return run.databases
 
@@ -518,40 +568,33 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from .testing.databases import DatabaseRefused
 
     databases, run.databases = run.databases, None
+    prefix = f"[{run.worker}] " if run.worker else ""
+    run.summary.extend(prefix + line for line in databases.summary)
     try:
         databases.teardown()
     except (DatabaseRefused, ClickException) as e:
         # A database left behind is a failed run, said plainly.
         message = e.format_message() if isinstance(e, ClickException) else str(e)
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"flask_complete could not drop a test database: {message}")
+        run.summary.append(f"{prefix}could not drop a test database: {message}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # pytest-xdist sends it to the controller, which prints it.
+        workeroutput[_SUMMARY] = list(run.summary)
 
 
 _checked_migrations = pytest.StashKey[bool]()
 
 
 def _prepare(request: pytest.FixtureRequest, app: Flask, databases: TestDatabases) -> SQLAlchemy:
-    """The gate, then the test database of ``app`` (built once), then ``--check-migrations``."""
+    """The gate, then the test database of ``app`` (built once, with the session's data
+    fixtures), then ``--check-migrations``."""
     from .testing.databases import check_migrations, sqla_of
 
     with _clean_failures():
         sqla = sqla_of(app)
-        database = databases.prepare(app)
+        databases.prepare(app)
     config = request.config
-    if not database.fixtures_loaded:
-        database.fixtures_loaded = True
-        from .testing import fixtures as part
-
-        option = config.getoption("flask_load_fixtures")
-        names = part.names_of(
-            option if option is not None else config.getini("flask_load_fixtures")
-        )
-        from .testing.databases import database_access
-
-        with _clean_failures(), database_access():
-            part.load_for_session(app, names)
     if _flag(config, "flask_check_migrations") and not config.stash.get(_checked_migrations, False):
         config.stash[_checked_migrations] = True
         problem = check_migrations(app)
