@@ -92,8 +92,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         dest="flask_reuse_db",
         help="Keep the test database after the run and reuse it next time (rebuilt when the "
-        "migrations, models or data fixtures change: the database records what it was built "
-        "from, so pytest's cache is not needed). Ini: flask_reuse_db.",
+        "migrations, or the models without migrations, or the data fixtures change: the "
+        "database records what it was built from). Ini: flask_reuse_db.",
     )
     parser.addini("flask_reuse_db", "Keep and reuse the test database.", type="bool", default=False)
     group.addoption(

@@ -259,3 +259,34 @@ def test_a_template_stamped_development_is_refused(
     assert len(ran(log)) == 1
     stem = project.test_name.partition(".")[0]
     assert not list((project.pytester.path / "instance").glob(f"{stem}_gw*"))
+
+
+def test_reuse_db_keeps_the_session_fixtures_and_a_changed_file_rebuilds(
+    project: Project,
+) -> None:
+    """Rows that --load-fixtures committed are part of what a kept database was built from: a
+    second run reuses them (and loads nothing twice); a changed fixture file rebuilds it."""
+    project.write()
+    fixtures = project.pytester.path / "fixtures"
+    fixtures.mkdir()
+    (fixtures / "more.json").write_text('[{"model": "Item", "pk": 9, "fields": {"name": "nine"}}]')
+    project.pytester.makepyfile(test_reuse=COUNT_TEST)
+    project.pytester.makeconftest(
+        'def pytest_addoption(parser):\n    parser.addoption("--expect", default="0")\n'
+    )
+    args = ("--reuse-db", "--load-fixtures", "more", *NO_CACHE)
+    project.run(*args, "--expect", "1").assert_outcomes(passed=1)
+    put_row(project, project.test_name)
+    again = project.run(*args, "--expect", "2")
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["flask_complete: test database *reused*"])
+
+    (fixtures / "more.json").write_text(
+        '[{"model": "Item", "pk": 9, "fields": {"name": "nine"}},\n'
+        ' {"model": "Item", "pk": 10, "fields": {"name": "ten"}}]'
+    )
+    changed = project.run(*args, "--expect", "2")
+    changed.assert_outcomes(passed=1)
+    changed.stdout.fnmatch_lines(["*rebuilt*the data fixtures changed*"])
+    project.run("--load-fixtures", "more", "--expect", "2", *NO_CACHE).assert_outcomes(passed=1)
+    assert not project.exists(project.test_name)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import sys
+import threading
 import typing as t
 import warnings
 import weakref
@@ -293,26 +295,29 @@ class TestDatabase:
         return usable_migrations(self.app) if self.use_migrations else None
 
     def fingerprint(self) -> str:
-        """What the schema is built from, hashed part by part: the migrations (or
-        ``create_all``), the models' tables as the database's dialect creates them, and the
-        data fixtures loaded for the session."""
-        models = hashlib.sha256()
-        for key, url in sorted(self.urls.items(), key=lambda kv: str(kv[0])):
-            dialect = _dialect(url)
-            metadata = self.sqla.metadatas.get(key)
-            models.update(f"bind {key}\n".encode())
-            for table in metadata.sorted_tables if metadata is not None else ():
-                models.update(str(sa.schema.CreateTable(table).compile(dialect=dialect)).encode())
-                for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                    models.update(
-                        str(sa.schema.CreateIndex(index).compile(dialect=dialect)).encode()
-                    )
+        """What the schema is built from, hashed part by part: the migrations folder (or,
+        without one, the models' tables as the database's dialect creates them: ``create_all``)
+        and the data fixtures loaded for the session."""
         folder = self.migrations_dir
-        migrations = hashlib.sha256(b"create_all" if folder is None else b"alembic")
+        schema = hashlib.sha256(b"alembic" if folder is not None else b"create_all")
         if folder is not None:
             for path in sorted(folder.rglob("*")):
                 if path.suffix in (".py", ".ini") and "__pycache__" not in path.parts:
-                    migrations.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+                    schema.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+        else:
+            from ..migrations.migrate import import_models
+
+            import_models(self.app)  # as the build does: every model declared
+            for key, url in sorted(self.urls.items(), key=lambda kv: str(kv[0])):
+                dialect = _dialect(url)
+                metadata = self.sqla.metadatas.get(key)
+                schema.update(f"bind {key}\n".encode())
+                for table in metadata.sorted_tables if metadata is not None else ():
+                    create = sa.schema.CreateTable(table).compile(dialect=dialect)
+                    schema.update(str(create).encode())
+                    for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                        create = sa.schema.CreateIndex(index).compile(dialect=dialect)
+                        schema.update(str(create).encode())
         fixtures = hashlib.sha256()
         if self.fixtures:
             from ..data import fixtures as datafixtures
@@ -321,8 +326,7 @@ class TestDatabase:
                 fixtures.update(name.encode() + datafixtures.find(self.app, name).read_bytes())
         parts = {
             "format": _FORMAT,
-            "migrations": migrations.hexdigest()[:16],
-            "models": models.hexdigest()[:16],
+            "migrations" if folder is not None else "models": schema.hexdigest()[:16],
             "fixtures": fixtures.hexdigest()[:16],
         }
         return ";".join(f"{name}={value}" for name, value in parts.items())
@@ -343,9 +347,9 @@ class TestDatabase:
                 why = self._stale(self.urls, fingerprint)
                 if not why:
                     self.reused = True
+                    source = "migrations" if self.migrations_dir is not None else "models"
                     self.outcome = (
-                        "reused (--reuse-db: the migrations, models and data fixtures are "
-                        "unchanged)"
+                        f"reused (--reuse-db: the {source} and data fixtures are unchanged)"
                     )
                     return
             templates = self._templates()
@@ -404,9 +408,13 @@ class TestDatabase:
         """Create the databases of ``urls`` afresh, build their schema, load the session's
         data fixtures and record ``fingerprint`` (last: an interrupted build records none)."""
         self._dispose()
+        servers = any(url.get_backend_name() != "sqlite" for url in urls.values())
+        importing = _import_alembic() if servers and self.migrations_dir is not None else None
         for key, url in urls.items():
             drop_database(url, self.app, self._connect_args(key))
             create_database(url, self.app, self._connect_args(key))
+        if importing is not None:
+            importing.join()
         with self._pointed_at(urls):
             self._build_fresh()
             self._load_fixtures()
@@ -563,18 +571,18 @@ class TestDatabase:
         database cannot be copied (MySQL with views, triggers or routines): build it then."""
         assert self.shared is not None
         lock, state_file = _coordination(self.shared, templates)
-        how = "from the migrations" if self.migrations_dir is not None else "with create_all"
-        names = ", ".join(_shown(url) for url in templates.values())
         with _exclusive(lock):
             state = _read_state(state_file)
             if state.get("fingerprint") != fingerprint:
-                why = self._stale(templates, fingerprint) if self.reuse else "x"
-                if self.recreate or why:
+                current = self.reuse and not self.recreate
+                current = current and not self._stale(templates, fingerprint)
+                if not current:
                     self._build(templates, fingerprint)
-                    state["built_by"] = self.worker
-                else:
-                    state["built_by"] = ""
-                state["fingerprint"] = fingerprint
+                state.update(fingerprint=fingerprint, built_by="" if current else self.worker)
+            # Whoever used the template is one of its users: the last one done drops it.
+            state["users"] = sorted({*state.get("users", []), self.worker})
+            _write_state(state_file, state)
+            self.template = templates
             self._dispose()
             copied: list[tuple[str | None, URL]] = []
             for key, url in self.urls.items():
@@ -584,18 +592,17 @@ class TestDatabase:
                         drop_database(done, self.app, self._connect_args(done_key))
                     return False
                 copied.append((key, url))
-            state["users"] = sorted({*state.get("users", []), self.worker})
-            _write_state(state_file, state)
-        self.template = templates
-        built_by = state.get("built_by")
+        how = "from the migrations" if self.migrations_dir is not None else "with create_all"
+        built_by = state["built_by"]
         source = (
-            f"built {how} by this worker"
+            "kept by --reuse-db"
+            if not built_by
+            else f"built {how} by this worker"
             if built_by == self.worker
             else f"built {how} by {built_by}"
-            if built_by
-            else "kept by --reuse-db"
         )
         end = "kept for --reuse-db" if self.reuse else "dropped at the end"
+        names = ", ".join(_shown(url) for url in templates.values())
         self.outcome = f"copied from {names} ({source}); {end}"
         return True
 
@@ -685,6 +692,29 @@ _POOL_OPTIONS = frozenset(
 _OWN_CONNECTING = frozenset({"creator", "async_creator", "module"})
 
 
+def _import_alembic() -> threading.Thread | None:
+    """Import what the migrations need in a thread, while the server drops and creates the
+    database (a tenth of a second of imports against a wait of several tenths on PostgreSQL).
+    Whoever imports a module first imports it; the caller joins before running Alembic."""
+    if "alembic.runtime.migration" in sys.modules:
+        return None
+
+    def load() -> None:
+        for name in _ALEMBIC_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the migrations report it, in the main thread
+                return
+
+    thread = threading.Thread(target=load, name="flask_complete-import-alembic", daemon=True)
+    thread.start()
+    return thread
+
+
+#: What running the migrations imports (Alembic, Flask-Migrate, our env.py helpers).
+_ALEMBIC_MODULES = ("alembic", "alembic.command", "flask_migrate", "flask_complete.migration_env")
+
+
 def _difference(recorded: str | None, fingerprint: str) -> str:
     """What changed between the fingerprint a database records and ``fingerprint``."""
     if recorded is None:
@@ -695,6 +725,12 @@ def _difference(recorded: str | None, fingerprint: str) -> str:
     new = dict(part.partition("=")[::2] for part in fingerprint.split(";"))
     if old.get("format") != new.get("format"):
         return "it was built by another version of flask_complete"
+    if ("migrations" in old) != ("migrations" in new):
+        return (
+            "it was built from the migrations, and --no-migrations is given now"
+            if "migrations" in old
+            else "it was built with create_all, and the migrations build it now"
+        )
     changed = [why for part, why in _PARTS.items() if old.get(part) != new.get(part)]
     return " and ".join(changed) or "its fingerprint differs"
 
