@@ -161,7 +161,12 @@ def test_reuse_db_without_the_cache_plugin(project: Project, clean_env: pytest.M
 
     first = project.run("--reuse-db", *NO_CACHE)
     first.assert_outcomes(passed=1)
-    first.stdout.fnmatch_lines(["flask_complete: test database *created*kept for --reuse-db*"])
+    first.stdout.fnmatch_lines(
+        [
+            "flask_complete: flask-complete *, flask *, flask-sqlalchemy *, sqlalchemy 2.*",
+            "flask_complete: test database *created*kept for --reuse-db*",
+        ]
+    )
     assert len(ran(log)) == 1
     assert project.exists(project.test_name)
     assert read_metadata(project, project.test_name)["environment"] == "testing"
