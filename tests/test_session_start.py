@@ -295,3 +295,49 @@ def test_reuse_db_keeps_the_session_fixtures_and_a_changed_file_rebuilds(
     changed.stdout.fnmatch_lines(["*rebuilt*the data fixtures changed*"])
     project.run("--load-fixtures", "more", "--expect", "2", *NO_CACHE).assert_outcomes(passed=1)
     assert not project.exists(project.test_name)
+
+
+MYSQL_REVISION = REVISION.format(
+    revision="0001",
+    down=None,
+    body='op.create_table("item", sa.Column("id", sa.Integer, primary_key=True), '
+    'sa.Column("name", sa.String(50), unique=True, comment="100% unique"))\n'
+    '    op.execute("ALTER TABLE item ADD COLUMN shout VARCHAR(50) AS (UPPER(name)) VIRTUAL")\n'
+    "    op.execute(\"INSERT INTO item (name) VALUES ('seed')\")\n"
+    "    {more}",
+)
+
+SEED_TEST = """
+import pytest
+from sqlalchemy import text
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_seeded(db, n):
+    rows = db.session.execute(text("SELECT name, shout FROM item")).all()
+    assert [tuple(row) for row in rows] == [("seed", "SEED")]
+"""
+
+
+@pytest.mark.parametrize("project", ["mysql"], indirect=True)
+@pytest.mark.parametrize("view", [False, True], ids=["tables", "with-a-view"])
+def test_mysql_copies_tables_and_rows_or_migrates_each_worker(
+    project: Project, clean_env: pytest.MonkeyPatch, view: bool
+) -> None:
+    """A MySQL/MariaDB copy has the template's tables (a generated column, a comment with a
+    ``%``) and the rows its migrations wrote; a template with a view is not copied, and each
+    worker runs the migrations itself."""
+    log = migrated_project(project, clean_env)
+    more = 'op.execute("CREATE VIEW item_names AS SELECT name FROM item")' if view else "pass"
+    revision = project.pytester.path / "migrations" / "versions" / "0001_item.py"
+    revision.write_text(MYSQL_REVISION.replace("{more}", more))
+    project.cleanup += [f"{project.test_name}_gw0", f"{project.test_name}_gw1"]
+    project.pytester.makepyfile(test_seed=SEED_TEST)
+    result = project.run("-n", "2", *NO_CACHE)
+    result.assert_outcomes(passed=6)
+    if view:
+        assert len(ran(log)) >= 2, "the template, then each worker that could not copy it"
+    else:
+        assert len(ran(log)) == 1
+    for name in (project.test_name, f"{project.test_name}_gw0", f"{project.test_name}_gw1"):
+        assert not project.exists(name)

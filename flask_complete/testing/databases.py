@@ -784,6 +784,7 @@ def _exclusive(path: Path) -> Iterator[None]:
         if sys.platform == "win32":
             import msvcrt
 
+            handle.seek(0)  # the lock covers the byte at the position
             while True:
                 try:
                     msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
@@ -852,24 +853,51 @@ def _maintenance(url: URL, connect_args: ConnectArgs) -> Engine:
     )
 
 
+def _quote(url: URL, name: str) -> str:
+    # Not the dialect's preparer: it doubles "%" for drivers that format their parameters.
+    if url.get_backend_name() == "postgresql":
+        return '"' + name.replace('"', '""') + '"'
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _run(connection: Connection, statement: str) -> list[t.Any]:
+    """Run ``statement`` as it is, on the driver's own cursor (no parameters: a ``%`` in it
+    stays a ``%``); its rows, if any."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    driver_error = connection.dialect.loaded_dbapi.Error
+    try:
+        cursor.execute(statement)
+        return list(cursor.fetchall()) if cursor.description else []
+    except driver_error as e:  # as SQLAlchemy would have wrapped it
+        raise DBAPIError.instance(statement, None, e, driver_error) from e
+    finally:
+        cursor.close()
+
+
 def _copy_postgres(template: URL, url: URL, connect_args: ConnectArgs) -> None:
     """``CREATE DATABASE <url's> TEMPLATE <template's>`` (the template may have no other
     session)."""
     import click
 
     engine = _maintenance(url, connect_args)
-    quote = engine.dialect.identifier_preparer.quote_identifier
     try:
         with engine.connect() as conn:
-            conn.exec_driver_sql(
-                f"CREATE DATABASE {quote(url.database or '')} "
-                f"TEMPLATE {quote(template.database or '')}"
+            _run(
+                conn,
+                f"CREATE DATABASE {_quote(url, url.database or '')} "
+                f"TEMPLATE {_quote(url, template.database or '')}",
             )
     except DBAPIError as e:
+        said = str(e.orig).strip()
+        fix = (
+            " Close the other sessions on it (pg_stat_activity lists them), then run the tests "
+            "again."
+            if "other users" in said
+            else ""
+        )
         raise click.ClickException(
             f"Could not copy the template database {template.database!r} for this pytest-xdist "
-            f"worker: {str(e.orig).strip()}. Close the other sessions on it (pg_stat_activity "
-            "lists them) and run the tests again."
+            f"worker: {said}.{fix}"
         ) from e
     finally:
         engine.dispose()
@@ -881,8 +909,8 @@ def _copy_mysql(template: URL, url: URL, connect_args: ConnectArgs) -> bool:
     holds more than tables (views, triggers, routines, events, sequences), which a copy of
     tables would miss."""
     engine = _maintenance(url, connect_args)
-    quote = engine.dialect.identifier_preparer.quote_identifier
     source, target = template.database or "", url.database or ""
+    into, origin = _quote(url, target), _quote(url, source)
     try:
         with engine.connect() as conn:
             others = conn.execute(_MYSQL_OTHERS, {"schema": source}).scalar()
@@ -904,28 +932,28 @@ def _copy_mysql(template: URL, url: URL, connect_args: ConnectArgs) -> bool:
                 ),
                 {"schema": source},
             ):
-                columns.setdefault(str(table), []).append(quote(str(column)))
+                columns.setdefault(str(table), []).append(_quote(url, str(column)))
             tables = sorted(columns, key=lambda name: (name == _STAMP_TABLE, name))
             creates = [
-                conn.exec_driver_sql(f"SHOW CREATE TABLE {quote(source)}.{quote(name)}").one()[1]
+                _run(conn, f"SHOW CREATE TABLE {origin}.{_quote(url, name)}")[0][1]
                 for name in tables
             ]
-            conn.exec_driver_sql(
-                f"CREATE DATABASE {quote(target)} CHARACTER SET {charset} COLLATE {collation}"
-            )
+            _run(conn, f"CREATE DATABASE {into} CHARACTER SET {charset} COLLATE {collation}")
             try:
-                conn.exec_driver_sql(f"USE {quote(target)}")
-                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+                _run(conn, f"USE {into}")
+                _run(conn, "SET FOREIGN_KEY_CHECKS = 0")
                 for create in creates:
-                    conn.exec_driver_sql(create)
+                    _run(conn, create)
                 for name in tables:
                     listed = ", ".join(columns[name])
-                    conn.exec_driver_sql(
-                        f"INSERT INTO {quote(target)}.{quote(name)} ({listed}) "
-                        f"SELECT {listed} FROM {quote(source)}.{quote(name)}"
+                    table = _quote(url, name)
+                    _run(
+                        conn,
+                        f"INSERT INTO {into}.{table} ({listed}) SELECT {listed} "
+                        f"FROM {origin}.{table}",
                     )
             except BaseException:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quote(target)}")
+                _run(conn, f"DROP DATABASE IF EXISTS {into}")
                 raise
     finally:
         engine.dispose()
