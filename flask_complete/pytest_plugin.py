@@ -556,17 +556,19 @@ def _databases(config: pytest.Config) -> TestDatabases:
 
     run = config.stash[_RUN]
     if run.databases is None:
-        from .testing import fixtures as part
-
         option = config.getoption("flask_load_fixtures")
+        value = option if option is not None else config.getini("flask_load_fixtures")
+        names: list[str] = []
+        if value:  # the data fixtures' modules only when there are some to load
+            from .testing import fixtures as part
+
+            names = part.names_of(value)
         shared = getattr(config, "workerinput", {}).get(_SHARED)
         run.databases = TestDatabases(
             reuse=_flag(config, "flask_reuse_db"),
             recreate=_flag(config, "flask_create_db"),
             migrations=_flag(config, "flask_migrations"),
-            fixtures=part.names_of(
-                option if option is not None else config.getini("flask_load_fixtures")
-            ),
+            fixtures=names,
             shared=Path(shared) if shared and run.worker else None,
             worker=run.worker,
         )
