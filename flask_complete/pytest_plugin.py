@@ -65,6 +65,8 @@ class _Run:
     shared: str | None = None
     #: What was done to each test database, for the terminal summary (the workers' too).
     summary: list[str] = field(default_factory=list)
+    #: A test database could not be dropped (here or, on the controller, by a worker).
+    drop_failed: bool = False
 
 
 #: The ``workerinput`` key of the folder the controller shares with its workers.
@@ -329,7 +331,9 @@ def pytest_testnodedown(node: t.Any, error: object) -> None:
     run = node.config.stash.get(_RUN, None)
     output = getattr(node, "workeroutput", None) or {}
     if run is not None:
-        run.summary.extend(output.get(_SUMMARY, ()))
+        summary = output.get(_SUMMARY) or {}
+        run.summary.extend(summary.get("lines", ()))
+        run.drop_failed = run.drop_failed or bool(summary.get("drop_failed"))
 
 
 def pytest_terminal_summary(terminalreporter: t.Any) -> None:
@@ -577,13 +581,27 @@ def _databases(config: pytest.Config) -> TestDatabases:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     run = session.config.stash.get(_RUN, None)
-    if run is None or run.databases is None:
+    if run is None:
         return
+    if run.databases is not None:
+        _teardown(run)
+    if run.drop_failed:  # here, or in a pytest-xdist worker (the controller fails the run)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # pytest-xdist sends it to the controller, which prints it.
+        workeroutput[_SUMMARY] = {"lines": list(run.summary), "drop_failed": run.drop_failed}
+
+
+def _teardown(run: _Run) -> None:
+    """Drop the run's test databases (those kept for ``--reuse-db`` aside); say what was done
+    with each, and what could not be dropped."""
     from click import ClickException
 
     from .testing.databases import DatabaseRefused
 
     databases, run.databases = run.databases, None
+    assert databases is not None
     prefix = f"[{run.worker}] " if run.worker else ""
     run.summary.extend(prefix + line for line in databases.summary)
     try:
@@ -592,11 +610,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         # A database left behind is a failed run, said plainly.
         message = e.format_message() if isinstance(e, ClickException) else str(e)
         run.summary.append(f"{prefix}could not drop a test database: {message}")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:
-        # pytest-xdist sends it to the controller, which prints it.
-        workeroutput[_SUMMARY] = list(run.summary)
+        run.drop_failed = True
 
 
 _checked_migrations = pytest.StashKey[bool]()

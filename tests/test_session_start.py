@@ -341,3 +341,24 @@ def test_mysql_copies_tables_and_rows_or_migrates_each_worker(
         assert len(ran(log)) == 1
     for name in (project.test_name, f"{project.test_name}_gw0", f"{project.test_name}_gw1"):
         assert not project.exists(name)
+
+
+def test_a_worker_that_cannot_drop_its_copy_fails_the_run(project: Project) -> None:
+    """A copy the gate refuses to drop at the end (a test stamped it production) is reported
+    by the controller, and fails the run."""
+    project.write()
+    project.pytester.makepyfile(
+        test_restamp="""
+        from flask_complete.database import stamp
+
+        def test_restamp(transactional_db):
+            with transactional_db.engine.begin() as conn:
+                stamp.stamp(conn, "production")
+        """
+    )
+    result = project.run("-n", "2", *NO_CACHE)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["flask_complete: ?gw?? could not drop a test database*stamped production*"]
+    )
