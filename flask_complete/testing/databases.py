@@ -1,5 +1,9 @@
 """The test database behind the pytest plugin: never a development or production database, created
 and dropped (per xdist worker), its schema built from the migrations, access blocked until asked.
+
+What a test database was built from is recorded in it, beside its environment stamp, so
+``--reuse-db`` keeps one whose record matches without asking pytest's cache. Under pytest-xdist
+the migrations run once, on a template database, and each worker's database is a copy of it.
 """
 
 from __future__ import annotations
