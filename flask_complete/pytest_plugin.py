@@ -391,7 +391,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         with contextlib.suppress(Exception):
             sqla_of(app)
             workers = (
-                " (one per xdist worker: _gw0, _gw1, ...)"
+                " (the template of the xdist workers' copies: _gw0, _gw1, ...)"
                 if config.pluginmanager.hasplugin("xdist")
                 and getattr(config.option, "numprocesses", None)
                 else ""

@@ -219,7 +219,13 @@ def test_xdist_workers_get_copies_of_one_migrated_template(
     assert sorted(p.name for p in seen.iterdir()) == copies
     assert [line.split()[0] for line in ran(log)] == ["0001"], "the migrations ran once"
     assert Path(ran(log)[0].split()[1]).name == template, "on the template"
-    cold.stdout.fnmatch_lines(["flask_complete: ?gw?? test database *copied from*"])
+    cold.stdout.fnmatch_lines(
+        [
+            "flask_complete: test database *, derived from * (the template of the xdist "
+            "workers' copies: _gw0, _gw1, ...)",
+            "flask_complete: ?gw?? test database *copied from*",
+        ]
+    )
     assert left() == []
 
     project.run("-n", "2", "--reuse-db", *NO_CACHE).assert_outcomes(passed=8)
