@@ -583,19 +583,21 @@ class TestDatabase:
                 if not current:
                     self._build(templates, fingerprint)
                 state.update(fingerprint=fingerprint, built_by="" if current else self.worker)
-            # Whoever used the template is one of its users: the last one done drops it.
+            # Whoever copies the template is one of its users: the last one done drops it.
             state["users"] = sorted({*state.get("users", []), self.worker})
             _write_state(state_file, state)
             self.template = templates
-            self._dispose()
-            copied: list[tuple[str | None, URL]] = []
-            for key, url in self.urls.items():
-                drop_database(url, self.app, self._connect_args(key))
-                if not self._copy(key, templates[key], url):
-                    for done_key, done in copied:
-                        drop_database(done, self.app, self._connect_args(done_key))
-                    return False
-                copied.append((key, url))
+        # Outside the lock: the workers copy at once (nothing connects to a template that is
+        # current, and it is dropped only once no worker uses it).
+        self._dispose()
+        copied: list[tuple[str | None, URL]] = []
+        for key, url in self.urls.items():
+            drop_database(url, self.app, self._connect_args(key))
+            if not self._copy(key, templates[key], url):
+                for done_key, done in copied:
+                    drop_database(done, self.app, self._connect_args(done_key))
+                return False
+            copied.append((key, url))
         how = "from the migrations" if self.migrations_dir is not None else "with create_all"
         built_by = state["built_by"]
         source = (
