@@ -61,6 +61,18 @@ class _Run:
     worker: str = ""
     databases: TestDatabases | None = None
     factories: dict[str, type[t.Any]] = field(default_factory=dict)
+    #: On the pytest-xdist controller: the folder its workers share (the template's lock).
+    shared: str | None = None
+    #: What was done to each test database, for the terminal summary (the workers' too).
+    summary: list[str] = field(default_factory=list)
+    #: A test database could not be dropped (here or, on the controller, by a worker).
+    drop_failed: bool = False
+
+
+#: The ``workerinput`` key of the folder the controller shares with its workers.
+_SHARED = "flask_complete_shared"
+#: The ``workeroutput`` key of a worker's summary lines.
+_SUMMARY = "flask_complete_summary"
 
 
 _RUN = pytest.StashKey[_Run]()
@@ -82,7 +94,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         dest="flask_reuse_db",
         help="Keep the test database after the run and reuse it next time (rebuilt when the "
-        "models or migrations change). Ini: flask_reuse_db.",
+        "migrations, or the models without migrations, or the data fixtures change: the "
+        "database records what it was built from). Ini: flask_reuse_db.",
     )
     parser.addini("flask_reuse_db", "Keep and reuse the test database.", type="bool", default=False)
     group.addoption(
@@ -284,6 +297,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     if run.finder is not None:
         run.finder.remove()
+    if run.shared is not None:
+        import shutil
+
+        shutil.rmtree(run.shared, ignore_errors=True)
     if run.pinned:
         from flask import appcontext_pushed
 
@@ -293,6 +310,36 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _pinned = None
         appcontext_pushed.disconnect(_guard)
         settings.force_env(run.previous_env)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: t.Any) -> None:
+    """pytest-xdist's controller, for each worker: the folder where the workers agree on who
+    builds the template database (made here, removed when the run ends)."""
+    run = node.config.stash.get(_RUN, None)
+    if run is None:
+        return
+    if run.shared is None:
+        import tempfile
+
+        run.shared = tempfile.mkdtemp(prefix="flask_complete-")
+    node.workerinput[_SHARED] = run.shared
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: t.Any, error: object) -> None:
+    run = node.config.stash.get(_RUN, None)
+    output = getattr(node, "workeroutput", None) or {}
+    if run is not None:
+        summary = output.get(_SUMMARY) or {}
+        run.summary.extend(summary.get("lines", ()))
+        run.drop_failed = run.drop_failed or bool(summary.get("drop_failed"))
+
+
+def pytest_terminal_summary(terminalreporter: t.Any) -> None:
+    run = terminalreporter.config.stash.get(_RUN, None)
+    for line in run.summary if run is not None else ():
+        terminalreporter.write_line(f"flask_complete: {line}")
 
 
 def _app(config: pytest.Config) -> Flask:
@@ -331,8 +378,6 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     # it is built only when a fixture asks for it, never just to print this header.
     if run is None or run.spec is None or run.source == "FLASK_APP":
         return None
-    from importlib.metadata import PackageNotFoundError, version
-
     lines = [f"flask_complete: app {run.spec} (from {run.source}), environment testing"]
     try:
         app = _app(config)
@@ -346,7 +391,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         with contextlib.suppress(Exception):
             sqla_of(app)
             workers = (
-                " (one per xdist worker: _gw0, _gw1, ...)"
+                " (the template of the xdist workers' copies: _gw0, _gw1, ...)"
                 if config.pluginmanager.hasplugin("xdist")
                 and getattr(config.option, "numprocesses", None)
                 else ""
@@ -360,12 +405,27 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
                     + (f", {origin}" if origin else "")
                     + workers
                 )
-    found = []
-    for name in ("flask-complete", *BUNDLED):
-        with contextlib.suppress(PackageNotFoundError):
-            found.append(f"{name} {version(name)}")
+    found = [f"{name} {version}" for name, version in _versions(("flask-complete", *BUNDLED))]
     lines.append("flask_complete: " + ", ".join(found))
     return lines
+
+
+def _versions(names: t.Iterable[str]) -> Iterator[tuple[str, str]]:
+    """The installed version of each of ``names`` (those not installed left out), read from the
+    ``Version:`` line of its metadata: the email parser behind ``importlib.metadata.version``
+    costs about a millisecond a package."""
+    from importlib.metadata import Distribution, PackageNotFoundError
+
+    for name in names:
+        try:
+            dist = Distribution.from_name(name)
+        except PackageNotFoundError:
+            continue
+        # PKG-INFO: an egg-info or a source tree's metadata.
+        text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+        found = re.search(r"^Version:[ \t]*(\S+)", text, re.MULTILINE)
+        if found is not None:
+            yield name, found.group(1)
 
 
 @pytest.hookimpl(trylast=True)
@@ -500,58 +560,71 @@ def _databases(config: pytest.Config) -> TestDatabases:
 
     run = config.stash[_RUN]
     if run.databases is None:
+        option = config.getoption("flask_load_fixtures")
+        value = option if option is not None else config.getini("flask_load_fixtures")
+        names: list[str] = []
+        if value:  # the data fixtures' modules only when there are some to load
+            from .testing import fixtures as part
+
+            names = part.names_of(value)
+        shared = getattr(config, "workerinput", {}).get(_SHARED)
         run.databases = TestDatabases(
             reuse=_flag(config, "flask_reuse_db"),
             recreate=_flag(config, "flask_create_db"),
             migrations=_flag(config, "flask_migrations"),
-            cache=config.cache if hasattr(config, "cache") else None,
+            fixtures=names,
+            shared=Path(shared) if shared and run.worker else None,
+            worker=run.worker,
         )
     return run.databases
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     run = session.config.stash.get(_RUN, None)
-    if run is None or run.databases is None:
+    if run is None:
         return
+    if run.databases is not None:
+        _teardown(run)
+    if run.drop_failed:  # here, or in a pytest-xdist worker (the controller fails the run)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # pytest-xdist sends it to the controller, which prints it.
+        workeroutput[_SUMMARY] = {"lines": list(run.summary), "drop_failed": run.drop_failed}
+
+
+def _teardown(run: _Run) -> None:
+    """Drop the run's test databases (those kept for ``--reuse-db`` aside); say what was done
+    with each, and what could not be dropped."""
     from click import ClickException
 
     from .testing.databases import DatabaseRefused
 
     databases, run.databases = run.databases, None
+    assert databases is not None
+    prefix = f"[{run.worker}] " if run.worker else ""
+    run.summary.extend(prefix + line for line in databases.summary)
     try:
         databases.teardown()
     except (DatabaseRefused, ClickException) as e:
         # A database left behind is a failed run, said plainly.
         message = e.format_message() if isinstance(e, ClickException) else str(e)
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"flask_complete could not drop a test database: {message}")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        run.summary.append(f"{prefix}could not drop a test database: {message}")
+        run.drop_failed = True
 
 
 _checked_migrations = pytest.StashKey[bool]()
 
 
 def _prepare(request: pytest.FixtureRequest, app: Flask, databases: TestDatabases) -> SQLAlchemy:
-    """The gate, then the test database of ``app`` (built once), then ``--check-migrations``."""
+    """The gate, then the test database of ``app`` (built once, with the session's data
+    fixtures), then ``--check-migrations``."""
     from .testing.databases import check_migrations, sqla_of
 
     with _clean_failures():
         sqla = sqla_of(app)
-        database = databases.prepare(app)
+        databases.prepare(app)
     config = request.config
-    if not database.fixtures_loaded:
-        database.fixtures_loaded = True
-        from .testing import fixtures as part
-
-        option = config.getoption("flask_load_fixtures")
-        names = part.names_of(
-            option if option is not None else config.getini("flask_load_fixtures")
-        )
-        from .testing.databases import database_access
-
-        with _clean_failures(), database_access():
-            part.load_for_session(app, names)
     if _flag(config, "flask_check_migrations") and not config.stash.get(_checked_migrations, False):
         config.stash[_checked_migrations] = True
         problem = check_migrations(app)

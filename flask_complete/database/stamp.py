@@ -27,6 +27,9 @@ if t.TYPE_CHECKING:
 #: The table of ours, beside ``alembic_version``; key/value rows, ``environment`` among them.
 TABLE_NAME = "flask_complete_metadata"
 ENV_KEY = "environment"
+#: What the pytest plugin built a test database from (``--reuse-db`` compares it): see
+#: :mod:`flask_complete.testing.databases`.
+SCHEMA_KEY = "test_schema"
 PRODUCTION = "production"
 FLAG = "--i-know-this-is-production"
 #: Tables that say nothing about whose data a database holds.
@@ -141,6 +144,29 @@ def read_stamp(
     is stamped with; ``None`` when unstamped or when the database, file or table is missing."""
     found = _lookup(bind, connect_args)
     return None if found is _MISSING else t.cast("str | None", found)
+
+
+def read_values(connection: Connection) -> dict[str, str]:
+    """Every key of our table on ``connection``'s database (empty without the table), in one
+    listing and one query. Leaves no transaction behind that it began."""
+    began = not connection.in_transaction()
+    try:
+        if TABLE_NAME not in sa.inspect(connection).get_table_names():
+            return {}
+        rows = connection.execute(sa.select(table.c.key, table.c.value)).all()
+        return {str(key): str(value) for key, value in rows}
+    finally:
+        if began and connection.in_transaction():
+            connection.rollback()
+
+
+def record(connection: Connection, values: t.Mapping[str, str]) -> None:
+    """Set ``values`` (key to value) in our table, creating it if needed; committed unless the
+    caller holds a transaction."""
+    with contextlib.nullcontext() if connection.in_transaction() else connection.begin():
+        table.create(connection, checkfirst=True)
+        connection.execute(table.delete().where(table.c.key.in_(list(values))))
+        connection.execute(table.insert(), [{"key": k, "value": v} for k, v in values.items()])
 
 
 def stamp(connection: Connection, env: str) -> None:

@@ -1,19 +1,31 @@
 """The test database behind the pytest plugin: never a development or production database, created
 and dropped (per xdist worker), its schema built from the migrations, access blocked until asked.
+
+What a test database was built from is recorded in it, beside its environment stamp, so
+``--reuse-db`` keeps one whose record matches without asking pytest's cache. Under pytest-xdist
+the migrations run once, on a template database, and each worker's database is a copy of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
+import json
+import os
+import sys
+import threading
 import typing as t
 import warnings
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ..database.gate import (
     DatabaseRefused,
@@ -195,19 +207,11 @@ def create_database(url: URL, app: Flask | None = None, connect_args: ConnectArg
     it) is a test database; the gate judges it again, as its server names it, on the first
     connection."""
     from ..database import admin as dbcli
-    from ..database.identity import declared
 
     if _in_memory(url):
         return
     if app is not None:
-        ident = declared(url, app.instance_path, connect_args)
-        root = app.extensions[EXTENSION_KEY].root if EXTENSION_KEY in app.extensions else "."
-        why = judge(ident, None, protected(app, root).items(), root)
-        if why is not None:
-            raise DatabaseRefused(
-                f"flask_complete will not create {ident.describe()} for the tests: it {why}. "
-                "Leave the test URL to the plugin (it derives test_<name>) or name it test_..."
-            )
+        _refuse_unless_test(url, app, connect_args, "create")
     dbcli.create_database(url, connect_args)
 
 
@@ -244,7 +248,13 @@ def _render(url: URL) -> str:
 
 class TestDatabase:
     """One test database (a URL per bind): created (or reused), schema built from the
-    migrations, dropped at the end. Every app built on the same URLs shares it."""
+    migrations, dropped at the end. Every app built on the same URLs shares it.
+
+    What the schema was built from (:meth:`fingerprint`) is recorded in the database itself,
+    beside its environment stamp, so ``reuse`` (``--reuse-db``) needs nothing else to tell a
+    current database from a stale one. Under pytest-xdist (``shared``: a folder every worker of
+    the run sees; ``worker``: this one's id) the schema is built once, in a template database,
+    and each worker's database is a copy of it."""
 
     __test__ = False
 
@@ -255,13 +265,18 @@ class TestDatabase:
         reuse: bool = False,
         recreate: bool = False,
         migrations: bool = True,
-        cache: t.Any = None,
+        fixtures: t.Sequence[str] = (),
+        shared: Path | None = None,
+        worker: str = "",
     ) -> None:
         self.app = app
         self.reuse = reuse
         self.recreate = recreate
         self.use_migrations = migrations
-        self.cache = cache
+        #: Data fixtures loaded once, committed, after the schema (``--load-fixtures``).
+        self.fixtures = list(fixtures)
+        self.shared = shared
+        self.worker = worker
         self.reused = False
         self.sqla = sqla_of(app)
         self.urls = {key: _url(e) for key, e in engines_of(app).items()}
@@ -270,8 +285,10 @@ class TestDatabase:
         #: ``test_`` database its conftest made): used as it is, never dropped unless created.
         self.suites_own = set(self.urls) <= suite_owned(app)
         self.created: list[URL] = []
-        #: The run's ``--load-fixtures`` are in it.
-        self.fixtures_loaded = False
+        #: The template this worker's database was copied from (bind key to URL).
+        self.template: dict[str | None, URL] | None = None
+        #: What :meth:`setup` did, for the terminal summary.
+        self.outcome = ""
 
     @property
     def migrations_dir(self) -> Path | None:
@@ -282,54 +299,77 @@ class TestDatabase:
         return usable_migrations(self.app) if self.use_migrations else None
 
     def fingerprint(self) -> str:
-        """A hash of what the schema is built from: the model metadata and the migrations."""
-        digest = hashlib.sha256()
-        for key, url in sorted(self.urls.items(), key=lambda kv: str(kv[0])):
-            dialect = _dialect(url)
-            metadata = self.sqla.metadatas.get(key)
-            for table in metadata.sorted_tables if metadata is not None else ():
-                digest.update(str(sa.schema.CreateTable(table).compile(dialect=dialect)).encode())
-                for index in sorted(table.indexes, key=lambda i: str(i.name)):
-                    digest.update(
-                        str(sa.schema.CreateIndex(index).compile(dialect=dialect)).encode()
-                    )
+        """What the schema is built from, hashed part by part: the migrations folder (or,
+        without one, the models' tables as the database's dialect creates them: ``create_all``)
+        and the data fixtures loaded for the session."""
         folder = self.migrations_dir
+        schema = hashlib.sha256(b"alembic" if folder is not None else b"create_all")
         if folder is not None:
-            for path in sorted(folder.rglob("*.py")):
-                digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
-        return digest.hexdigest()
+            for path in sorted(folder.rglob("*")):
+                if path.suffix in (".py", ".ini") and "__pycache__" not in path.parts:
+                    schema.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+        else:
+            from ..migrations.migrate import import_models
 
-    def _cache_key(self) -> str:
-        names = ",".join(_config.redact_url(u) for _, u in sorted(self.urls.items(), key=str))
-        return "flask_complete/db/" + hashlib.sha1(names.encode()).hexdigest()
+            import_models(self.app)  # as the build does: every model declared
+            for key, url in sorted(self.urls.items(), key=lambda kv: str(kv[0])):
+                dialect = _dialect(url)
+                metadata = self.sqla.metadatas.get(key)
+                schema.update(f"bind {key}\n".encode())
+                for table in metadata.sorted_tables if metadata is not None else ():
+                    create = sa.schema.CreateTable(table).compile(dialect=dialect)
+                    schema.update(str(create).encode())
+                    for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                        create = sa.schema.CreateIndex(index).compile(dialect=dialect)
+                        schema.update(str(create).encode())
+        fixtures = hashlib.sha256()
+        if self.fixtures:
+            from ..data import fixtures as datafixtures
+
+            for name in self.fixtures:
+                fixtures.update(name.encode() + datafixtures.find(self.app, name).read_bytes())
+        parts = {
+            "format": _FORMAT,
+            "migrations" if folder is not None else "models": schema.hexdigest()[:16],
+            "fixtures": fixtures.hexdigest()[:16],
+        }
+        return ";".join(f"{name}={value}" for name, value in parts.items())
 
     def setup(self) -> None:
-        """Refuse anything but a test database, then create it and build its schema."""
+        """Refuse anything but a test database, then create it and build its schema (or, with
+        ``reuse``, keep the one whose recorded fingerprint matches)."""
         require_test_databases(self.app)
         attach(self.app)
         with database_access():
             if self.suites_own:
                 self._adopt()
+                self._load_fixtures()
                 return
             fingerprint = self.fingerprint()
-            if (
-                self.reuse
-                and not self.recreate
-                and self.cache is not None
-                and self.cache.get(self._cache_key(), None) == fingerprint
-                and all(
-                    database_exists(url, self._connect_args(key)) for key, url in self.urls.items()
-                )
-            ):
-                self.reused = True
+            why = "--create-db" if self.recreate else ""
+            if self.reuse and not self.recreate:
+                why = self._stale(self.urls, fingerprint)
+                if not why:
+                    self.reused = True
+                    source = "migrations" if self.migrations_dir is not None else "models"
+                    self.outcome = (
+                        f"reused (--reuse-db: the {source} and data fixtures are unchanged)"
+                    )
+                    return
+            templates = self._templates()
+            if templates is not None and self._copy_of(templates, fingerprint):
                 return
-            self._dispose()
-            for key, url in self.urls.items():
-                drop_database(url, self.app, self._connect_args(key))
-                create_database(url, self.app, self._connect_args(key))
-            self.build_schema()
-            if self.cache is not None:
-                self.cache.set(self._cache_key(), fingerprint if self.reuse else None)
+            self._build(self.urls, fingerprint)
+            how = "from the migrations" if self.migrations_dir is not None else "with create_all"
+            if self.reuse:
+                self.outcome = (
+                    f"created {how} (--reuse-db: {why}); kept for --reuse-db"
+                    if why == _NONE
+                    else f"rebuilt {how} (--reuse-db: {why}); kept for --reuse-db"
+                )
+            else:
+                recreated = " (--create-db)" if self.recreate else ""
+                self.outcome = f"created {how}{recreated}; dropped at the end"
 
     def _adopt(self) -> None:
         # The suite's own database: create what is missing, build the schema only where the
@@ -347,7 +387,8 @@ class TestDatabase:
                 return
 
     def build_schema(self) -> None:
-        """Run the migrations to head, or ``create_all`` when there are none."""
+        """Run the migrations to head (each database passing the command gate, and stamped),
+        or ``create_all`` when there are none."""
         folder = self.migrations_dir
         with self.app.app_context(), warnings.catch_warnings():
             # Flask-Migrate's stock env.py calls the deprecated db.get_engine(): an app's own
@@ -365,6 +406,242 @@ class TestDatabase:
 
             migrations.upgrade(self.app, revision="head")
 
+    # -- building, reusing ------------------------------------------------------------------------
+
+    def _build(self, urls: dict[str | None, URL], fingerprint: str) -> None:
+        """Create the databases of ``urls`` afresh, build their schema, load the session's
+        data fixtures and record ``fingerprint`` (last: an interrupted build records none)."""
+        self._dispose()
+        servers = any(url.get_backend_name() != "sqlite" for url in urls.values())
+        importing = _import_alembic() if servers and self.migrations_dir is not None else None
+        for key, url in urls.items():
+            drop_database(url, self.app, self._connect_args(key))
+            create_database(url, self.app, self._connect_args(key))
+        if importing is not None:
+            importing.join()
+        with self._pointed_at(urls):
+            self._build_fresh()
+            self._load_fixtures()
+            self._record(fingerprint)
+
+    def _build_fresh(self) -> None:
+        # A database created a moment ago, each of its connections judged by the gate: Alembic
+        # runs directly (the command gate's checks and stamp are for databases of unknown
+        # origin), and the stamp is written with the fingerprint after.
+        folder = self.migrations_dir
+        with self.app.app_context(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "'get_engine' is deprecated", DeprecationWarning)
+            if folder is None:
+                from ..migrations.migrate import import_models
+
+                import_models(self.app)
+                self.sqla.create_all(bind_key=list(engines_of(self.app)))
+                return
+            from alembic import command
+
+            from ..migrations import migrate as migrations
+
+            config = migrations.alembic_config(self.app)
+            with migrations.compile_errors():
+                command.upgrade(config, "head")
+
+    def _load_fixtures(self) -> None:
+        if self.fixtures:
+            from . import fixtures as part
+
+            part.load_for_session(self.app, self.fixtures)
+
+    def _record(self, fingerprint: str) -> None:
+        """Stamp every database of the app (as the engines point now) testing, with
+        ``fingerprint``."""
+        from ..database import binds
+        from ..database import stamp as dbstamp
+
+        values = {dbstamp.ENV_KEY: "testing", dbstamp.SCHEMA_KEY: fingerprint}
+        with self.app.app_context():
+            for key in engines_of(self.app):
+                with binds.connect(self.sqla, key) as connection:
+                    dbstamp.record(connection, values)
+
+    def _stale(self, urls: dict[str | None, URL], fingerprint: str) -> str:
+        """Why the databases of ``urls`` cannot be reused as they are (``""``: they can)."""
+        from ..database import stamp as dbstamp
+
+        for key, url in urls.items():
+            values = self._recorded(key, url)
+            if values is None:
+                return _NONE
+            why = _difference(values.get(dbstamp.SCHEMA_KEY), fingerprint)
+            if why:
+                return why
+        return ""
+
+    def _recorded(self, key: str | None, url: URL) -> dict[str, str] | None:
+        """What the database of ``url`` records (``None``: there is no such database), read
+        on a connection the gate has judged."""
+        from ..database import stamp as dbstamp
+        from ..database.identity import missing_database, sqlite_path
+
+        if url.get_backend_name() == "sqlite":
+            path = sqlite_path(url, self.app.instance_path)
+            if path and not os.path.exists(path):
+                return None  # connecting would create it
+        own = url == self.urls.get(key)
+        engine = engines_of(self.app)[key] if own else self._engine_for(key, url)
+        try:
+            with engine.connect() as connection:
+                if not own:
+                    verify(connection, self.app, "reuse")
+                return dbstamp.read_values(connection)
+        except DBAPIError as e:
+            if missing_database(e):
+                return None
+            raise
+        finally:
+            if not own:
+                engine.dispose()
+
+    @contextlib.contextmanager
+    def _pointed_at(self, urls: dict[str | None, URL]) -> Iterator[None]:
+        """Point the app's engines at the databases of ``urls`` inside the block (the
+        migrations, ``create_all`` and the fixtures use whatever ``db.engines`` holds), each
+        new connection judged by the gate."""
+        if urls == self.urls:
+            yield
+            return
+        live = engines_of(self.app)
+        saved = dict(live)
+        made = {key: self._engine_for(key, url) for key, url in urls.items()}
+        try:
+            live.update(made)
+            watch(self.app)
+            yield
+        finally:
+            with self.app.app_context():
+                self.sqla.session.remove()
+            live.update(saved)
+            for engine in made.values():
+                engine.dispose()
+
+    def _engine_for(self, key: str | None, url: URL) -> Engine:
+        """An unpooled engine on ``url`` with the options of the app's engine ``key``."""
+        from ..database import binds
+        from ..database.identity import strip_overrides
+
+        options = {
+            name: value
+            for name, value in binds.engine_options(self.app, key).items()
+            if name not in _POOL_OPTIONS
+        }
+        options["connect_args"] = strip_overrides(url, options.get("connect_args") or {})
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool, **options)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_foreign_keys)
+        return engine
+
+    # -- pytest-xdist: one template, a copy per worker ------------------------------------------
+
+    def _templates(self) -> dict[str | None, URL] | None:
+        """The template of each of this worker's databases (its name without ``_<worker>``),
+        or ``None`` when they are not copied from one (no xdist, an engine that connects in
+        its own way, a name of the suite's own)."""
+        from ..database import binds
+        from ..database.identity import sqlite_path
+
+        if self.shared is None or not self.worker:
+            return None
+        suffix = f"_{self.worker}"
+        found: dict[str | None, URL] = {}
+        for key, url in self.urls.items():
+            if _OWN_CONNECTING & set(binds.engine_options(self.app, key)):
+                return None
+            if url.get_backend_name() == "sqlite":
+                path = sqlite_path(url, self.app.instance_path)
+                folder, base = os.path.split(path)
+                stem, ext = os.path.splitext(base)
+                if not path or not stem.endswith(suffix):
+                    return None
+                found[key] = url.set(database=os.path.join(folder, stem[: -len(suffix)] + ext))
+            else:
+                name = url.database or ""
+                if not name.endswith(suffix):
+                    return None
+                found[key] = url.set(database=name[: -len(suffix)])
+        return found
+
+    def _copy_of(self, templates: dict[str | None, URL], fingerprint: str) -> bool:
+        """Make this worker's databases copies of ``templates``, built first (once per run, by
+        whichever worker comes first; kept and checked with ``reuse``). ``False`` when a
+        database cannot be copied (MySQL with views, triggers or routines): build it then."""
+        assert self.shared is not None
+        lock, state_file = _coordination(self.shared, templates)
+        with _exclusive(lock):
+            state = _read_state(state_file)
+            if state.get("fingerprint") != fingerprint:
+                current = self.reuse and not self.recreate
+                current = current and not self._stale(templates, fingerprint)
+                if not current:
+                    self._build(templates, fingerprint)
+                state.update(fingerprint=fingerprint, built_by="" if current else self.worker)
+            # Whoever copies the template is one of its users: the last one done drops it.
+            state["users"] = sorted({*state.get("users", []), self.worker})
+            _write_state(state_file, state)
+            self.template = templates
+        # Outside the lock: the workers copy at once (nothing connects to a template that is
+        # current, and it is dropped only once no worker uses it).
+        self._dispose()
+        copied: list[tuple[str | None, URL]] = []
+        for key, url in self.urls.items():
+            drop_database(url, self.app, self._connect_args(key))
+            if not self._copy(key, templates[key], url):
+                for done_key, done in copied:
+                    drop_database(done, self.app, self._connect_args(done_key))
+                return False
+            copied.append((key, url))
+        how = "from the migrations" if self.migrations_dir is not None else "with create_all"
+        built_by = state["built_by"]
+        source = (
+            "kept by --reuse-db"
+            if not built_by
+            else f"built {how} by this worker"
+            if built_by == self.worker
+            else f"built {how} by {built_by}"
+        )
+        end = "kept for --reuse-db" if self.reuse else "dropped at the end"
+        names = ", ".join(_shown(url) for url in templates.values())
+        self.outcome = f"copied from {names} ({source}); {end}"
+        return True
+
+    def _copy(self, key: str | None, template: URL, url: URL) -> bool:
+        """Create ``url``'s database as a copy of ``template``'s (which nothing else uses now);
+        ``False`` when this backend cannot copy it."""
+        connect_args = self._connect_args(key)
+        _refuse_unless_test(url, self.app, connect_args, "create")
+        backend = url.get_backend_name()
+        if backend == "sqlite":
+            _copy_sqlite(template, url, self.app.instance_path)
+            return True
+        if backend == "postgresql":
+            _copy_postgres(template, url, connect_args)
+            return True
+        if backend in ("mysql", "mariadb"):
+            return _copy_mysql(template, url, connect_args)
+        return False
+
+    def _leave_template(self) -> None:
+        """This worker is done with the template: the last one out drops it (unless kept)."""
+        assert self.shared is not None and self.template is not None
+        lock, state_file = _coordination(self.shared, self.template)
+        with _exclusive(lock):
+            state = _read_state(state_file)
+            users = [u for u in state.get("users", []) if u != self.worker]
+            state["users"] = users
+            if not users and state.get("fingerprint") and not self.reuse:
+                for key, url in self.template.items():
+                    drop_database(url, self.app, self._connect_args(key))
+                state["fingerprint"] = None
+            _write_state(state_file, state)
+
     def teardown(self) -> None:
         """Drop the test database unless it is kept for ``--reuse-db``."""
         for app in list(self.apps):
@@ -374,10 +651,16 @@ class TestDatabase:
                 if url in self.created:
                     drop_database(url, self.app, self._connect_args(key))
             return
-        if self.reuse:
-            return
-        for key, url in self.urls.items():
-            drop_database(url, self.app, self._connect_args(key))
+        if not self.reuse:
+            for key, url in self.urls.items():
+                drop_database(url, self.app, self._connect_args(key))
+        if self.template is not None:
+            self._leave_template()
+
+    def describe(self) -> str:
+        """The terminal summary's line for this database."""
+        names = ", ".join(_shown(url) for url in self.urls.values())
+        return f"test database {names}: {self.outcome}"
 
     def _connect_args(self, key: str | None) -> dict[str, t.Any]:
         from ..database import binds
@@ -386,6 +669,311 @@ class TestDatabase:
 
     def _dispose(self) -> None:
         _dispose(self.app)
+
+
+#: Bumped when what a test database records, or how it is built, changes.
+_FORMAT = "1"
+#: :meth:`TestDatabase._stale`'s answer for a database that is not there.
+_NONE = "none was kept"
+_PARTS = {
+    "migrations": "the migrations changed",
+    "models": "the models changed",
+    "fixtures": "the data fixtures changed",
+}
+#: Engine options the template's unpooled engine leaves out.
+_POOL_OPTIONS = frozenset(
+    {
+        "poolclass",
+        "pool",
+        "pool_size",
+        "max_overflow",
+        "pool_timeout",
+        "pool_recycle",
+        "pool_pre_ping",
+        "pool_use_lifo",
+        "pool_reset_on_return",
+    }
+)
+#: Engine options by which an engine connects somewhere of its own choosing, not to its URL.
+_OWN_CONNECTING = frozenset({"creator", "async_creator", "module"})
+
+
+def _import_alembic() -> threading.Thread | None:
+    """Import what the migrations need in a thread, while the server drops and creates the
+    database (a tenth of a second of imports against a wait of several tenths on PostgreSQL).
+    Whoever imports a module first imports it; the caller joins before running Alembic."""
+    if "alembic.runtime.migration" in sys.modules:
+        return None
+
+    def load() -> None:
+        for name in _ALEMBIC_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the migrations report it, in the main thread
+                return
+
+    thread = threading.Thread(target=load, name="flask_complete-import-alembic", daemon=True)
+    thread.start()
+    return thread
+
+
+#: What running the migrations imports (Alembic, Flask-Migrate, our env.py helpers).
+_ALEMBIC_MODULES = ("alembic", "alembic.command", "flask_migrate", "flask_complete.migration_env")
+
+
+def _difference(recorded: str | None, fingerprint: str) -> str:
+    """What changed between the fingerprint a database records and ``fingerprint``."""
+    if recorded is None:
+        return "it records no fingerprint (an interrupted build, or an older flask_complete)"
+    if recorded == fingerprint:
+        return ""
+    old = dict(part.partition("=")[::2] for part in recorded.split(";"))
+    new = dict(part.partition("=")[::2] for part in fingerprint.split(";"))
+    if old.get("format") != new.get("format"):
+        return "it was built by another version of flask_complete"
+    if ("migrations" in old) != ("migrations" in new):
+        return (
+            "it was built from the migrations, and --no-migrations is given now"
+            if "migrations" in old
+            else "it was built with create_all, and the migrations build it now"
+        )
+    changed = [why for part, why in _PARTS.items() if old.get(part) != new.get(part)]
+    return " and ".join(changed) or "its fingerprint differs"
+
+
+def _shown(url: URL) -> str:
+    """A database's name for the summary: its name on a server, its file name for SQLite."""
+    if url.get_backend_name() == "sqlite":
+        return os.path.basename(url.database or "") or "an in-memory database"
+    return url.database or _config.redact_url(url)
+
+
+def _sqlite_foreign_keys(dbapi_connection: t.Any, record: t.Any) -> None:
+    # As the app's own engines have them (flask_complete.database.engines).
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _refuse_unless_test(url: URL, app: Flask, connect_args: ConnectArgs, action: str) -> None:
+    """Refuse to create ``url``'s database unless what it names (as its driver reads it) is a
+    test database."""
+    from ..database.identity import declared
+
+    ident = declared(url, app.instance_path, connect_args)
+    root = app.extensions[EXTENSION_KEY].root if EXTENSION_KEY in app.extensions else "."
+    why = judge(ident, None, protected(app, root).items(), root)
+    if why is not None:
+        raise DatabaseRefused(
+            f"flask_complete will not {action} {ident.describe()} for the tests: it {why}. "
+            "Leave the test URL to the plugin (it derives test_<name>) or name it test_..."
+        )
+
+
+# -- copies of a template -------------------------------------------------------------------------
+
+
+def _coordination(shared: Path, templates: dict[str | None, URL]) -> tuple[Path, Path]:
+    """The lock file and the state file the workers share for ``templates``."""
+    names = "|".join(_render(url) for _, url in sorted(templates.items(), key=str))
+    digest = hashlib.sha256(names.encode()).hexdigest()[:16]
+    return shared / f"{digest}.lock", shared / f"{digest}.json"
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (made if missing) across processes; a
+    process that dies lets go."""
+    with open(path, "a+b") as handle:
+        if sys.platform == "win32":
+            import msvcrt
+
+            handle.seek(0)  # the lock covers the byte at the position
+            while True:
+                try:
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # LK_LOCK gives up after ten seconds: keep waiting
+                    continue
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _read_state(path: Path) -> dict[str, t.Any]:
+    try:
+        return t.cast(dict[str, t.Any], json.loads(path.read_text()))
+    except FileNotFoundError:
+        return {}
+
+
+def _write_state(path: Path, state: dict[str, t.Any]) -> None:
+    path.write_text(json.dumps(state))
+
+
+def _copy_sqlite(template: URL, url: URL, instance_path: str) -> None:
+    """Copy the SQLite file of ``template`` to ``url``'s, with SQLite's backup API (what the
+    template's journal still holds included)."""
+    import sqlite3
+
+    from ..database.identity import sqlite_path
+
+    target = sqlite_path(url, instance_path)
+    source = sqlite3.connect(sqlite_path(template, instance_path))
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+    except BaseException:
+        Path(target).unlink(missing_ok=True)
+        raise
+    finally:
+        source.close()
+
+
+def _maintenance(url: URL, connect_args: ConnectArgs) -> Engine:
+    """An autocommit engine on ``url``'s server, outside any test database (PostgreSQL's
+    ``postgres`` database; no database on MySQL)."""
+    from ..database.identity import strip_overrides, without_overrides
+
+    maintenance = "postgres" if url.get_backend_name() == "postgresql" else None
+    return sa.create_engine(
+        without_overrides(url, maintenance),
+        poolclass=sa.pool.NullPool,
+        isolation_level="AUTOCOMMIT",
+        connect_args=strip_overrides(url, connect_args or {}),
+    )
+
+
+def _quote(url: URL, name: str) -> str:
+    # Not the dialect's preparer: it doubles "%" for drivers that format their parameters.
+    if url.get_backend_name() == "postgresql":
+        return '"' + name.replace('"', '""') + '"'
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _run(connection: Connection, statement: str) -> list[t.Any]:
+    """Run ``statement`` as it is, on the driver's own cursor (no parameters: a ``%`` in it
+    stays a ``%``); its rows, if any."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    driver_error = connection.dialect.loaded_dbapi.Error
+    try:
+        cursor.execute(statement)
+        return list(cursor.fetchall()) if cursor.description else []
+    except driver_error as e:  # as SQLAlchemy would have wrapped it
+        raise DBAPIError.instance(statement, None, e, driver_error) from e
+    finally:
+        cursor.close()
+
+
+def _copy_postgres(template: URL, url: URL, connect_args: ConnectArgs) -> None:
+    """``CREATE DATABASE <url's> TEMPLATE <template's>`` (the template may have no other
+    session)."""
+    import click
+
+    engine = _maintenance(url, connect_args)
+    try:
+        with engine.connect() as conn:
+            _run(
+                conn,
+                f"CREATE DATABASE {_quote(url, url.database or '')} "
+                f"TEMPLATE {_quote(url, template.database or '')}",
+            )
+    except DBAPIError as e:
+        said = str(e.orig).strip()
+        fix = (
+            " Close the other sessions on it (pg_stat_activity lists them), then run the tests "
+            "again."
+            if "other users" in said
+            else ""
+        )
+        raise click.ClickException(
+            f"Could not copy the template database {template.database!r} for this pytest-xdist "
+            f"worker: {said}.{fix}"
+        ) from e
+    finally:
+        engine.dispose()
+
+
+def _copy_mysql(template: URL, url: URL, connect_args: ConnectArgs) -> bool:
+    """Copy ``template``'s tables and rows into a new database of ``url``'s (``SHOW CREATE
+    TABLE``, then ``INSERT ... SELECT`` each table, our own last); ``False`` when the template
+    holds more than tables (views, triggers, routines, events, sequences), which a copy of
+    tables would miss."""
+    engine = _maintenance(url, connect_args)
+    source, target = template.database or "", url.database or ""
+    into, origin = _quote(url, target), _quote(url, source)
+    try:
+        with engine.connect() as conn:
+            others = conn.execute(_MYSQL_OTHERS, {"schema": source}).scalar()
+            if others:
+                return False
+            charset, collation = conn.execute(
+                sa.text(
+                    "SELECT default_character_set_name, default_collation_name "
+                    "FROM information_schema.schemata WHERE schema_name = :schema"
+                ),
+                {"schema": source},
+            ).one()
+            columns: dict[str, list[str]] = {}
+            for table, column in conn.execute(
+                sa.text(
+                    "SELECT table_name, column_name FROM information_schema.columns "
+                    "WHERE table_schema = :schema AND COALESCE(generation_expression, '') = '' "
+                    "ORDER BY table_name, ordinal_position"
+                ),
+                {"schema": source},
+            ):
+                columns.setdefault(str(table), []).append(_quote(url, str(column)))
+            tables = sorted(columns, key=lambda name: (name == _STAMP_TABLE, name))
+            creates = [
+                _run(conn, f"SHOW CREATE TABLE {origin}.{_quote(url, name)}")[0][1]
+                for name in tables
+            ]
+            _run(conn, f"CREATE DATABASE {into} CHARACTER SET {charset} COLLATE {collation}")
+            try:
+                _run(conn, f"USE {into}")
+                _run(conn, "SET FOREIGN_KEY_CHECKS = 0")
+                for create in creates:
+                    _run(conn, create)
+                for name in tables:
+                    listed = ", ".join(columns[name])
+                    table = _quote(url, name)
+                    _run(
+                        conn,
+                        f"INSERT INTO {into}.{table} ({listed}) SELECT {listed} "
+                        f"FROM {origin}.{table}",
+                    )
+            except BaseException:
+                _run(conn, f"DROP DATABASE IF EXISTS {into}")
+                raise
+    finally:
+        engine.dispose()
+    return True
+
+
+_STAMP_TABLE = "flask_complete_metadata"
+_MYSQL_OTHERS = sa.text(
+    "SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = :schema "
+    "AND table_type <> 'BASE TABLE') + (SELECT COUNT(*) FROM information_schema.triggers "
+    "WHERE trigger_schema = :schema) + (SELECT COUNT(*) FROM information_schema.routines "
+    "WHERE routine_schema = :schema) + (SELECT COUNT(*) FROM information_schema.events "
+    "WHERE event_schema = :schema)"
+)
 
 
 def _dispose(app: Flask) -> None:
@@ -432,6 +1020,8 @@ class TestDatabases:
         )
         #: Databases the apps a suite builds itself made on first use: dropped at the end.
         self.first_use: dict[str, tuple[URL, Flask, str | None]] = {}
+        #: What was done to each database the run set up, for the terminal summary.
+        self.summary: list[str] = []
 
     def created_on_first_use(self, app: Flask, key: str | None, url: URL) -> None:
         """Record a test database an app of the suite's own made by connecting."""
@@ -462,6 +1052,8 @@ class TestDatabases:
             found.setup()
             self.by_urls[key] = found
             self.all.append(found)
+            if found.outcome:
+                self.summary.append(found.describe())
         elif app not in found.apps:
             found.apps.add(app)
             attach(app)
