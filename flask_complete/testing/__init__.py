@@ -33,7 +33,7 @@ from .databases import (
     sqla_of,
     walk_migrations,
 )
-from .isolation import begin_outer, connect
+from .isolation import begin_outer, close, connect, ending
 
 if t.TYPE_CHECKING:
     from flask.testing import FlaskClient
@@ -166,12 +166,19 @@ def isolated(app: Flask) -> Iterator[None]:
             for key, engine in saved.items():
                 # A connection that also answers as the engine: db.engine stays engine-like.
                 conn = connect(engine)
-                opened.append((conn, begin_outer(conn)))
+                try:
+                    outer = begin_outer(conn)
+                except BaseException:
+                    close(conn, None)
+                    raise
+                opened.append((conn, outer))
                 # Flask-SQLAlchemy's Session.get_bind reads this mapping, not a session bind.
                 engines[key] = conn
             factory.configure(join_transaction_mode="create_savepoint")
             yield
         finally:
+            for conn, _ in opened:
+                ending(conn)
             _end_sessions(app, sqla)
             if old_mode is _MISSING:
                 factory.kw.pop("join_transaction_mode", None)
@@ -179,9 +186,7 @@ def isolated(app: Flask) -> Iterator[None]:
                 factory.kw["join_transaction_mode"] = old_mode
             engines.update(saved)
             for conn, outer in reversed(opened):
-                if outer.is_active:
-                    outer.rollback()
-                conn.close()
+                close(conn, outer)
 
 
 @contextlib.contextmanager
