@@ -139,13 +139,12 @@ _MISSING = object()
 
 
 def _end_sessions(app: Flask, sqla: t.Any) -> None:
-    """Close the session of the current app context (Flask-SQLAlchemy keeps one per context: a
-    conftest may have pushed its own for the whole test) and of a fresh one."""
+    """Close the session of the current app context when it is ``app``'s (Flask-SQLAlchemy keeps
+    one per context: a conftest may have pushed its own for the whole test). A context pushed
+    later has a session of its own, and a popped one has closed its session."""
     from flask import current_app, has_app_context
 
     if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
-        sqla.session.remove()
-    with app.app_context():
         sqla.session.remove()
 
 
