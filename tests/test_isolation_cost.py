@@ -302,6 +302,15 @@ def test_losing_the_connection(db):
 def test_after_losing_the_connection(db):
     make_post(db)
     assert len(emails(db)) == 1
+
+
+def test_closing_db_engine(db):
+    UserFactory()
+    db.engine.close()  # ends the outer transaction: the connection is not kept
+
+
+def test_after_closing_db_engine(db):
+    assert emails(db) == []
 """
 
 SCENARIO = ("test_post[0]", "test_post[1]", "test_post_view[0]", "test_post_view[1]")
@@ -368,7 +377,7 @@ def run(
 
 
 def test_the_guarantees_hold(run: Run) -> None:
-    run.result.assert_outcomes(passed=15)
+    run.result.assert_outcomes(passed=17)
 
 
 def expected(kind: str, view: bool) -> list[str]:
@@ -399,11 +408,12 @@ def test_statements_per_test(run: Run) -> None:
 
 def test_one_connection_per_engine_for_the_run(run: Run) -> None:
     """The test database's connection is checked out (and pinged) once, not once per test; a
-    lost connection is replaced."""
+    lost one is replaced, and so is one whose test ended the outer transaction itself."""
     for test in SCENARIO:
         shapes = run.shapes(test)
         assert "pool checkout" not in shapes and "pool reset" not in shapes, (test, shapes)
     assert "pool checkout" in run.shapes("test_after_losing_the_connection")
+    assert "pool checkout" in run.shapes("test_after_closing_db_engine")
 
 
 def test_nested_factories_flush_once(run: Run) -> None:

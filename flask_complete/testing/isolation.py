@@ -171,11 +171,13 @@ class _Kept:
         self.lent = EngineConnection(engine, connection=self.connection)
         return self.lent
 
-    def give_back(self, conn: Connection) -> None:
+    def give_back(self, conn: Connection, keep: bool) -> None:
+        """``conn``'s test is over; ``keep`` false drops the connection (the test ended the
+        outer transaction itself, or its rollback failed: its state is unknown)."""
         conn.close()
         if conn is self.lent:
             self.lent = None
-            if self.connection is not None and not self.connection.is_valid:
+            if not keep or (self.connection is not None and not self.connection.is_valid):
                 self.release()
 
     def release(self) -> None:
@@ -240,11 +242,13 @@ def close(connection: Connection, outer: t.Any) -> None:
     """End the test on ``connection``: roll its outer transaction back and give the connection
     back to its engine's keeper."""
     kept = _kept.get(connection.engine) if isinstance(connection, EngineConnection) else None
+    rolled_back = False
     try:
         if outer is not None and outer.is_active:
             outer.rollback()
+            rolled_back = True
     finally:
         if kept is not None:
-            kept.give_back(connection)
+            kept.give_back(connection, keep=rolled_back)
         else:
             connection.close()
