@@ -33,7 +33,7 @@ from .databases import (
     sqla_of,
     walk_migrations,
 )
-from .isolation import begin_outer, connect
+from .isolation import begin_outer, close, connect, ending
 
 if t.TYPE_CHECKING:
     from flask.testing import FlaskClient
@@ -139,13 +139,12 @@ _MISSING = object()
 
 
 def _end_sessions(app: Flask, sqla: t.Any) -> None:
-    """Close the session of the current app context (Flask-SQLAlchemy keeps one per context: a
-    conftest may have pushed its own for the whole test) and of a fresh one."""
+    """Close the session of the current app context when it is ``app``'s (Flask-SQLAlchemy keeps
+    one per context: a conftest may have pushed its own for the whole test). A context pushed
+    later has a session of its own, and a popped one has closed its session."""
     from flask import current_app, has_app_context
 
     if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
-        sqla.session.remove()
-    with app.app_context():
         sqla.session.remove()
 
 
@@ -166,12 +165,19 @@ def isolated(app: Flask) -> Iterator[None]:
             for key, engine in saved.items():
                 # A connection that also answers as the engine: db.engine stays engine-like.
                 conn = connect(engine)
-                opened.append((conn, begin_outer(conn)))
+                try:
+                    outer = begin_outer(conn)
+                except BaseException:
+                    close(conn, None)
+                    raise
+                opened.append((conn, outer))
                 # Flask-SQLAlchemy's Session.get_bind reads this mapping, not a session bind.
                 engines[key] = conn
             factory.configure(join_transaction_mode="create_savepoint")
             yield
         finally:
+            for conn, _ in opened:
+                ending(conn)
             _end_sessions(app, sqla)
             if old_mode is _MISSING:
                 factory.kw.pop("join_transaction_mode", None)
@@ -179,9 +185,7 @@ def isolated(app: Flask) -> Iterator[None]:
                 factory.kw["join_transaction_mode"] = old_mode
             engines.update(saved)
             for conn, outer in reversed(opened):
-                if outer.is_active:
-                    outer.rollback()
-                conn.close()
+                close(conn, outer)
 
 
 @contextlib.contextmanager
