@@ -59,6 +59,9 @@ def cluster(wheel: Path, folder: Path) -> Iterator[Cluster]:
         for pid in made.processes():  # a test that failed midway
             os.kill(pid, signal.SIGKILL)
 
+#: Whether make_url() decodes the database part (SQLAlchemy 2.1 does, 2.0 does not).
+_DECODES_DATABASE = tuple(int(n) for n in sa.__version__.split(".")[:2]) >= (2, 1)
+
 
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not)."""
@@ -257,7 +260,8 @@ def test_url_quotes_the_socket_folder_and_database() -> None:
     url = sa.engine.make_url(cluster.url("my db"))
     assert url.drivername == "postgresql+psycopg"
     assert url.username == "postgres"
-    assert url.database == "my db"
+    # SQLAlchemy 2.0 keeps the database part of a URL percent-encoded; 2.1 decodes it.
+    assert url.database == ("my db" if _DECODES_DATABASE else "my%20db")
     assert url.query == {"host": "/srv/my app/instance/postgres/run", "port": "5433"}
 
 
