@@ -59,6 +59,7 @@ def cluster(wheel: Path, folder: Path) -> Iterator[Cluster]:
         for pid in made.processes():  # a test that failed midway
             os.kill(pid, signal.SIGKILL)
 
+
 #: Whether make_url() decodes the database part (SQLAlchemy 2.1 does, 2.0 does not).
 _DECODES_DATABASE = tuple(int(n) for n in sa.__version__.split(".")[:2]) >= (2, 1)
 
