@@ -42,6 +42,9 @@ demo: $(RUNTIME)
 # builds, which `make test-slow` runs (`make test-all`: both; CI runs every test).
 # PYTEST_ARGS replaces the default.
 PYTEST_ARGS ?= -n auto -m "not slow"
+# The suite starts hundreds of Python processes (pytest runs, flask commands, servers): with
+# bytecode caching off in the environment, each would compile every module it imports again.
+test test-slow test-all test-lowest: export PYTHONDONTWRITEBYTECODE :=
 test: $(TESTS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -41,6 +41,9 @@ from flask_complete.database import embedded
 from flask_complete.database.embedded import Cluster, MissingPackage
 from flask_complete.database.urls import resolve_embedded
 
+# Whole processes: servers started and stopped, pytest runs (make test-slow).
+pytestmark = pytest.mark.slow
+
 REQUIRE = os.environ.get("REQUIRE_TEST_SERVERS") == "1"
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "shop"

@@ -23,6 +23,9 @@ import sqlalchemy as sa
 from flask_complete.database import embedded
 from flask_complete.database.embedded import Cluster, EmbeddedPostgresError, MissingPackage
 
+# Whole processes: servers started and stopped, pytest runs (make test-slow).
+pytestmark = pytest.mark.slow
+
 REQUIRE = os.environ.get("REQUIRE_TEST_SERVERS") == "1"
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,6 +13,9 @@ from test_pytest_plugin import Project
 
 from flask_complete.database.stamp import read_values
 
+# Whole processes (make test-slow): pytest runs of a generated project.
+pytestmark = pytest.mark.slow
+
 pytest_plugins = ["pytester"]
 
 
