@@ -350,6 +350,7 @@ def _store_longest_title(url: str) -> str:
         engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("clean_env")
 def test_quickstart_model_on_every_engine(database_url: str, tmp_path: Path) -> None:
     """The README's `title: Mapped[str]` builds on SQLite, PostgreSQL and MariaDB, through

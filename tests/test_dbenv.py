@@ -99,6 +99,7 @@ def test_production_stamp_needs_the_flag_in_production(target: Target, apps: App
     assert not target.exists()
 
 
+@pytest.mark.slow
 def test_flask_env_unset_refuses_a_production_postgresql_database(tmp_path: Path) -> None:
     """The real `flask` command: stamped in production, then run with FLASK_ENV unset."""
     (tmp_path / "settings.toml").write_text("[default]\n")

@@ -19,6 +19,9 @@ from conftest import (
     unique_name,
 )
 
+# Whole processes (make test-slow): pytest runs of generated projects.
+pytestmark = pytest.mark.slow
+
 pytest_plugins = ["pytester"]
 
 #: Unrelated plugins installed here take seconds to import in every subprocess run.

@@ -38,6 +38,9 @@ from conftest import (
     unique_name,
 )
 
+# Whole processes (make test-slow): the shapes' own suites and commands, run as processes.
+pytestmark = pytest.mark.slow
+
 pytest_plugins = ["pytester"]
 
 SHAPES = Path(__file__).parent / "shapes"
@@ -281,7 +284,6 @@ def _outcomes(result: pytest.RunResult) -> dict[str, int]:
     return {k: v for k, v in result.parseoutcomes().items() if k not in ("warning", "warnings")}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("shape", list(SHAPE_RUNS))
 def test_shape_retrofit(
     shape: str, pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
