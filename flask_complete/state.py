@@ -6,10 +6,12 @@ module, never :mod:`flask_complete.extension`, which orders them.
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -55,3 +57,14 @@ def get_state(app: Flask | None = None) -> CompleteState:
             "flask_complete is not initialised on this app: add Complete(app) (or "
             "complete.init_app(app) in the app factory)."
         ) from None
+
+
+@contextlib.contextmanager
+def app_context_of(app: Flask) -> Iterator[None]:
+    """``app``'s context for the block: the current one when it is ``app``'s (no push, so none of
+    its teardown runs), else a new one."""
+    if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+        yield
+        return
+    with app.app_context():
+        yield

@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ..settings import config as _config
+from ..state import app_context_of
 from .identity import Identity, declared, declared_name, probe, sqlite_path, without_overrides
 
 if t.TYPE_CHECKING:
@@ -342,7 +343,7 @@ def _engines(app: Flask) -> dict[str | None, t.Any]:
     sqla = state.db if state is not None else app.extensions.get("sqlalchemy")
     if sqla is None or "sqlalchemy" not in app.extensions:
         return {}
-    with app.app_context():
+    with app_context_of(app):
         return dict(sqla.engines)
 
 

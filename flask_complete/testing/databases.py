@@ -39,7 +39,7 @@ from ..database.gate import (
     watch,
 )
 from ..settings import config as _config
-from ..state import EXTENSION_KEY
+from ..state import EXTENSION_KEY, app_context_of
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -67,7 +67,7 @@ def sqla_of(app: Flask) -> SQLAlchemy:
 def engines_of(app: Flask) -> dict[str | None, t.Any]:
     """The app's live mapping of bind key to engine (or, during isolation, connection)."""
     sqla = sqla_of(app)
-    with app.app_context():
+    with app_context_of(app):
         return t.cast(dict[str | None, t.Any], sqla.engines)
 
 
@@ -1022,6 +1022,12 @@ class TestDatabases:
         self.first_use: dict[str, tuple[URL, Flask, str | None]] = {}
         #: What was done to each database the run set up, for the terminal summary.
         self.summary: list[str] = []
+        #: app -> the engines it had when last prepared, and their test database: the same
+        #: engines again (every test of a session-wide app) need no lookup and no second judgement
+        #: (the gate still judges each new connection).
+        self.by_app: weakref.WeakKeyDictionary[Flask, tuple[list[Engine], TestDatabase]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def created_on_first_use(self, app: Flask, key: str | None, url: URL) -> None:
         """Record a test database an app of the suite's own made by connecting."""
@@ -1029,10 +1035,18 @@ class TestDatabases:
 
     def prepare(self, app: Flask) -> TestDatabase:
         """The test database of ``app``, created and migrated on first use."""
+        engines = {k: e for k, e in engines_of(app).items() if isinstance(e, Engine)}
+        last = self.by_app.get(app)
+        if last is not None and _same(last[0], list(engines.values())):
+            return last[1]
+        found = self._prepare(app, engines)
+        self.by_app[app] = (list(engines.values()), found)
+        return found
+
+    def _prepare(self, app: Flask, engines: dict[str | None, Engine]) -> TestDatabase:
         from ..database.identity import declared
 
         require_test_databases(app)
-        engines = {k: e for k, e in engines_of(app).items() if isinstance(e, Engine)}
         memory = [e for e in engines.values() if _in_memory(e.url)]
         if memory:
             found = self.in_memory.get(memory[0])
@@ -1065,6 +1079,7 @@ class TestDatabases:
         while self.all:
             self.all.pop().teardown()
         self.by_urls.clear()
+        self.by_app.clear()
         first_use, self.first_use = self.first_use, {}
         if self.options.get("reuse"):
             return
@@ -1073,6 +1088,10 @@ class TestDatabases:
             from ..database import binds
 
             drop_database(url, app, binds.connect_args(app, key))
+
+
+def _same(old: list[Engine], new: list[Engine]) -> bool:
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new, strict=True))
 
 
 def _url(engine: t.Any) -> URL:
