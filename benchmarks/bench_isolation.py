@@ -232,12 +232,11 @@ def session_start(base_url: str) -> float:
     code = textwrap.dedent(
         """
         import time
-        from pathlib import Path
         from flask_complete import testing
         from flask_complete.settings import config
         from flask_complete.testing import databases as testdb
         config.force_env("testing")
-        app = testing.load_app("example_app", Path("."))
+        app = testing.load_app("example_app", None)
         database = testdb.TestDatabase(app)
         start = time.perf_counter()
         database.setup()

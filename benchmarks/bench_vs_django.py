@@ -20,9 +20,10 @@ is named after the run and dropped at the end) and on a SQLite file: per test
 ``(wall(1000) - wall(200)) / 800`` with ``-n 0``; one test cold; one test with ``--reuse-db``
 (and whether the database was really reused, with and without pytest's cache plugin); 1,000 tests
 with ``-n 2`` and its speed-up over ``-n 0``; SQL statements per test (``BENCH_SQL_LOG``, read by
-each side's ``conftest.py``); a cProfile summary of our 1,000-test run
-(``BENCH_VS_DJANGO_PROFILE=0`` skips it). Targets: per test <= 0.8x Django's, cold start
-<= 0.8x Django's, ``-n 2`` >= 1.7x faster than ``-n 0``. Exit status 1 when one is not met.
+each side's ``conftest.py``); where the time goes on both sides, by package (cProfile of the
+1,000-test and the one-test runs; ``BENCH_VS_DJANGO_PROFILE=0`` skips it). Targets: per test
+<= 0.8x Django's, cold start <= 0.8x Django's, ``-n 2`` >= 1.7x faster than ``-n 0``. Exit status
+1 when one is not met.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import typing as t
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -452,28 +454,105 @@ def _where(path: str) -> str:
     return path
 
 
-def profile(suite: Suite, work: Path) -> list[str]:
-    """cProfile of our large suite: the top 15 by cumulative time, then flask_complete's."""
-    out = work / "ours.prof"
+def _cprofile(suite: Suite, work: Path, name: str) -> dict[t.Any, t.Any]:
+    out = work / f"{suite.side}_{name}.prof"
     args = [str(suite.python), "-m", "cProfile", "-o", str(out), "-m", "pytest", "-q", *NO_CACHE]
     done = subprocess.run(args, cwd=suite.folder, env=suite.env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"the profiled run failed:\n{done.stdout[-3000:]}{done.stderr}")
-    stats = pstats.Stats(str(out)).stats  # type: ignore[attr-defined]
-    rows = sorted(stats.items(), key=lambda item: item[1][3], reverse=True)
+    return t.cast(dict[t.Any, t.Any], pstats.Stats(str(out)).stats)  # type: ignore[attr-defined]
 
-    def line(key: tuple[str, int, str], value: tuple[int, int, float, float, object]) -> str:
-        path, number, name = key
-        _, calls, own, cumulative, _ = value
-        where = f"{_where(path)}:{number}({name})" if path != "~" else name
-        return f"  {cumulative:8.3f} {own:8.3f} {calls:>9}  {where}"
 
-    head = f"  {'cum s':>8} {'own s':>8} {'calls':>9}  function"
-    lines = ["cumulative top 15:", head]
-    lines += [line(k, v) for k, v in rows[:15]]
+def _part(path: str, function: str) -> str:
+    """Where a function's own time goes: its distribution's top package, the drivers' C code,
+    the standard library, or the suite's own code."""
+    if path == "~":
+        for driver in ("sqlite3", "psycopg"):
+            if driver in function:
+                return f"{driver} (C)"
+        return "builtins (C)"
+    if "site-packages/" in path:
+        top = path.split("site-packages/", 1)[1].split("/", 1)[0]
+        return top.removesuffix(".py")
+    if "/lib/python3" in path or path.startswith("<frozen"):
+        return "stdlib"
+    return "the suite's own code"
+
+
+def _by_part(stats: dict[t.Any, t.Any]) -> dict[str, float]:
+    parts: dict[str, float] = {}
+    for (path, _line, function), (_cc, _calls, own, _cum, _callers) in stats.items():
+        key = _part(path, function)
+        parts[key] = parts.get(key, 0.0) + own
+    return parts
+
+
+def _parts_table(title: str, runs: dict[str, dict[str, float]], scale: float) -> list[str]:
+    names = sorted(
+        {k for parts in runs.values() for k in parts},
+        key=lambda k: -max(parts.get(k, 0.0) for parts in runs.values()),
+    )
+    width = max(24, *(len(k) for parts in runs.values() for k in parts))
+    lines = [title, f"  {'':<{width}} {'Django':>9} {'ours':>9} {'ours - Django':>14}"]
+    for name in names:
+        django, ours = (runs[side].get(name, 0.0) * scale for side in SIDES)
+        if max(django, ours) >= 0.01:
+            lines.append(f"  {name:<{width}} {django:>9.2f} {ours:>9.2f} {ours - django:>+14.2f}")
+    django, ours = (sum(runs[side].values()) * scale for side in SIDES)
+    lines.append(f"  {'total':<{width}} {django:>9.2f} {ours:>9.2f} {ours - django:>+14.2f}")
+    return lines
+
+
+#: Phases of a pytest process, by the function whose cumulative time is the phase.
+PHASES = (
+    ("start: plugins, conftest.py, ini", "_pytest/config/__init__.py", "_prepareconfig"),
+    ("collection: the test module's imports", "_pytest/main.py", "pytest_collection"),
+    ("tests, the database build included", "_pytest/main.py", "pytest_runtestloop"),
+)
+
+
+def _phases(stats: dict[t.Any, t.Any]) -> dict[str, float]:
+    found = {}
+    for label, file, function in PHASES:
+        found[label] = max(
+            (
+                v[3]
+                for (path, _, name), v in stats.items()
+                if path.endswith(file) and name == function
+            ),
+            default=0.0,
+        )
+    total = max(v[3] for v in stats.values())
+    found["the rest: interpreter, session finish (drops)"] = total - sum(found.values())
+    return found
+
+
+def profile(suites: dict[tuple[str, str], Suite], work: Path, size: int) -> list[str]:
+    """Where the time goes on both sides (cProfile, which inflates Python code): per test, own
+    time by package over the large suite less the one-test run; the one-test cold run by phase;
+    then flask_complete's own functions in our large suite."""
+    large = {side: _cprofile(suites[side, "large"], work, "large") for side in SIDES}
+    cold = {side: _cprofile(suites[side, "one"], work, "one") for side in SIDES}
+    per_test = {}
+    for side in SIDES:
+        whole, once = _by_part(large[side]), _by_part(cold[side])
+        per_test[side] = {k: whole[k] - once.get(k, 0.0) for k in whole}
+    lines = _parts_table(
+        f"per test: own time by package, {size} tests less one (ms, profiled):",
+        per_test,
+        1000 / (size - 1),
+    )
+    lines += _parts_table(
+        "one test, cold, by phase (s, profiled):",
+        {side: _phases(stats) for side, stats in cold.items()},
+        1.0,
+    )
+    rows = sorted(large["ours"].items(), key=lambda item: item[1][3], reverse=True)
     ours = [(k, v) for k, v in rows if "flask_complete/" in k[0]]
-    lines += ["flask_complete's functions, top 15 by cumulative time:", head]
-    lines += [line(k, v) for k, v in ours[:15]]
+    lines += [f"flask_complete's functions in our {size} tests, top 12 by cumulative time:"]
+    lines += [f"  {'cum s':>8} {'own s':>8} {'calls':>9}  function"]
+    for (path, number, name), (_, calls, own, cumulative, _) in ours[:12]:
+        lines.append(f"  {cumulative:8.3f} {own:8.3f} {calls:>9}  {_where(path)}:{number}({name})")
     return lines
 
 
@@ -650,9 +729,8 @@ def main() -> None:
                 suites = make_suites(work, bases, venvs, backend, tag, sizes)
                 label = "PostgreSQL" if backend == "postgresql" else "SQLite file"
                 results[label] = figures = bench(label, suites, rounds, work)
-                if not skip_profile:  # once, on the first backend
-                    figures.profile = profile(suites["ours", "large"], work)
-                    skip_profile = True
+                if not skip_profile:
+                    figures.profile = profile(suites, work, sizes[1])
         finally:
             if "postgresql" in backends:
                 for name in postgres_databases(tag):
@@ -665,7 +743,7 @@ def main() -> None:
         print_statements(label, figures)
     for label, figures in results.items():
         if figures.profile:
-            print(f"\ncProfile of our {sizes[1]} tests, -n 0, on {label}:")
+            print(f"\nWhere the time goes on {label} (cProfile, -n 0):")
             print("\n".join(figures.profile))
     print(
         f"\nload average {os.getloadavg()[0]:.1f} at the end; {sum(met)} of {len(met)} targets met"
