@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from authapps import STRONG, Proxy, call
+from authapps import REDIS, STRONG, Proxy, call
 from commitfaults import HEADER, Killer, add_readback, install
 from conftest import admin_engine, answers, free_port, poll, stop
 from flask import Flask
@@ -44,6 +44,7 @@ from flask_complete import db
 
 #: Real processes and builds: `make test-slow` and CI run them, `make test` does not.
 pytestmark = pytest.mark.slow
+pytest_plugins = ["authapps"]
 
 PASSWORD = "a long enough password"
 ROOT = Path(__file__).resolve().parent.parent  # where the example_app package lives
@@ -208,6 +209,39 @@ class CommitCut(Proxy):
                 client.sendall(data)
         with contextlib.suppress(OSError):
             client.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.parametrize(("point", "status"), [("query", 503), ("commit", 500)])
+def test_a_login_is_a_503_only_when_nothing_can_be_stored(
+    example: Example, redis_prefix: str, point: str, status: int
+) -> None:
+    """The bundle's own endpoints keep the rule: a login lost before its COMMIT is a 503 with
+    Retry-After; one lost at the COMMIT (its session record and last-login time may be stored)
+    is a 500, so that a client does not log in again on a 503's word. (The throttle keeps its
+    counts in Redis here, so the login's COMMIT is the request's only one.)"""
+    app = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": example.url,
+            "SECRET_KEY": STRONG,
+            "AUTH_THROTTLE_STORAGE": REDIS,
+            "AUTH_THROTTLE_PREFIX": redis_prefix,
+        }
+    )
+    killer = install(app, db, example.url)
+    try:
+        response = app.test_client().post(
+            "/auth/login",
+            json={"email": "ann@example.test", "password": PASSWORD},
+            headers={HEADER: point},
+        )
+        assert response.status_code == status, response.data
+        assert ("Retry-After" in response.headers) == (status == 503)
+        assert response.is_json
+        assert killer.killed == 1
+    finally:
+        killer.close()
+        with app.app_context():
+            db.engine.dispose()
 
 
 @pytest.mark.postgres

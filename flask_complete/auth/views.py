@@ -42,7 +42,8 @@ def _json_error(error: HTTPException) -> t.Any:
 
 
 def _database_error(error: Exception) -> t.Any:
-    return api.error_response(api.unavailable(error))
+    # A 503 only while nothing can have been written (a login commits its session record).
+    return api.error_response(api.database_error(error))
 
 
 def _csrf_on_bundle_endpoints() -> None:
