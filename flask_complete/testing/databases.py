@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
-import json
 import os
 import sys
 import threading
@@ -40,11 +39,11 @@ from ..database.gate import (
 )
 from ..settings import config as _config
 from ..state import EXTENSION_KEY, app_context_of
+from . import copies
+from .copies import ConnectArgs
 
 if t.TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
-
-ConnectArgs = dict[str, t.Any] | None
 
 
 class DatabaseBlocked(RuntimeError):
@@ -574,9 +573,9 @@ class TestDatabase:
         whichever worker comes first; kept and checked with ``reuse``). ``False`` when a
         database cannot be copied (MySQL with views, triggers or routines): build it then."""
         assert self.shared is not None
-        lock, state_file = _coordination(self.shared, templates)
-        with _exclusive(lock):
-            state = _read_state(state_file)
+        lock, state_file = copies.coordination(self.shared, templates)
+        with copies.exclusive(lock):
+            state = copies.read_state(state_file)
             if state.get("fingerprint") != fingerprint:
                 current = self.reuse and not self.recreate
                 current = current and not self._stale(templates, fingerprint)
@@ -585,7 +584,7 @@ class TestDatabase:
                 state.update(fingerprint=fingerprint, built_by="" if current else self.worker)
             # Whoever copies the template is one of its users: the last one done drops it.
             state["users"] = sorted({*state.get("users", []), self.worker})
-            _write_state(state_file, state)
+            copies.write_state(state_file, state)
             self.template = templates
         # Outside the lock: the workers copy at once (nothing connects to a template that is
         # current, and it is dropped only once no worker uses it).
@@ -619,28 +618,28 @@ class TestDatabase:
         _refuse_unless_test(url, self.app, connect_args, "create")
         backend = url.get_backend_name()
         if backend == "sqlite":
-            _copy_sqlite(template, url, self.app.instance_path)
+            copies.copy_sqlite(template, url, self.app.instance_path)
             return True
         if backend == "postgresql":
-            _copy_postgres(template, url, connect_args)
+            copies.copy_postgres(template, url, connect_args)
             return True
         if backend in ("mysql", "mariadb"):
-            return _copy_mysql(template, url, connect_args)
+            return copies.copy_mysql(template, url, connect_args)
         return False
 
     def _leave_template(self) -> None:
         """This worker is done with the template: the last one out drops it (unless kept)."""
         assert self.shared is not None and self.template is not None
-        lock, state_file = _coordination(self.shared, self.template)
-        with _exclusive(lock):
-            state = _read_state(state_file)
+        lock, state_file = copies.coordination(self.shared, self.template)
+        with copies.exclusive(lock):
+            state = copies.read_state(state_file)
             users = [u for u in state.get("users", []) if u != self.worker]
             state["users"] = users
             if not users and state.get("fingerprint") and not self.reuse:
                 for key, url in self.template.items():
                     drop_database(url, self.app, self._connect_args(key))
                 state["fingerprint"] = None
-            _write_state(state_file, state)
+            copies.write_state(state_file, state)
 
     def teardown(self) -> None:
         """Drop the test database unless it is kept for ``--reuse-db``."""
@@ -770,210 +769,6 @@ def _refuse_unless_test(url: URL, app: Flask, connect_args: ConnectArgs, action:
             f"flask_complete will not {action} {ident.describe()} for the tests: it {why}. "
             "Leave the test URL to the plugin (it derives test_<name>) or name it test_..."
         )
-
-
-# -- copies of a template -------------------------------------------------------------------------
-
-
-def _coordination(shared: Path, templates: dict[str | None, URL]) -> tuple[Path, Path]:
-    """The lock file and the state file the workers share for ``templates``."""
-    names = "|".join(_render(url) for _, url in sorted(templates.items(), key=str))
-    digest = hashlib.sha256(names.encode()).hexdigest()[:16]
-    return shared / f"{digest}.lock", shared / f"{digest}.json"
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``path`` (made if missing) across processes; a
-    process that dies lets go."""
-    with open(path, "a+b") as handle:
-        if sys.platform == "win32":
-            import msvcrt
-
-            handle.seek(0)  # the lock covers the byte at the position
-            while True:
-                try:
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:  # LK_LOCK gives up after ten seconds: keep waiting
-                    continue
-            try:
-                yield
-            finally:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _read_state(path: Path) -> dict[str, t.Any]:
-    try:
-        return t.cast(dict[str, t.Any], json.loads(path.read_text()))
-    except FileNotFoundError:
-        return {}
-
-
-def _write_state(path: Path, state: dict[str, t.Any]) -> None:
-    path.write_text(json.dumps(state))
-
-
-def _copy_sqlite(template: URL, url: URL, instance_path: str) -> None:
-    """Copy the SQLite file of ``template`` to ``url``'s, with SQLite's backup API (what the
-    template's journal still holds included)."""
-    import sqlite3
-
-    from ..database.identity import sqlite_path
-
-    target = sqlite_path(url, instance_path)
-    source = sqlite3.connect(sqlite_path(template, instance_path))
-    try:
-        copy = sqlite3.connect(target)
-        try:
-            source.backup(copy)
-        finally:
-            copy.close()
-    except BaseException:
-        Path(target).unlink(missing_ok=True)
-        raise
-    finally:
-        source.close()
-
-
-def _maintenance(url: URL, connect_args: ConnectArgs) -> Engine:
-    """An autocommit engine on ``url``'s server, outside any test database (PostgreSQL's
-    ``postgres`` database; no database on MySQL)."""
-    from ..database.identity import strip_overrides, without_overrides
-
-    maintenance = "postgres" if url.get_backend_name() == "postgresql" else None
-    return sa.create_engine(
-        without_overrides(url, maintenance),
-        poolclass=sa.pool.NullPool,
-        isolation_level="AUTOCOMMIT",
-        connect_args=strip_overrides(url, connect_args or {}),
-    )
-
-
-def _quote(url: URL, name: str) -> str:
-    # Not the dialect's preparer: it doubles "%" for drivers that format their parameters.
-    if url.get_backend_name() == "postgresql":
-        return '"' + name.replace('"', '""') + '"'
-    return "`" + name.replace("`", "``") + "`"
-
-
-def _run(connection: Connection, statement: str) -> list[t.Any]:
-    """Run ``statement`` as it is, on the driver's own cursor (no parameters: a ``%`` in it
-    stays a ``%``); its rows, if any."""
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    driver_error = connection.dialect.loaded_dbapi.Error
-    try:
-        cursor.execute(statement)
-        return list(cursor.fetchall()) if cursor.description else []
-    except driver_error as e:  # as SQLAlchemy would have wrapped it
-        raise DBAPIError.instance(statement, None, e, driver_error) from e
-    finally:
-        cursor.close()
-
-
-def _copy_postgres(template: URL, url: URL, connect_args: ConnectArgs) -> None:
-    """``CREATE DATABASE <url's> TEMPLATE <template's>`` (the template may have no other
-    session)."""
-    import click
-
-    engine = _maintenance(url, connect_args)
-    try:
-        with engine.connect() as conn:
-            _run(
-                conn,
-                f"CREATE DATABASE {_quote(url, url.database or '')} "
-                f"TEMPLATE {_quote(url, template.database or '')}",
-            )
-    except DBAPIError as e:
-        said = str(e.orig).strip()
-        fix = (
-            " Close the other sessions on it (pg_stat_activity lists them), then run the tests "
-            "again."
-            if "other users" in said
-            else ""
-        )
-        raise click.ClickException(
-            f"Could not copy the template database {template.database!r} for this pytest-xdist "
-            f"worker: {said}.{fix}"
-        ) from e
-    finally:
-        engine.dispose()
-
-
-def _copy_mysql(template: URL, url: URL, connect_args: ConnectArgs) -> bool:
-    """Copy ``template``'s tables and rows into a new database of ``url``'s (``SHOW CREATE
-    TABLE``, then ``INSERT ... SELECT`` each table, our own last); ``False`` when the template
-    holds more than tables (views, triggers, routines, events, sequences), which a copy of
-    tables would miss."""
-    engine = _maintenance(url, connect_args)
-    source, target = template.database or "", url.database or ""
-    into, origin = _quote(url, target), _quote(url, source)
-    try:
-        with engine.connect() as conn:
-            others = conn.execute(_MYSQL_OTHERS, {"schema": source}).scalar()
-            if others:
-                return False
-            charset, collation = conn.execute(
-                sa.text(
-                    "SELECT default_character_set_name, default_collation_name "
-                    "FROM information_schema.schemata WHERE schema_name = :schema"
-                ),
-                {"schema": source},
-            ).one()
-            columns: dict[str, list[str]] = {}
-            for table, column in conn.execute(
-                sa.text(
-                    "SELECT table_name, column_name FROM information_schema.columns "
-                    "WHERE table_schema = :schema AND COALESCE(generation_expression, '') = '' "
-                    "ORDER BY table_name, ordinal_position"
-                ),
-                {"schema": source},
-            ):
-                columns.setdefault(str(table), []).append(_quote(url, str(column)))
-            tables = sorted(columns, key=lambda name: (name == _STAMP_TABLE, name))
-            creates = [
-                _run(conn, f"SHOW CREATE TABLE {origin}.{_quote(url, name)}")[0][1]
-                for name in tables
-            ]
-            _run(conn, f"CREATE DATABASE {into} CHARACTER SET {charset} COLLATE {collation}")
-            try:
-                _run(conn, f"USE {into}")
-                _run(conn, "SET FOREIGN_KEY_CHECKS = 0")
-                for create in creates:
-                    _run(conn, create)
-                for name in tables:
-                    listed = ", ".join(columns[name])
-                    table = _quote(url, name)
-                    _run(
-                        conn,
-                        f"INSERT INTO {into}.{table} ({listed}) SELECT {listed} "
-                        f"FROM {origin}.{table}",
-                    )
-            except BaseException:
-                _run(conn, f"DROP DATABASE IF EXISTS {into}")
-                raise
-    finally:
-        engine.dispose()
-    return True
-
-
-_STAMP_TABLE = "flask_complete_metadata"
-_MYSQL_OTHERS = sa.text(
-    "SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = :schema "
-    "AND table_type <> 'BASE TABLE') + (SELECT COUNT(*) FROM information_schema.triggers "
-    "WHERE trigger_schema = :schema) + (SELECT COUNT(*) FROM information_schema.routines "
-    "WHERE routine_schema = :schema) + (SELECT COUNT(*) FROM information_schema.events "
-    "WHERE event_schema = :schema)"
-)
 
 
 def _dispose(app: Flask) -> None:
