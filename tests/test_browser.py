@@ -265,13 +265,27 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def send(driver: t.Any) -> None:
     """Click the page's form button and wait for the page it leads to."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     button = driver.find_element(By.CSS_SELECTOR, "form button[type=submit]")
     button.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(button))
+
+    def left(_: t.Any) -> bool:
+        # The old page's button is gone. Chromium may say so as an "unknown error" (the node
+        # "does not belong to the document") rather than as a stale element.
+        try:
+            button.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, 15).until(left)
 
 
 def log_in(driver: t.Any, site: Server, next_path: str = "") -> None:
